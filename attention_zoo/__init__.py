@@ -1,0 +1,21 @@
+"""attention_zoo: exact, efficient token mixers for comparing attention variants (pure PyTorch).
+
+Public API:
+- ``available()``: every backend name.
+- ``build_mixer(name, d_model, n_heads, causal, **knobs)``: one token mixer.
+- ``build_backbone(attention, model=None, **sizes)``: blocks, norms, channel mixers and a layer plan.
+"""
+from attention_zoo.backbone import Backbone, BackboneConfig, build_backbone, resolve_layer_plan
+from attention_zoo.registry import REGISTRY, MixerSpec, available, build_mixer, get_spec
+
+__all__ = [
+    "REGISTRY",
+    "Backbone",
+    "BackboneConfig",
+    "MixerSpec",
+    "available",
+    "build_backbone",
+    "build_mixer",
+    "get_spec",
+    "resolve_layer_plan",
+]

@@ -1,0 +1,236 @@
+"""Blocks and backbones: which mixer in which layer is configuration (a layer plan), not code.
+
+A layer plan is one of
+- ``None``: every layer uses the backend (a TransNormer preset picks Diag or Norm by layer index);
+- a shorthand for the TransNormer presets: ``"split:k"`` (Diag in layers [0, k), Norm after; k = L/2 is
+  the preset itself), ``"reverse_split:k"`` (Norm first, then Diag), ``"alternate"`` (Diag, Norm, ...),
+  ``"parallel"`` (Diag and Norm side by side in every layer, outputs summed);
+- ``{"split": k, "first": SPEC, "second": SPEC}`` for any two mixers (e.g. Table 3's 1+elu then vanilla),
+  ``{"alternate": [SPEC, SPEC]}``, ``{"parallel": [SPEC, SPEC]}``;
+- a list of one SPEC per layer.
+A SPEC is a backend name, a mapping ``{"name": NAME, **knobs}``, or ``{"parallel": [SPEC, ...]}``.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from attention_zoo.mixers.base import check_choice, check_positive
+from attention_zoo.norms import NORMS, build_norm
+from attention_zoo.positional import build_absolute_positional
+from attention_zoo.registry import TRANSNORMER_PARTS, build_mixer, get_spec
+
+
+@dataclass
+class BackboneConfig:
+    """Everything that shapes a backbone. ``hidden_dim=None``: int(8/3 D) for GLU, 4 D for FFN."""
+
+    d_model: int = 512
+    n_layers: int = 6
+    n_heads: int = 8
+    causal: bool = True
+    attention: str = "transnormer_t2"
+    knobs: dict = field(default_factory=dict)
+    layer_plan: Any = None
+    norm: str = "srmsnorm"
+    prenorm: bool = True
+    channel_mixer: str = "glu"
+    hidden_dim: int | None = None
+    activation: str = "gelu"
+    dropout: float = 0.1
+    positional: str = "sinusoidal"
+    max_len: int = 512
+
+
+class FeedForward(nn.Module):
+    """Linear - activation - Linear."""
+
+    def __init__(self, dim: int, hidden: int, activation: str = "gelu", dropout: float = 0.0):
+        super().__init__()
+        activations = {"gelu": F.gelu, "relu": F.relu, "silu": F.silu}
+        check_choice("activation", activation, activations)
+        self.fc1, self.fc2 = nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+        self.activation, self.dropout = activations[activation], nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc2(self.dropout(self.activation(self.fc1(x))))
+
+
+class GatedLinearUnit(nn.Module):
+    """TransNormer's channel mixer: W3(silu(W1 x) * W2 x)."""
+
+    def __init__(self, dim: int, hidden: int, dropout: float = 0.0):
+        super().__init__()
+        self.w1, self.w2, self.w3 = nn.Linear(dim, hidden), nn.Linear(dim, hidden), nn.Linear(hidden, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.w3(self.dropout(F.silu(self.w1(x)) * self.w2(x)))
+
+
+class ParallelMixers(nn.Module):
+    """Several mixers on the same input, outputs summed (Table 12's parallel combination)."""
+
+    def __init__(self, mixers: Sequence[nn.Module]):
+        super().__init__()
+        self.mixers = nn.ModuleList(mixers)
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return sum(mixer(x, padding_mask) for mixer in self.mixers)
+
+
+class Block(nn.Module):
+    """Token mixer then (unless the mixer owns it) channel mixer, each a residual sublayer."""
+
+    def __init__(self, mixer: nn.Module, channel_mixer: nn.Module | None, cfg: BackboneConfig):
+        super().__init__()
+        self.mixer, self.channel_mixer, self.prenorm = mixer, channel_mixer, cfg.prenorm
+        self.mixer_norm = build_norm(cfg.norm, cfg.d_model)
+        self.channel_norm = build_norm(cfg.norm, cfg.d_model) if channel_mixer is not None else None
+        self.dropout = nn.Dropout(cfg.dropout)
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = self._residual(x, lambda h: self.mixer(h, padding_mask), self.mixer_norm, padding_mask)
+        if self.channel_mixer is not None:
+            x = self._residual(x, self.channel_mixer, self.channel_norm, padding_mask)
+        return x
+
+    def _residual(self, x, sublayer, norm, padding_mask):
+        if self.prenorm:
+            return x + self.dropout(sublayer(norm(x, padding_mask)))
+        return norm(x + self.dropout(sublayer(x)), padding_mask)
+
+
+class Backbone(nn.Module):
+    """``forward(x[B, N, D] embeddings, padding_mask[B, N] | None) -> [B, N, D]`` hidden states.
+
+    Adds absolute positions (if any), runs the blocks, applies the final norm (pre-norm models).
+    """
+
+    def __init__(self, cfg: BackboneConfig):
+        super().__init__()
+        self.config = cfg
+        self.positions = build_absolute_positional(cfg.positional, cfg.d_model, cfg.max_len)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.layer_plan = resolve_layer_plan(cfg)
+        self.blocks = nn.ModuleList(self._block(entry) for entry in self.layer_plan)
+        self.final_norm = build_norm(cfg.norm, cfg.d_model) if cfg.prenorm else None
+
+    def _block(self, entry: tuple[tuple[str, dict], ...]) -> Block:
+        cfg = self.config
+        mixers = [build_mixer(name, cfg.d_model, cfg.n_heads, cfg.causal, **knobs) for name, knobs in entry]
+        mixer = mixers[0] if len(mixers) == 1 else ParallelMixers(mixers)
+        owns_channel = all(get_spec(name).owns_channel_mixer for name, _ in entry)
+        return Block(mixer, None if owns_channel else self._channel_mixer(), cfg)
+
+    def _channel_mixer(self) -> nn.Module:
+        cfg = self.config
+        if cfg.channel_mixer == "glu":
+            return GatedLinearUnit(cfg.d_model, cfg.hidden_dim or int(8 / 3 * cfg.d_model))
+        return FeedForward(cfg.d_model, cfg.hidden_dim or 4 * cfg.d_model, cfg.activation)
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        x = self.dropout(self.positions(x))
+        for block in self.blocks:
+            x = block(x, padding_mask)
+        return x if self.final_norm is None else self.final_norm(x, padding_mask)
+
+
+# ---------------------------------------------------------------------------------------------- plans
+LayerEntry = tuple[tuple[str, dict], ...]  # the mixers of one layer (more than one: parallel)
+PLAN_SHORTHANDS = ["split:k", "reverse_split:k", "alternate", "parallel"]
+
+
+def _spec(spec: Any) -> LayerEntry:
+    if isinstance(spec, str):
+        return ((spec, {}),)
+    if isinstance(spec, Mapping) and "parallel" in spec:
+        return tuple(entry for sub in spec["parallel"] for entry in _spec(sub))
+    if isinstance(spec, Mapping) and "name" in spec:
+        return ((spec["name"], {k: v for k, v in spec.items() if k != "name"}),)
+    raise ValueError(
+        f"invalid layer spec {spec!r}: expected a backend name, {{name: ..., knobs}} or {{parallel: [...]}}"
+    )
+
+
+def _preset_parts(cfg: BackboneConfig) -> tuple[LayerEntry, LayerEntry]:
+    """The Diag and Norm layers of a TransNormer preset, with the preset's knobs."""
+    if cfg.attention not in TRANSNORMER_PARTS:
+        raise ValueError(
+            f"layer_plan shorthand {cfg.layer_plan!r} needs a TransNormer preset "
+            f"({sorted(TRANSNORMER_PARTS)}), not {cfg.attention!r}; use {{split: k, first: ..., second: ...}}"
+        )
+    diag, norm = TRANSNORMER_PARTS[cfg.attention]
+    shared = {k: v for k, v in cfg.knobs.items() if k in ("block_size", "chunk_size", "pos", "bias")}
+    diag_knobs = diag | {k: v for k, v in shared.items() if k != "chunk_size"}
+    norm_knobs = norm | {k: v for k, v in shared.items() if k != "block_size"}
+    return (("diag_attention", diag_knobs),), (("norm_attention", norm_knobs),)
+
+
+def _split(first: LayerEntry, second: LayerEntry, k: int, n_layers: int) -> list[LayerEntry]:
+    if not 0 <= k <= n_layers:
+        raise ValueError(f"layer_plan split point k={k} is outside [0, n_layers={n_layers}]")
+    return [first] * k + [second] * (n_layers - k)
+
+
+def resolve_layer_plan(cfg: BackboneConfig) -> list[LayerEntry]:
+    """One entry per layer: the (backend, knobs) pairs of that layer's mixer(s)."""
+    plan, L = cfg.layer_plan, cfg.n_layers
+    if plan is None:
+        spec = get_spec(cfg.attention)
+        if cfg.attention in TRANSNORMER_PARTS:
+            return [((cfg.attention, cfg.knobs | {"layer_index": i, "n_layers": L}),) for i in range(L)]
+        return [((spec.name, dict(cfg.knobs)),)] * L
+    if isinstance(plan, str):
+        diag, norm = _preset_parts(cfg)
+        kind, _, arg = plan.partition(":")
+        if kind in ("split", "reverse_split") and arg.isdigit():
+            return _split(diag, norm, int(arg), L) if kind == "split" else _split(norm, diag, int(arg), L)
+        if kind == "alternate" and not arg:
+            return [(diag, norm)[i % 2] for i in range(L)]
+        if kind == "parallel" and not arg:
+            return [diag + norm] * L
+        raise ValueError(f"unknown layer_plan {plan!r}; valid shorthands: {PLAN_SHORTHANDS}")
+    if isinstance(plan, Mapping) and "split" in plan:
+        return _split(_spec(plan["first"]), _spec(plan["second"]), int(plan["split"]), L)
+    if isinstance(plan, Mapping) and "alternate" in plan:
+        entries = [_spec(s) for s in plan["alternate"]]
+        return [entries[i % len(entries)] for i in range(L)]
+    if isinstance(plan, Mapping) and "parallel" in plan:
+        return [_spec(plan)] * L
+    if isinstance(plan, Sequence):
+        if len(plan) != L:
+            raise ValueError(f"layer_plan lists {len(plan)} layers but n_layers={L}")
+        return [_spec(s) for s in plan]
+    raise ValueError(f"invalid layer_plan {plan!r}; valid: None, {PLAN_SHORTHANDS}, a mapping or a list")
+
+
+def build_backbone(attention: str | Mapping = "transnormer_t2", model: Mapping | None = None, **overrides) -> Backbone:
+    """Build a backbone from an attention choice and model sizes.
+
+    ``attention``: a backend name, or a mapping ``{name: ..., layer_plan: ..., **knobs}``.
+    ``model`` and ``overrides``: the other ``BackboneConfig`` fields (d_model, n_layers, n_heads, causal,
+    norm, prenorm, channel_mixer, hidden_dim, activation, dropout, positional, max_len).
+    """
+    if isinstance(attention, str):
+        attention = {"name": attention}
+    attention = dict(attention)
+    name = attention.pop("name", "transnormer_t2")
+    layer_plan = attention.pop("layer_plan", None)
+    valid = {f.name for f in fields(BackboneConfig)} - {"attention", "knobs", "layer_plan"}
+    sizes = dict(model or {}) | overrides
+    unknown = sorted(set(sizes) - valid)
+    if unknown:
+        raise ValueError(f"unknown backbone option(s) {unknown}; valid options: {sorted(valid)}")
+    cfg = BackboneConfig(attention=name, knobs=attention, layer_plan=layer_plan, **sizes)
+    get_spec(name)
+    check_choice("norm", cfg.norm, sorted(NORMS))
+    check_choice("channel_mixer", cfg.channel_mixer, ["glu", "ffn"])
+    for knob in ("d_model", "n_layers", "n_heads", "max_len"):
+        check_positive(knob, getattr(cfg, knob))
+    return Backbone(cfg)

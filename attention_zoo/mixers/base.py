@@ -1,0 +1,70 @@
+"""The shared shape of a multi-head token mixer: project, split heads, attend, merge, project back."""
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import torch
+from torch import nn
+
+
+def check_choice(knob: str, value, choices: Iterable) -> None:
+    """Raise a ValueError naming the knob and its valid choices when ``value`` is not one of them."""
+    choices = list(choices)
+    if value not in choices:
+        raise ValueError(f"invalid value {value!r} for knob {knob!r}; valid choices: {choices}")
+
+
+def check_positive(knob: str, value: int) -> None:
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"knob {knob!r} must be a positive integer, got {value!r}")
+
+
+class MultiHeadMixer(nn.Module):
+    """Base of the q/k/v mixers. Subclasses implement ``attend`` (heads in, heads out) and may set
+    ``self.output_norm`` (applied over the merged width D before the output projection).
+
+    ``forward(x[B, N, D], padding_mask[B, N] | None) -> [B, N, D]``; True in ``padding_mask`` marks
+    padding. Outputs at padded positions are zero, and padded keys never reach a real token.
+    """
+
+    def __init__(self, d_model: int, n_heads: int, causal: bool, bias: bool = True):
+        super().__init__()
+        if d_model % n_heads:
+            raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
+        self.d_model, self.n_heads, self.causal = d_model, n_heads, causal
+        self.head_dim = d_model // n_heads
+        self.q_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.k_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.v_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.out_proj = nn.Linear(d_model, d_model, bias=bias)
+        self.output_norm: nn.Module | None = None
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.unflatten(-1, (self.n_heads, self.head_dim)).transpose(1, 2)  # [B, H, N, d]
+
+    def attend(
+        self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid: torch.Tensor | None, x: torch.Tensor
+    ) -> torch.Tensor:
+        """``q, k, v [B, H, N, d]``, ``key_valid [B, N]`` or None, the mixer input ``x`` -> ``[B, H, N, d]``."""
+        raise NotImplementedError
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        key_valid = None if padding_mask is None else ~padding_mask
+        q, k, v = (self.split_heads(proj(x)) for proj in (self.q_proj, self.k_proj, self.v_proj))
+        out = self.attend(q, k, v, key_valid, x).transpose(1, 2).flatten(-2)
+        if self.output_norm is not None:
+            out = self.output_norm(out, padding_mask)
+        out = self.out_proj(out)
+        return out if padding_mask is None else out.masked_fill(padding_mask[..., None], 0.0)
+
+
+def zero_padded(x: torch.Tensor, key_valid: torch.Tensor | None) -> torch.Tensor:
+    """Zero the padded positions of ``x[B, H, N, d]`` so that they contribute nothing to a sum."""
+    return x if key_valid is None else x * key_valid[:, None, :, None].to(x.dtype)
+
+
+def valid_lengths(key_valid: torch.Tensor | None, batch: int, length: int, device) -> torch.Tensor:
+    """``[B]`` float: the number of real tokens per sequence."""
+    if key_valid is None:
+        return torch.full((batch,), float(length), device=device)
+    return key_valid.sum(-1).float()

@@ -1,0 +1,80 @@
+"""Kernel linear attention with a row-sum denominator: 1+elu (Katharopoulos et al.) and cosFormer."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from attention_zoo.mixers.base import MultiHeadMixer, check_positive, valid_lengths, zero_padded
+from attention_zoo.ops import linear_attention, normalized_linear_attention
+
+
+class EluLinearAttention(MultiHeadMixer):
+    """phi = 1 + elu; O = phi(Q)(phi(K)^T V) / (phi(Q) . sum phi(K) + eps).
+
+    ``normalize=False`` drops the denominator (Table 1's "without scaling" ablation, no norm either).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        causal: bool,
+        normalize: bool = True,
+        eps: float = 1e-6,
+        chunk_size: int = 64,
+        bias: bool = True,
+    ):
+        super().__init__(d_model, n_heads, causal, bias)
+        check_positive("chunk_size", chunk_size)
+        self.normalize, self.eps, self.chunk_size = normalize, eps, chunk_size
+
+    def attend(self, q, k, v, key_valid, x) -> torch.Tensor:
+        q, k = 1 + F.elu(q), zero_padded(1 + F.elu(k), key_valid)
+        if not self.normalize:
+            return linear_attention(q, k, v, causal=self.causal, chunk_size=self.chunk_size)
+        return normalized_linear_attention(q, k, v, causal=self.causal, chunk_size=self.chunk_size, eps=self.eps)
+
+
+class CosFormerAttention(MultiHeadMixer):
+    """cosFormer: ReLU features re-weighted by cos(pi/2 (i - j) / M), split into sin and cos halves.
+
+    M is ``max_len`` when given (outputs are then prefix-consistent in causal mode), otherwise each
+    sequence's own number of real tokens (the official code's choice: M = current length).
+    Positions count from 1 as in the official code. Denominator clamped at ``eps`` like the official code.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        causal: bool,
+        max_len: int | None = None,
+        eps: float = 1e-6,
+        chunk_size: int = 64,
+        bias: bool = True,
+    ):
+        super().__init__(d_model, n_heads, causal, bias)
+        check_positive("chunk_size", chunk_size)
+        if max_len is not None:
+            check_positive("max_len", max_len)
+        self.max_len, self.eps, self.chunk_size = max_len, eps, chunk_size
+
+    def attend(self, q, k, v, key_valid, x) -> torch.Tensor:
+        B, _, N, _ = q.shape
+        if self.max_len is not None and N > self.max_len:
+            raise ValueError(f"cosformer: sequence of {N} tokens exceeds its max_len={self.max_len}")
+        if self.max_len is None:
+            horizon = valid_lengths(key_valid, B, N, q.device)
+        else:
+            horizon = torch.full((B,), float(self.max_len), device=q.device)
+        positions = torch.arange(1, N + 1, device=q.device, dtype=torch.float32)
+        angle = (math.pi / 2) * positions / horizon[:, None]  # [B, N]
+        sin, cos = angle.sin()[:, None, :, None], angle.cos()[:, None, :, None]
+        q, k = F.relu(q).float(), zero_padded(F.relu(k), key_valid).float()
+        q_feat = torch.cat([q * sin, q * cos], dim=-1)
+        k_feat = torch.cat([k * sin, k * cos], dim=-1)
+        return normalized_linear_attention(
+            q_feat, k_feat, v, causal=self.causal, chunk_size=self.chunk_size, eps=self.eps, denominator="clamp"
+        )

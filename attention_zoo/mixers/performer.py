@@ -1,0 +1,64 @@
+"""Performer (Choromanski et al. 2021): FAVOR+ positive orthogonal random features."""
+from __future__ import annotations
+
+import torch
+
+from attention_zoo.mixers.base import MultiHeadMixer, check_positive
+from attention_zoo.ops import (
+    causal_logscaled_linear_attention,
+    normalized_linear_attention,
+    orthogonal_gaussian_projection,
+    positive_random_features,
+)
+
+
+class PerformerAttention(MultiHeadMixer):
+    """Softmax attention approximated by m positive random features, normalised like 1+elu.
+
+    The projection is redrawn every ``redraw_interval`` training forwards (from the global RNG, so a
+    seeded run is deterministic) and kept as a buffer, so checkpoints and evaluation use the last draw.
+    ``redraw_interval=0`` never redraws.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        causal: bool,
+        n_features: int = 256,
+        redraw_interval: int = 1000,
+        eps: float = 1e-6,
+        chunk_size: int = 64,
+        bias: bool = True,
+    ):
+        super().__init__(d_model, n_heads, causal, bias)
+        check_positive("n_features", n_features)
+        check_positive("chunk_size", chunk_size)
+        if not isinstance(redraw_interval, int) or redraw_interval < 0:
+            raise ValueError(f"knob 'redraw_interval' must be an integer >= 0, got {redraw_interval!r}")
+        self.n_features, self.redraw_interval = n_features, redraw_interval
+        self.eps, self.chunk_size = eps, chunk_size
+        self.register_buffer("projection", orthogonal_gaussian_projection(n_features, self.head_dim))
+        self.register_buffer("forwards_since_redraw", torch.zeros((), dtype=torch.long))
+
+    @torch.no_grad()
+    def redraw_projection(self) -> None:
+        device = self.projection.device
+        self.projection.copy_(orthogonal_gaussian_projection(self.n_features, self.head_dim, device=device))
+        self.forwards_since_redraw.zero_()
+
+    def attend(self, q, k, v, key_valid, x) -> torch.Tensor:
+        if self.training and self.redraw_interval:
+            if self.forwards_since_redraw >= self.redraw_interval:
+                self.redraw_projection()
+            self.forwards_since_redraw += 1
+        q_feat, _ = positive_random_features(q, self.projection)  # a per-query scale cancels out
+        k_feat, k_log_scale = positive_random_features(k, self.projection, key_valid)
+        if self.causal:
+            return causal_logscaled_linear_attention(
+                q_feat, k_feat, k_log_scale, v, chunk_size=self.chunk_size, eps=self.eps
+            )
+        # Bidirectionally every query sees every key: one shift per sequence and head is exact.
+        shift = k_log_scale.amax(dim=-1, keepdim=True).clamp_min(-1e30)
+        k_feat = k_feat * (k_log_scale - shift).exp()[..., None]
+        return normalized_linear_attention(q_feat, k_feat, v, causal=False, eps=self.eps)

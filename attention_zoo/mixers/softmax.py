@@ -1,0 +1,39 @@
+"""Vanilla softmax attention (Vaswani et al.)."""
+from __future__ import annotations
+
+import torch
+
+from attention_zoo.mixers.base import MultiHeadMixer, check_choice
+from attention_zoo.ops import softmax_attention
+from attention_zoo.positional import build_relative_positional
+
+
+class SoftmaxAttention(MultiHeadMixer):
+    """softmax(Q K^T / sqrt(d)) V. ``impl="sdpa"`` uses PyTorch's fused kernel; ``impl="math"``
+    materialises the N x N matrix like the paper's baseline did (for speed comparisons)."""
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        causal: bool,
+        impl: str = "sdpa",
+        attn_dropout: float = 0.0,
+        pos: str = "none",
+        bias: bool = True,
+    ):
+        super().__init__(d_model, n_heads, causal, bias)
+        check_choice("impl", impl, ["sdpa", "math"])
+        self.impl, self.attn_dropout = impl, attn_dropout
+        self.pos = build_relative_positional(pos, self.head_dim)
+
+    def attend(self, q, k, v, key_valid, x) -> torch.Tensor:
+        return softmax_attention(
+            self.pos(q),
+            self.pos(k),
+            v,
+            causal=self.causal,
+            key_valid=key_valid,
+            impl=self.impl,
+            dropout_p=self.attn_dropout if self.training else 0.0,
+        )

@@ -1,0 +1,95 @@
+"""TransNormer's two token mixers (Qin et al. 2022), with every knob of the paper's ablations."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from attention_zoo.mixers.base import MultiHeadMixer, check_choice, check_positive, zero_padded
+from attention_zoo.norms import NORMS, build_norm
+from attention_zoo.ops import attention_within_blocks, block_valid, from_blocks, linear_attention, to_blocks
+from attention_zoo.positional import build_relative_positional
+
+FEATURE_MAPS = {
+    "elu": F.elu,  # T1: can be negative
+    "1+elu": lambda x: 1 + F.elu(x),  # T2
+    "relu": F.relu,
+    "silu": F.silu,
+}
+
+
+def check_output_norm(norm: str, causal: bool) -> None:
+    check_choice("norm", norm, sorted(NORMS))
+    if norm == "batchnorm" and causal:
+        raise ValueError(
+            "norm='batchnorm' mixes statistics across positions, which leaks the future in a causal model; "
+            f"valid choices for causal=True: {sorted(set(NORMS) - {'batchnorm'})}"
+        )
+
+
+class NormAttention(MultiHeadMixer):
+    """O = Norm(phi(Q) (phi(K)^T V)): linear attention without the row-sum denominator.
+
+    No 1/sqrt(d), no denominator, no epsilon; LRPE on phi(q), phi(k); heads merged, then one norm over
+    the full width D (SimpleRMSNorm by default; BatchNorm in the authors' LRA runs); then out_proj.
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        causal: bool,
+        feature_map: str = "1+elu",
+        norm: str = "srmsnorm",
+        pos: str = "lrpe",
+        chunk_size: int = 64,
+        bias: bool = True,
+    ):
+        super().__init__(d_model, n_heads, causal, bias)
+        check_choice("feature_map", feature_map, FEATURE_MAPS)
+        check_output_norm(norm, causal)
+        check_positive("chunk_size", chunk_size)
+        self.feature_map, self.chunk_size = FEATURE_MAPS[feature_map], chunk_size
+        self.pos = build_relative_positional(pos, self.head_dim)
+        self.output_norm = build_norm(norm, d_model)
+
+    def attend(self, q, k, v, key_valid, x) -> torch.Tensor:
+        q = self.pos(self.feature_map(q))
+        k = zero_padded(self.pos(self.feature_map(k)), key_valid)
+        return linear_attention(q, k, v, causal=self.causal, chunk_size=self.chunk_size)
+
+
+class DiagAttention(MultiHeadMixer):
+    """Attention inside non-overlapping blocks of ``block_size`` tokens (no interaction between blocks).
+
+    q scaled by d^-1/2; LRPE inside each block (positions restart at 0); causal: lower-triangular inside
+    the block. ``inner="softmax"`` (T2, ``norm="none"``) or ``inner="relu"`` (T1, ``norm="srmsnorm"``).
+    """
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        causal: bool,
+        block_size: int = 64,
+        inner: str = "softmax",
+        norm: str = "none",
+        pos: str = "lrpe",
+        attn_dropout: float = 0.0,
+        bias: bool = True,
+    ):
+        super().__init__(d_model, n_heads, causal, bias)
+        check_positive("block_size", block_size)
+        check_choice("inner", inner, ["softmax", "relu"])
+        check_output_norm(norm, causal)
+        self.block_size, self.inner, self.attn_dropout = block_size, inner, attn_dropout
+        self.pos = build_relative_positional(pos, self.head_dim)
+        self.output_norm = build_norm(norm, d_model)
+
+    def attend(self, q, k, v, key_valid, x) -> torch.Tensor:
+        n, w = q.shape[-2], self.block_size
+        qb = self.pos(to_blocks(q * self.head_dim**-0.5, w))  # [B, H, nb, w, d]; positions per block
+        kb, vb = self.pos(to_blocks(k, w)), to_blocks(v, w)
+        valid = block_valid(key_valid, n, w, q.device)
+        dropout = self.attn_dropout if self.training else 0.0
+        out = attention_within_blocks(qb, kb, vb, valid, causal=self.causal, inner=self.inner, dropout_p=dropout)
+        return from_blocks(out, n)

@@ -1,0 +1,78 @@
+"""Normalisations, all with ``forward(x[..., D], padding_mask=None)``; only BatchNorm reads the mask."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+
+class SimpleRMSNorm(nn.Module):
+    """TransNormer's norm: y = x / (||x||_2 D^-1/2 + 1e-8), no learnable parameter."""
+
+    def __init__(self, dim: int, eps: float = 1e-8):
+        super().__init__()
+        self.scale, self.eps = dim**-0.5, eps
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        norm = x.float().norm(dim=-1, keepdim=True) * self.scale
+        return (x.float() / (norm + self.eps)).to(x.dtype)
+
+
+class RMSNorm(nn.Module):
+    """RMSNorm with a learnable gain."""
+
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.norm = nn.RMSNorm(dim, eps=eps)
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.norm(x)
+
+
+class LayerNorm(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return self.norm(x)
+
+
+class MaskedBatchNorm(nn.Module):
+    """BatchNorm over the real tokens of ``x[B, N, D]`` (padded tokens neither feed nor get statistics).
+
+    Batch statistics mix all positions of the batch, so it is only valid for bidirectional models.
+    """
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.norm = nn.BatchNorm1d(dim)
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        if padding_mask is None:
+            return self.norm(x.flatten(0, -2)).view_as(x)
+        out = torch.zeros_like(x)
+        out[~padding_mask] = self.norm(x[~padding_mask])
+        return out
+
+
+class Identity(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return x
+
+
+NORMS = {
+    "srmsnorm": SimpleRMSNorm,
+    "rmsnorm": RMSNorm,
+    "layernorm": LayerNorm,
+    "batchnorm": MaskedBatchNorm,
+    "none": Identity,
+}
+
+
+def build_norm(kind: str, dim: int) -> nn.Module:
+    if kind not in NORMS:
+        raise ValueError(f"unknown norm {kind!r}; valid choices: {sorted(NORMS)}")
+    return NORMS[kind](dim)

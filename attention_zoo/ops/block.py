@@ -1,0 +1,49 @@
+"""Attention restricted to non-overlapping blocks of w tokens (TransNormer's DiagAttention)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from attention_zoo.ops.linear import chunked as to_blocks  # noqa: F401  (re-exported: blocks are chunks)
+from attention_zoo.ops.softmax import attention_mask
+
+
+def from_blocks(x: torch.Tensor, length: int) -> torch.Tensor:
+    """``[B, H, nb, w, d] -> [B, H, N, d]``, dropping the padding added by ``to_blocks``."""
+    return x.flatten(-3, -2)[..., :length, :]
+
+
+def block_valid(key_valid: torch.Tensor | None, length: int, block_size: int, device) -> torch.Tensor:
+    """Bool ``[B or 1, nb, w]``: real tokens, with the block padding marked invalid."""
+    valid = torch.ones(1, length, dtype=torch.bool, device=device) if key_valid is None else key_valid
+    pad = (-length) % block_size
+    valid = F.pad(valid, (0, pad), value=False)
+    return valid.unflatten(-1, (valid.shape[-1] // block_size, block_size))
+
+
+def attention_within_blocks(
+    qb: torch.Tensor,
+    kb: torch.Tensor,
+    vb: torch.Tensor,
+    valid: torch.Tensor,
+    *,
+    causal: bool,
+    inner: str = "softmax",
+    dropout_p: float = 0.0,
+) -> torch.Tensor:
+    """Attention inside each block: ``qb, kb, vb`` are ``[B, H, nb, w, d]``, ``valid`` is ``[B, nb, w]``.
+
+    ``inner="softmax"``: softmax(q k^T) v (q must be pre-scaled). ``inner="relu"``: relu(q k^T) v with the
+    masked entries set to 0 (TransNormer T1). Queries attend only to keys of their own block.
+    """
+    B, H, nb, w, d = qb.shape
+    valid = valid.expand(B, nb, w).reshape(B * nb, w)
+    mask = attention_mask(w, w, causal=causal, key_valid=valid, device=qb.device)  # [B*nb, 1, w, w]
+    # [B*nb, H, w, d]: blocks become batch entries, so the fused kernel sees ordinary 4-D inputs.
+    q, k, v = (t.transpose(1, 2).reshape(B * nb, H, w, -1) for t in (qb, kb, vb))
+    if inner == "softmax":
+        out = F.scaled_dot_product_attention(q, k, v, attn_mask=mask, dropout_p=dropout_p, scale=1.0)
+    else:
+        scores = torch.relu(torch.matmul(q, k.transpose(-1, -2))) * mask
+        out = torch.matmul(F.dropout(scores, p=dropout_p, training=dropout_p > 0), v)
+    return out.reshape(B, nb, H, w, -1).transpose(1, 2)

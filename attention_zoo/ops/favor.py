@@ -1,0 +1,93 @@
+"""FAVOR+ (Performer): positive random features and a causal pass that never looks ahead.
+
+phi(x) = m^-1/2 exp(W x' - |x'|^2 / 2) with x' = d^-1/4 x. The exponentials overflow for large inputs, so
+each vector is stabilised by its own maximum logit ``s`` and carried as (features, log-scale s):
+phi(x) = features * exp(s). For queries the log-scale is a per-query constant that cancels between the
+numerator and the denominator, so it is dropped. For keys it is kept: bidirectionally one shared shift
+(the maximum over the real keys) is exact; causally each query uses the running maximum over the keys it
+may see, so no statistic of a future position ever enters an output (the popular implementation's global
+maximum over all keys leaks the future through its epsilon and through underflow).
+"""
+from __future__ import annotations
+
+import torch
+
+_FLOOR = -1e30  # finite "minus infinity" for running maxima, so that differences never become NaN
+
+
+def positive_random_features(
+    x: torch.Tensor, projection: torch.Tensor, key_valid: torch.Tensor | None = None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Stabilised features ``[B, H, N, m]`` and per-vector log-scales ``[B, H, N]`` (fp32).
+
+    ``projection`` is ``[m, d]``. Padded positions get zero features and a log-scale of -inf.
+    """
+    with torch.autocast(device_type=x.device.type, enabled=False):
+        x = x.float() * x.shape[-1] ** -0.25
+        logits = torch.matmul(x, projection.float().t()) - 0.5 * x.pow(2).sum(-1, keepdim=True)
+        log_scale = logits.amax(dim=-1).detach()
+        features = torch.exp(logits - log_scale[..., None]) * projection.shape[0] ** -0.5
+        if key_valid is not None:
+            valid = key_valid[:, None, :]
+            features = features * valid[..., None]
+            log_scale = log_scale.masked_fill(~valid, -torch.inf)
+        return features, log_scale
+
+
+def causal_logscaled_linear_attention(
+    q: torch.Tensor,
+    k: torch.Tensor,
+    k_log_scale: torch.Tensor,
+    v: torch.Tensor,
+    *,
+    chunk_size: int = 64,
+    eps: float = 1e-6,
+) -> torch.Tensor:
+    """Normalised causal linear attention with key features k_j * exp(k_log_scale_j).
+
+    A scan over chunks (not tokens) keeps the state S = sum_j k_j v_j^T exp(s_j - R) relative to the
+    running maximum R of the log-scales seen so far; inside a chunk each query i uses its own reference
+    M_i = max(R, max_{j<=i} s_j), so every weight exp(s_j - M_i) is at most 1.
+    """
+    out_dtype = v.dtype
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        q, k, v = q.float(), k.float(), v.float()
+        B, H, n, _ = q.shape
+        v = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)  # normaliser as an extra column
+        state = q.new_zeros(B, H, k.shape[-1], v.shape[-1])
+        reference = q.new_full((B, H), _FLOOR)
+        tril = torch.ones(chunk_size, chunk_size, dtype=torch.bool, device=q.device).tril()
+        outputs = []
+        for start in range(0, n, chunk_size):
+            qc, kc, vc = (t[:, :, start : start + chunk_size] for t in (q, k, v))
+            sc = k_log_scale[:, :, start : start + chunk_size].float()
+            c = qc.shape[-2]
+            query_ref = torch.maximum(reference[..., None], sc.cummax(dim=-1).values)  # [B, H, c]
+            rel = (sc[..., None, :] - query_ref[..., :, None]).masked_fill(~tril[:c, :c], -torch.inf)
+            intra = torch.matmul(torch.matmul(qc, kc.transpose(-1, -2)) * rel.exp(), vc)
+            inter = torch.matmul(qc, state) * (reference[..., None] - query_ref).exp()[..., None]
+            outputs.append(intra + inter)
+            new_reference = torch.maximum(reference, sc.amax(dim=-1))
+            weights = (sc - new_reference[..., None]).exp()[..., None]
+            state = state * (reference - new_reference).exp()[..., None, None]
+            state = state + torch.matmul(kc.transpose(-1, -2), vc * weights)
+            reference = new_reference
+        out = torch.cat(outputs, dim=-2)
+        return (out[..., :-1] / (out[..., -1:] + eps)).to(out_dtype)
+
+
+def orthogonal_gaussian_projection(
+    n_features: int, dim: int, generator: torch.Generator | None = None, device=None
+) -> torch.Tensor:
+    """``[m, d]`` stacked orthogonal blocks, rows rescaled to the norms of Gaussian vectors (FAVOR+)."""
+    blocks = []
+    for _ in range(-(-n_features // dim)):
+        gaussian = torch.randn(dim, dim, generator=generator, device=device)
+        q, _ = torch.linalg.qr(gaussian)
+        blocks.append(q.t())
+    rows = torch.cat(blocks)[:n_features]
+    norms = torch.randn(n_features, dim, generator=generator, device=device).norm(dim=-1)
+    return rows * norms[:, None]
+
+
+__all__ = ["causal_logscaled_linear_attention", "orthogonal_gaussian_projection", "positive_random_features"]

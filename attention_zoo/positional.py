@@ -1,0 +1,115 @@
+"""Positional encodings: absolute (sinusoidal, learned) added to embeddings; relative (RoPE, LRPE) on q, k."""
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def rotate_pairs(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotate dimension pairs (x_i, x_{i+d/2}) of ``x[..., N, d]`` by ``angles[N, d/2]``."""
+    x1, x2 = x.chunk(2, dim=-1)
+    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+def inverse_frequencies(dim: int, base: float = 10000.0) -> torch.Tensor:
+    return base ** (-2.0 * torch.arange(dim // 2, dtype=torch.float32) / dim)
+
+
+class RoPE(nn.Module):
+    """Rotary position embedding with fixed frequencies 10000^(-2i/d)."""
+
+    def __init__(self, head_dim: int):
+        super().__init__()
+        if head_dim % 2:
+            raise ValueError(f"RoPE needs an even head dimension, got {head_dim}")
+        self.register_buffer("inv_freq", inverse_frequencies(head_dim), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(x.shape[-2], device=x.device, dtype=torch.float32)
+        return rotate_pairs(x, positions[:, None] * self.inv_freq)
+
+
+class LRPE(nn.Module):
+    """TransNormer's linearised relative positional encoding (the authors' "urpe").
+
+    A Householder reflection x - 2 (x . u) u with a fixed random unit vector u, then a rotation of the
+    dimension pairs by learnable angles theta_i initialised at 10000^(-2i/d). Since both q and k get the
+    same reflection and rotations by their own positions, q_s . k_t depends on t - s only.
+    """
+
+    def __init__(self, head_dim: int):
+        super().__init__()
+        if head_dim % 2:
+            raise ValueError(f"LRPE needs an even head dimension, got {head_dim}")
+        u = torch.randn(head_dim)
+        self.register_buffer("householder", u / u.norm())
+        self.theta = nn.Parameter(inverse_frequencies(head_dim))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        u = self.householder.to(x.dtype)
+        x = x - 2 * (x @ u)[..., None] * u
+        positions = torch.arange(x.shape[-2], device=x.device, dtype=torch.float32)
+        return rotate_pairs(x, positions[:, None] * self.theta.float())
+
+
+def build_relative_positional(kind: str, head_dim: int) -> nn.Module:
+    """``none`` | ``rope`` | ``lrpe``: a module applied to q and k (per head, along the sequence)."""
+    choices = {"none": nn.Identity, "rope": RoPE, "lrpe": LRPE}
+    if kind not in choices:
+        raise ValueError(f"unknown relative positional encoding {kind!r}; valid choices: {sorted(choices)}")
+    return nn.Identity() if kind == "none" else choices[kind](head_dim)
+
+
+def sinusoidal_table(length: int, dim: int) -> torch.Tensor:
+    """``[length, dim]``: sin on the first half of the dimensions, cos on the second (fairseq's layout)."""
+    half = dim // 2
+    freq = torch.exp(torch.arange(half, dtype=torch.float32) * -(math.log(10000.0) / max(half - 1, 1)))
+    angles = torch.arange(length, dtype=torch.float32)[:, None] * freq
+    table = torch.cat([angles.sin(), angles.cos()], dim=-1)
+    return torch.nn.functional.pad(table, (0, dim - 2 * half))
+
+
+class SinusoidalPositions(nn.Module):
+    """Fixed absolute positions, any length."""
+
+    def __init__(self, dim: int, max_len: int):
+        super().__init__()
+        self.dim = dim
+        self.register_buffer("table", sinusoidal_table(max_len, dim), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[-2]
+        table = self.table if n <= self.table.shape[0] else sinusoidal_table(n, self.dim).to(x.device)
+        return x + table[:n].to(x.dtype)
+
+
+class LearnedPositions(nn.Module):
+    """Learned absolute positions, up to ``max_len``."""
+
+    def __init__(self, dim: int, max_len: int):
+        super().__init__()
+        self.embedding = nn.Embedding(max_len, dim)
+        nn.init.normal_(self.embedding.weight, std=0.02)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        n = x.shape[-2]
+        if n > self.embedding.num_embeddings:
+            raise ValueError(
+                f"sequence of {n} tokens is longer than the learned positions' max_len="
+                f"{self.embedding.num_embeddings}; raise model.max_len or use positional=sinusoidal"
+            )
+        return x + self.embedding.weight[:n].to(x.dtype)
+
+
+def build_absolute_positional(kind: str, dim: int, max_len: int) -> nn.Module:
+    """``none`` | ``sinusoidal`` | ``learned``: a module that adds positions to ``x[B, N, D]``."""
+    if kind == "none":
+        return nn.Identity()
+    if kind == "sinusoidal":
+        return SinusoidalPositions(dim, max_len)
+    if kind == "learned":
+        return LearnedPositions(dim, max_len)
+    raise ValueError(f"unknown absolute positional encoding {kind!r}; valid: ['learned', 'none', 'sinusoidal']")

@@ -1,0 +1,123 @@
+"""One registry: name -> mixer builder, its knobs (with defaults) and its capability flags."""
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from torch import nn
+
+from attention_zoo.mixers.gated import GatedAttentionUnit
+from attention_zoo.mixers.kernel import CosFormerAttention, EluLinearAttention
+from attention_zoo.mixers.long_short import LongShortAttention
+from attention_zoo.mixers.performer import PerformerAttention
+from attention_zoo.mixers.softmax import SoftmaxAttention
+from attention_zoo.mixers.transnormer import DiagAttention, NormAttention
+
+
+@dataclass(frozen=True)
+class MixerSpec:
+    """What the harness needs to know about a backend without building it.
+
+    ``linear_causal`` / ``linear_bidirectional``: time and memory grow linearly with N in that mode.
+    ``owns_channel_mixer``: the mixer replaces attention *and* FFN (blocks then have no FFN sublayer).
+    ``needs_max_length``: the mixer must be told the maximum length (none here need it; cosFormer may).
+    ``prefix_consistent``: in causal mode, the output at t is the same whatever the total length.
+    """
+
+    name: str
+    builder: Callable[..., nn.Module]
+    description: str
+    linear_causal: bool
+    linear_bidirectional: bool
+    owns_channel_mixer: bool = False
+    needs_max_length: bool = False
+    prefix_consistent: bool = True
+    fixed_knobs: dict = field(default_factory=dict)
+    default_knobs: dict = field(default_factory=dict)
+
+    @property
+    def knobs(self) -> dict:
+        """Knob name -> default, read off the builder's signature (the fixed ones excluded)."""
+        params = inspect.signature(self.builder).parameters
+        defaults = {
+            name: p.default
+            for name, p in params.items()
+            if name not in ("d_model", "n_heads", "causal") and name not in self.fixed_knobs
+        }
+        return defaults | self.default_knobs
+
+
+def _preset(diag: dict, norm: dict) -> Callable[..., nn.Module]:
+    """A TransNormer preset as one builder: layers [0, L/2) DiagAttention, [L/2, L) NormAttention."""
+
+    def build(
+        d_model: int,
+        n_heads: int,
+        causal: bool,
+        layer_index: int = 0,
+        n_layers: int = 2,
+        block_size: int = 64,
+        chunk_size: int = 64,
+        pos: str = "lrpe",
+        bias: bool = True,
+    ) -> nn.Module:
+        if not 0 <= layer_index < n_layers:
+            raise ValueError(f"layer_index={layer_index} is outside [0, n_layers={n_layers})")
+        if layer_index < n_layers // 2:
+            return DiagAttention(d_model, n_heads, causal, block_size=block_size, pos=pos, bias=bias, **diag)
+        return NormAttention(d_model, n_heads, causal, chunk_size=chunk_size, pos=pos, bias=bias, **norm)
+
+    return build
+
+
+TRANSNORMER_PARTS = {
+    "transnormer_t1": ({"inner": "relu", "norm": "srmsnorm"}, {"feature_map": "elu", "norm": "srmsnorm"}),
+    "transnormer_t2": ({"inner": "softmax", "norm": "none"}, {"feature_map": "1+elu", "norm": "srmsnorm"}),
+}
+
+_SPECS = [
+    MixerSpec("vanilla", SoftmaxAttention, "softmax attention (SDPA; impl=math materialises N x N)", False, False),
+    MixerSpec("elu", EluLinearAttention, "1+elu linear attention (Katharopoulos et al. 2020)", True, True),
+    MixerSpec("performer", PerformerAttention, "FAVOR+ positive orthogonal random features", True, True),
+    MixerSpec(
+        "cosformer", CosFormerAttention, "ReLU features with cos re-weighting (Qin et al. 2022)", True, True,
+        prefix_consistent=False,  # M = the current length unless max_len is set
+    ),
+    MixerSpec(
+        "flash_quad", GatedAttentionUnit, "gated attention unit, quadratic relu^2 attention (FLASH-quad)",
+        False, False, owns_channel_mixer=True, prefix_consistent=False, fixed_knobs={"group_size": None},
+    ),
+    MixerSpec(
+        "flash", GatedAttentionUnit, "gated attention unit, mixed chunk attention (FLASH)", True, True,
+        owns_channel_mixer=True, default_knobs={"group_size": 256},
+    ),
+    MixerSpec("ls", LongShortAttention, "Transformer-LS long-short attention", False, True),
+    MixerSpec("norm_attention", NormAttention, "TransNormer NormAttention: Norm(phi(Q)(phi(K)^T V))", True, True),
+    MixerSpec("diag_attention", DiagAttention, "TransNormer DiagAttention: attention inside blocks", True, True),
+    *(
+        MixerSpec(name, _preset(diag, norm), f"{name}: Diag in the first half of the layers, Norm after", True, True)
+        for name, (diag, norm) in TRANSNORMER_PARTS.items()
+    ),
+]
+REGISTRY: dict[str, MixerSpec] = {spec.name: spec for spec in _SPECS}
+
+
+def available() -> list[str]:
+    """Every registered backend name."""
+    return list(REGISTRY)
+
+
+def get_spec(name: str) -> MixerSpec:
+    if name not in REGISTRY:
+        raise ValueError(f"unknown attention backend {name!r}; valid choices: {available()}")
+    return REGISTRY[name]
+
+
+def build_mixer(name: str, d_model: int, n_heads: int, causal: bool, **knobs) -> nn.Module:
+    """Build the token mixer ``name``; ``forward(x[B, N, D], padding_mask[B, N] | None) -> [B, N, D]``."""
+    spec = get_spec(name)
+    unknown = sorted(set(knobs) - set(spec.knobs))
+    if unknown:
+        raise ValueError(f"unknown knob(s) {unknown} for backend {name!r}; valid knobs: {sorted(spec.knobs)}")
+    return spec.builder(d_model, n_heads, causal, **(spec.fixed_knobs | spec.default_knobs | knobs))
