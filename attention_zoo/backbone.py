@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attention_zoo.mixers.base import check_choice, check_positive
+from attention_zoo.mixers.base import check_choice, check_positive, real_tokens_first
 from attention_zoo.norms import NORMS, build_norm
 from attention_zoo.positional import build_absolute_positional
 from attention_zoo.registry import TRANSNORMER_PARTS, build_mixer, get_spec
@@ -109,7 +109,9 @@ class Block(nn.Module):
 class Backbone(nn.Module):
     """``forward(x[B, N, D] embeddings, padding_mask[B, N] | None) -> [B, N, D]`` hidden states.
 
-    Adds absolute positions (if any), runs the blocks, applies the final norm (pre-norm models).
+    Adds absolute positions (if any), runs the blocks, applies the final norm (pre-norm models). Absolute
+    positions count real tokens only (as fairseq's positions do), so a padded batch, whichever side the
+    padding is on, gives each sequence what it gets alone.
     """
 
     def __init__(self, cfg: BackboneConfig):
@@ -135,6 +137,10 @@ class Backbone(nn.Module):
         return FeedForward(cfg.d_model, cfg.hidden_dim or 4 * cfg.d_model, cfg.activation)
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return real_tokens_first(self.run_blocks, x, padding_mask)
+
+    def run_blocks(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """``forward`` for a batch whose padding (if any) is on the right."""
         x = self.dropout(self.positions(x))
         for block in self.blocks:
             x = block(x, padding_mask)

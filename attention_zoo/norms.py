@@ -4,6 +4,8 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from attention_zoo.ops.precision import accumulation_dtype
+
 
 class SimpleRMSNorm(nn.Module):
     """TransNormer's norm: y = x / (||x||_2 D^-1/2 + 1e-8), no learnable parameter."""
@@ -13,8 +15,9 @@ class SimpleRMSNorm(nn.Module):
         self.scale, self.eps = dim**-0.5, eps
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
-        norm = x.float().norm(dim=-1, keepdim=True) * self.scale
-        return (x.float() / (norm + self.eps)).to(x.dtype)
+        wide = x.to(accumulation_dtype(x))
+        norm = wide.norm(dim=-1, keepdim=True) * self.scale
+        return (wide / (norm + self.eps)).to(x.dtype)
 
 
 class RMSNorm(nn.Module):

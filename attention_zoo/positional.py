@@ -6,6 +6,8 @@ import math
 import torch
 from torch import nn
 
+from attention_zoo.ops.precision import accumulation_dtype
+
 
 def rotate_pairs(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     """Rotate dimension pairs (x_i, x_{i+d/2}) of ``x[..., N, d]`` by ``angles[N, d/2]``."""
@@ -14,22 +16,32 @@ def rotate_pairs(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
 
 
-def inverse_frequencies(dim: int, base: float = 10000.0) -> torch.Tensor:
-    return base ** (-2.0 * torch.arange(dim // 2, dtype=torch.float32) / dim)
+def inverse_frequencies(dim: int, base: float = 10000.0, device=None, dtype=torch.float32) -> torch.Tensor:
+    return base ** (-2.0 * torch.arange(dim // 2, device=device, dtype=dtype) / dim)
+
+
+def positions_of(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
+    """``[N]``: 0..N-1 along the sequence axis of ``x[..., N, d]``."""
+    return torch.arange(x.shape[-2], device=x.device, dtype=dtype)
 
 
 class RoPE(nn.Module):
-    """Rotary position embedding with fixed frequencies 10000^(-2i/d)."""
+    """Rotary position embedding with fixed frequencies 10000^(-2i/d).
+
+    Angles are computed on the fly in at least fp32 (a bf16 angle at position 10^4 is off by tens of
+    radians), so casting the model to a low precision leaves them exact.
+    """
 
     def __init__(self, head_dim: int):
         super().__init__()
         if head_dim % 2:
             raise ValueError(f"RoPE needs an even head dimension, got {head_dim}")
-        self.register_buffer("inv_freq", inverse_frequencies(head_dim), persistent=False)
+        self.head_dim = head_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        positions = torch.arange(x.shape[-2], device=x.device, dtype=torch.float32)
-        return rotate_pairs(x, positions[:, None] * self.inv_freq)
+        dtype = accumulation_dtype(x)
+        inv_freq = inverse_frequencies(self.head_dim, device=x.device, dtype=dtype)
+        return rotate_pairs(x, positions_of(x, dtype)[:, None] * inv_freq)
 
 
 class LRPE(nn.Module):
@@ -51,8 +63,8 @@ class LRPE(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         u = self.householder.to(x.dtype)
         x = x - 2 * (x @ u)[..., None] * u
-        positions = torch.arange(x.shape[-2], device=x.device, dtype=torch.float32)
-        return rotate_pairs(x, positions[:, None] * self.theta.float())
+        dtype = accumulation_dtype(x, self.theta)
+        return rotate_pairs(x, positions_of(x, dtype)[:, None] * self.theta.to(dtype))
 
 
 def build_relative_positional(kind: str, head_dim: int) -> nn.Module:

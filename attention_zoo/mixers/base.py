@@ -1,7 +1,7 @@
 """The shared shape of a multi-head token mixer: project, split heads, attend, merge, project back."""
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 
 import torch
 from torch import nn
@@ -15,8 +15,49 @@ def check_choice(knob: str, value, choices: Iterable) -> None:
 
 
 def check_positive(knob: str, value: int) -> None:
-    if not isinstance(value, int) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise ValueError(f"knob {knob!r} must be a positive integer, got {value!r}")
+
+
+def check_flag(knob: str, value) -> None:
+    check_choice(knob, value, [True, False])
+
+
+def check_real(knob: str, value, *, low: float, high: float = float("inf"), include_low: bool = True) -> None:
+    """Raise a ValueError naming the knob and its valid interval when ``value`` is not a number in it
+    (``[low, high)``, or ``(low, high)`` with ``include_low=False``)."""
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not is_number or not (value >= low if include_low else value > low) or not value < high:
+        interval = f"{'[' if include_low else '('}{low}, {high})"
+        raise ValueError(f"knob {knob!r} must be a number in {interval}, got {value!r}")
+
+
+def check_dropout(value) -> None:
+    check_real("attn_dropout", value, low=0.0, high=1.0)
+
+
+def take_tokens(x: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``x[B, N, ...]`` reordered along N by ``index[B, N]``."""
+    return x.gather(1, index.view(*index.shape, *[1] * (x.dim() - 2)).expand_as(x))
+
+
+def real_tokens_first(
+    run: Callable[[torch.Tensor, torch.Tensor | None], torch.Tensor],
+    x: torch.Tensor,
+    padding_mask: torch.Tensor | None,
+) -> torch.Tensor:
+    """``run(x, padding_mask)`` with every sequence's real tokens moved to the front (their order kept),
+    the outputs then put back in place.
+
+    Positions, blocks, groups and segments then count real tokens only, so a batch padded on the left, on
+    the right or in between gives each sequence exactly what it gets alone. For right padding the
+    reordering is the identity.
+    """
+    if padding_mask is None:
+        return run(x, None)
+    order = torch.sort(padding_mask.to(torch.uint8), dim=-1, stable=True).indices  # [B, N]: real ones first
+    out = run(take_tokens(x, order), padding_mask.gather(1, order))
+    return take_tokens(out, torch.argsort(order, dim=-1))
 
 
 class MultiHeadMixer(nn.Module):
@@ -24,11 +65,16 @@ class MultiHeadMixer(nn.Module):
     ``self.output_norm`` (applied over the merged width D before the output projection).
 
     ``forward(x[B, N, D], padding_mask[B, N] | None) -> [B, N, D]``; True in ``padding_mask`` marks
-    padding. Outputs at padded positions are zero, and padded keys never reach a real token.
+    padding. Outputs at padded positions are zero, and padded keys never reach a real token; wherever the
+    padding sits, each sequence gets what it gets alone (see ``real_tokens_first``).
     """
 
     def __init__(self, d_model: int, n_heads: int, causal: bool, bias: bool = True):
         super().__init__()
+        check_positive("d_model", d_model)
+        check_positive("n_heads", n_heads)
+        check_flag("causal", causal)
+        check_flag("bias", bias)
         if d_model % n_heads:
             raise ValueError(f"d_model={d_model} is not divisible by n_heads={n_heads}")
         self.d_model, self.n_heads, self.causal = d_model, n_heads, causal
@@ -49,6 +95,10 @@ class MultiHeadMixer(nn.Module):
         raise NotImplementedError
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        return real_tokens_first(self.mix, x, padding_mask)
+
+    def mix(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """``forward`` for a batch whose padding (if any) is on the right."""
         key_valid = None if padding_mask is None else ~padding_mask
         q, k, v = (self.split_heads(proj(x)) for proj in (self.q_proj, self.k_proj, self.v_proj))
         out = self.attend(q, k, v, key_valid, x).transpose(1, 2).flatten(-2)
@@ -63,8 +113,14 @@ def zero_padded(x: torch.Tensor, key_valid: torch.Tensor | None) -> torch.Tensor
     return x if key_valid is None else x * key_valid[:, None, :, None].to(x.dtype)
 
 
-def valid_lengths(key_valid: torch.Tensor | None, batch: int, length: int, device) -> torch.Tensor:
-    """``[B]`` float: the number of real tokens per sequence."""
+def valid_lengths(
+    key_valid: torch.Tensor | None, batch: int, length: int, device, dtype: torch.dtype = torch.float32
+) -> torch.Tensor:
+    """``[B]`` in ``dtype``: the number of real tokens per sequence, at least 1.
+
+    A fully padded row then divides by 1, not 0: its outputs are zeroed anyway, and a 0/0 there would
+    put NaN into the gradients of the shared parameters.
+    """
     if key_valid is None:
-        return torch.full((batch,), float(length), device=device)
-    return key_valid.sum(-1).float()
+        return torch.full((batch,), float(length), device=device, dtype=dtype)
+    return key_valid.sum(-1).clamp_min(1).to(dtype)

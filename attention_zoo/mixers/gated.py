@@ -14,9 +14,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attention_zoo.mixers.base import check_choice, check_positive, valid_lengths, zero_padded
+from attention_zoo.mixers.base import (
+    check_choice,
+    check_flag,
+    check_positive,
+    real_tokens_first,
+    valid_lengths,
+    zero_padded,
+)
 from attention_zoo.ops import chunked, from_blocks, states_of_earlier_chunks
 from attention_zoo.ops.block import block_valid
+from attention_zoo.ops.precision import accumulation_dtype
 from attention_zoo.positional import build_relative_positional
 
 
@@ -57,11 +65,14 @@ class GatedAttentionUnit(nn.Module):
         bias: bool = True,
     ):
         super().__init__()
+        check_positive("d_model", d_model)
         check_positive("expansion", expansion)
         check_positive("qk_dim", qk_dim)
         if group_size is not None:
             check_positive("group_size", group_size)
         check_choice("pos", pos, ["none", "rope"])
+        check_flag("causal", causal)
+        check_flag("bias", bias)
         self.causal, self.group_size = causal, group_size
         self.to_uv = nn.Linear(d_model, 2 * expansion * d_model, bias=bias)
         self.to_z = nn.Linear(d_model, qk_dim, bias=bias)
@@ -70,6 +81,11 @@ class GatedAttentionUnit(nn.Module):
         self.out_proj = nn.Linear(expansion * d_model, d_model, bias=bias)
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        """``x[B, N, D], padding_mask[B, N] | None -> [B, N, D]``; zero at padded positions."""
+        return real_tokens_first(self.mix, x, padding_mask)
+
+    def mix(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """``forward`` for a batch whose padding (if any) is on the right."""
         B, N, _ = x.shape
         key_valid = torch.ones(B, N, dtype=torch.bool, device=x.device) if padding_mask is None else ~padding_mask
         u, v = F.silu(self.to_uv(x)).chunk(2, dim=-1)
@@ -78,7 +94,7 @@ class GatedAttentionUnit(nn.Module):
         parts = [self.pos(t[:, None]) for t in self.offset_scale(z)]
         v = zero_padded(v[:, None], key_valid)
         if self.group_size is None:
-            lengths = valid_lengths(key_valid, B, N, x.device)
+            lengths = valid_lengths(key_valid, B, N, x.device, accumulation_dtype(x))
             scale = (1.0 / lengths)[:, None, None, None]
             mixed = relu_squared_attention(*parts, v, causal=self.causal, key_valid=key_valid[:, None], scale=scale)
         else:
@@ -91,10 +107,14 @@ class GatedAttentionUnit(nn.Module):
         valid = block_valid(key_valid, N, G, v.device)[:, None]  # [B, 1, n_groups, G]
         qq, qk, lq, lk, vg = (chunked(t, G) for t in (quad_q, quad_k, lin_q, zero_padded(lin_k, key_valid), v))
         quadratic = relu_squared_attention(qq, qk, vg, causal=self.causal, key_valid=valid, scale=1.0 / G)
-        if self.causal:
-            linear = torch.matmul(lq, states_of_earlier_chunks(lk, vg) / G)
-        else:
-            lengths = valid_lengths(key_valid, v.shape[0], N, v.device)[:, None, None, None]
-            state = torch.matmul(lin_k.transpose(-1, -2), v) / lengths  # v is zero at padding
-            linear = torch.matmul(lq, state[:, :, None])
-        return from_blocks(quadratic + linear, N)
+        # The linear part carries a running state across groups: accumulate it in (at least) fp32.
+        dtype = accumulation_dtype(lq, lk, vg)
+        with torch.autocast(device_type=v.device.type, enabled=False):
+            lq, lk, vg, lin_k, v = (t.to(dtype) for t in (lq, lk, vg, lin_k, v))
+            if self.causal:
+                linear = torch.matmul(lq, states_of_earlier_chunks(lk, vg) / G)
+            else:
+                lengths = valid_lengths(key_valid, v.shape[0], N, v.device, dtype)[:, None, None, None]
+                state = torch.matmul(lin_k.transpose(-1, -2), v) / lengths  # v is zero at padding
+                linear = torch.matmul(lq, state[:, :, None])
+        return from_blocks(quadratic + linear.to(quadratic.dtype), N)

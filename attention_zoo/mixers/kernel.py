@@ -6,8 +6,9 @@ import math
 import torch
 import torch.nn.functional as F
 
-from attention_zoo.mixers.base import MultiHeadMixer, check_positive, valid_lengths, zero_padded
+from attention_zoo.mixers.base import MultiHeadMixer, check_flag, check_positive, check_real, valid_lengths, zero_padded
 from attention_zoo.ops import linear_attention, normalized_linear_attention
+from attention_zoo.ops.precision import accumulation_dtype
 
 
 class EluLinearAttention(MultiHeadMixer):
@@ -28,6 +29,8 @@ class EluLinearAttention(MultiHeadMixer):
     ):
         super().__init__(d_model, n_heads, causal, bias)
         check_positive("chunk_size", chunk_size)
+        check_flag("normalize", normalize)
+        check_real("eps", eps, low=0.0)
         self.normalize, self.eps, self.chunk_size = normalize, eps, chunk_size
 
     def attend(self, q, k, v, key_valid, x) -> torch.Tensor:
@@ -57,6 +60,7 @@ class CosFormerAttention(MultiHeadMixer):
     ):
         super().__init__(d_model, n_heads, causal, bias)
         check_positive("chunk_size", chunk_size)
+        check_real("eps", eps, low=0.0, include_low=False)  # the denominator is clamped at eps
         if max_len is not None:
             check_positive("max_len", max_len)
         self.max_len, self.eps, self.chunk_size = max_len, eps, chunk_size
@@ -65,14 +69,15 @@ class CosFormerAttention(MultiHeadMixer):
         B, _, N, _ = q.shape
         if self.max_len is not None and N > self.max_len:
             raise ValueError(f"cosformer: sequence of {N} tokens exceeds its max_len={self.max_len}")
+        dtype = accumulation_dtype(q, k)
         if self.max_len is None:
-            horizon = valid_lengths(key_valid, B, N, q.device)
+            horizon = valid_lengths(key_valid, B, N, q.device, dtype)
         else:
-            horizon = torch.full((B,), float(self.max_len), device=q.device)
-        positions = torch.arange(1, N + 1, device=q.device, dtype=torch.float32)
+            horizon = torch.full((B,), float(self.max_len), device=q.device, dtype=dtype)
+        positions = torch.arange(1, N + 1, device=q.device, dtype=dtype)
         angle = (math.pi / 2) * positions / horizon[:, None]  # [B, N]
         sin, cos = angle.sin()[:, None, :, None], angle.cos()[:, None, :, None]
-        q, k = F.relu(q).float(), zero_padded(F.relu(k), key_valid).float()
+        q, k = F.relu(q).to(dtype), zero_padded(F.relu(k), key_valid).to(dtype)
         q_feat = torch.cat([q * sin, q * cos], dim=-1)
         k_feat = torch.cat([k * sin, k * cos], dim=-1)
         return normalized_linear_attention(

@@ -18,8 +18,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attention_zoo.mixers.base import MultiHeadMixer, check_positive
+from attention_zoo.mixers.base import MultiHeadMixer, check_dropout, check_positive
 from attention_zoo.ops import block_valid, chunked
+from attention_zoo.ops.precision import accumulation_dtype
 
 _MASKED_LOGIT = -1e9  # finite, so a fully padded segment stays finite (it is masked out afterwards)
 
@@ -47,6 +48,7 @@ class LongShortAttention(MultiHeadMixer):
         check_positive("window_size", window_size)
         check_positive("n_landmarks", n_landmarks)
         check_positive("segment_landmarks", segment_landmarks)
+        check_dropout(attn_dropout)
         if window_size % 2:
             raise ValueError(f"knob 'window_size' must be even (half a window on each side), got {window_size}")
         self.window_size, self.attn_dropout = window_size, attn_dropout
@@ -61,7 +63,7 @@ class LongShortAttention(MultiHeadMixer):
         ns = -(-N // w)
         valid = torch.ones(B, N, dtype=torch.bool, device=q.device) if key_valid is None else key_valid
         logits = self.to_landmarks(x).unflatten(-1, (H, self.rank)).transpose(1, 2)  # [B, H, N, r]
-        logits = logits.float().masked_fill(~valid[:, None, :, None], _MASKED_LOGIT)
+        logits = logits.to(accumulation_dtype(logits)).masked_fill(~valid[:, None, :, None], _MASKED_LOGIT)
 
         left = w if self.causal else w // 2
         k_local = self.local_norm(windows(k, w, left, ns))  # [B, H, ns, 2w, d]

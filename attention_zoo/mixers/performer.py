@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from attention_zoo.mixers.base import MultiHeadMixer, check_positive
+from attention_zoo.mixers.base import MultiHeadMixer, check_positive, check_real
 from attention_zoo.ops import (
     causal_logscaled_linear_attention,
     normalized_linear_attention,
@@ -34,6 +34,7 @@ class PerformerAttention(MultiHeadMixer):
         super().__init__(d_model, n_heads, causal, bias)
         check_positive("n_features", n_features)
         check_positive("chunk_size", chunk_size)
+        check_real("eps", eps, low=0.0)
         if not isinstance(redraw_interval, int) or redraw_interval < 0:
             raise ValueError(f"knob 'redraw_interval' must be an integer >= 0, got {redraw_interval!r}")
         self.n_features, self.redraw_interval = n_features, redraw_interval

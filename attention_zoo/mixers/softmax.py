@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import torch
 
-from attention_zoo.mixers.base import MultiHeadMixer, check_choice
+from attention_zoo.mixers.base import MultiHeadMixer, check_choice, check_dropout
 from attention_zoo.ops import softmax_attention
 from attention_zoo.positional import build_relative_positional
 
@@ -24,6 +24,7 @@ class SoftmaxAttention(MultiHeadMixer):
     ):
         super().__init__(d_model, n_heads, causal, bias)
         check_choice("impl", impl, ["sdpa", "math"])
+        check_dropout(attn_dropout)
         self.impl, self.attn_dropout = impl, attn_dropout
         self.pos = build_relative_positional(pos, self.head_dim)
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from attention_zoo.mixers.base import MultiHeadMixer, check_choice, check_positive, zero_padded
+from attention_zoo.mixers.base import MultiHeadMixer, check_choice, check_dropout, check_positive, zero_padded
 from attention_zoo.norms import NORMS, build_norm
 from attention_zoo.ops import attention_within_blocks, block_valid, from_blocks, linear_attention, to_blocks
 from attention_zoo.positional import build_relative_positional
@@ -80,6 +80,7 @@ class DiagAttention(MultiHeadMixer):
         super().__init__(d_model, n_heads, causal, bias)
         check_positive("block_size", block_size)
         check_choice("inner", inner, ["softmax", "relu"])
+        check_dropout(attn_dropout)
         check_output_norm(norm, causal)
         self.block_size, self.inner, self.attn_dropout = block_size, inner, attn_dropout
         self.pos = build_relative_positional(pos, self.head_dim)

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import torch
 
+from attention_zoo.ops.precision import accumulation_dtype
+
 _FLOOR = -1e30  # finite "minus infinity" for running maxima, so that differences never become NaN
 
 
@@ -23,9 +25,10 @@ def positive_random_features(
     ``projection`` is ``[m, d]``. Padded positions get zero features and a log-scale of -inf.
     """
     with torch.autocast(device_type=x.device.type, enabled=False):
-        x = x.float() * x.shape[-1] ** -0.25
-        logits = torch.matmul(x, projection.float().t()) - 0.5 * x.pow(2).sum(-1, keepdim=True)
-        log_scale = logits.amax(dim=-1).detach()
+        dtype = accumulation_dtype(x, projection)
+        x = x.to(dtype) * x.shape[-1] ** -0.25
+        logits = torch.matmul(x, projection.to(dtype).t()) - 0.5 * x.pow(2).sum(-1, keepdim=True)
+        log_scale = logits.amax(dim=-1)
         features = torch.exp(logits - log_scale[..., None]) * projection.shape[0] ** -0.5
         if key_valid is not None:
             valid = key_valid[:, None, :]
@@ -51,7 +54,8 @@ def causal_logscaled_linear_attention(
     """
     out_dtype = v.dtype
     with torch.autocast(device_type=q.device.type, enabled=False):
-        q, k, v = q.float(), k.float(), v.float()
+        dtype = accumulation_dtype(q, k, v)
+        q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
         B, H, n, _ = q.shape
         v = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)  # normaliser as an extra column
         state = q.new_zeros(B, H, k.shape[-1], v.shape[-1])
@@ -60,7 +64,7 @@ def causal_logscaled_linear_attention(
         outputs = []
         for start in range(0, n, chunk_size):
             qc, kc, vc = (t[:, :, start : start + chunk_size] for t in (q, k, v))
-            sc = k_log_scale[:, :, start : start + chunk_size].float()
+            sc = k_log_scale[:, :, start : start + chunk_size].to(dtype)
             c = qc.shape[-2]
             query_ref = torch.maximum(reference[..., None], sc.cummax(dim=-1).values)  # [B, H, c]
             rel = (sc[..., None, :] - query_ref[..., :, None]).masked_fill(~tril[:c, :c], -torch.inf)

@@ -10,6 +10,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from attention_zoo.ops.precision import accumulation_dtype
+
 
 def chunked(x: torch.Tensor, chunk_size: int) -> torch.Tensor:
     """``[..., N, d] -> [..., n_chunks, C, d]``, zero-padding N up to a multiple of C."""
@@ -37,7 +39,8 @@ def linear_attention(
     """
     out_dtype = v.dtype
     with torch.autocast(device_type=q.device.type, enabled=False):
-        q, k, v = q.float(), k.float(), v.float()
+        dtype = accumulation_dtype(q, k, v)  # fp32 for low precision, float64 stays float64
+        q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
         if not causal:
             return torch.matmul(q, torch.matmul(k.transpose(-1, -2), v)).to(out_dtype)
         n = q.shape[-2]
@@ -65,7 +68,8 @@ def normalized_linear_attention(
     max(den, eps) (cosFormer's official code).
     """
     ones = torch.ones_like(v[..., :1])
-    out = linear_attention(q, k, torch.cat([v, ones], dim=-1).float(), causal=causal, chunk_size=chunk_size)
+    v_and_ones = torch.cat([v, ones], dim=-1).to(accumulation_dtype(v))
+    out = linear_attention(q, k, v_and_ones, causal=causal, chunk_size=chunk_size)
     num, den = out[..., :-1], out[..., -1:]
     den = den + eps if denominator == "add" else den.clamp_min(eps)
     return (num / den).to(v.dtype)

@@ -6,6 +6,8 @@ import math
 import torch
 import torch.nn.functional as F
 
+from attention_zoo.ops.precision import accumulation_dtype
+
 
 def attention_mask(
     n_queries: int,
@@ -54,6 +56,6 @@ def softmax_attention(
     mask = attention_mask(q.shape[-2], k.shape[-2], causal=causal, key_valid=key_valid, device=q.device)
     if mask is not None:
         scores = scores.masked_fill(~mask, -math.inf)
-    probs = torch.softmax(scores.float(), dim=-1).to(v.dtype)
+    probs = torch.softmax(scores.to(accumulation_dtype(scores)), dim=-1).to(v.dtype)
     probs = F.dropout(probs, p=dropout_p, training=dropout_p > 0)
     return torch.matmul(probs, v)

@@ -1,0 +1,64 @@
+"""Run one cell in a fresh Python process, so that its memory is measured cleanly and a crash, an
+out-of-memory or a timeout is recorded as such instead of ending the sweep."""
+from __future__ import annotations
+
+import json
+import os
+import resource
+import signal
+import subprocess
+import sys
+import tempfile
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+from harness.bench.cell import CellSpec
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def address_space_cap(cap_bytes: int):
+    """A ``preexec_fn`` that limits the child's address space (RLIMIT_AS): allocations beyond it fail."""
+
+    def apply() -> None:
+        resource.setrlimit(resource.RLIMIT_AS, (cap_bytes, cap_bytes))
+
+    return apply
+
+
+def describe_exit(returncode: int, stderr: str) -> dict[str, Any]:
+    """Status of a child that wrote no result: killed by a signal or exited with an error."""
+    tail = (stderr.strip().splitlines() or ["no output"])[-1][:300]
+    if returncode < 0:
+        name = signal.Signals(-returncode).name
+        if -returncode == signal.SIGKILL:  # on Linux almost always the kernel's out-of-memory killer
+            return {"status": "oom", "error": f"killed by {name} (likely the out-of-memory killer)"}
+        return {"status": "crashed", "error": f"killed by {name}: {tail}"}
+    return {"status": "crashed", "error": f"exit code {returncode}: {tail}"}
+
+
+def run_in_subprocess(spec: CellSpec, *, memory_cap_bytes: int | None, timeout_s: float) -> dict[str, Any]:
+    """Measure ``spec`` in a child process; the result dict always has a ``status``."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    cap = memory_cap_bytes if spec.device == "cpu" else None  # CUDA maps far more address space than it uses
+    with tempfile.TemporaryDirectory(prefix="bench-cell-") as folder:
+        result_path = Path(folder) / "result.json"
+        command = [sys.executable, "-m", "harness.bench.cell", json.dumps(asdict(spec)), str(result_path)]
+        try:
+            done = subprocess.run(
+                command,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=timeout_s,
+                preexec_fn=address_space_cap(cap) if cap else None,
+            )
+        except subprocess.TimeoutExpired:
+            return {"status": "timeout", "error": f"no result within {timeout_s:g} s"}
+        if result_path.exists():
+            result = json.loads(result_path.read_text())
+            result.pop("spec", None)
+            return result
+        return describe_exit(done.returncode, done.stderr)

@@ -1,0 +1,262 @@
+"""Typed schemas of a run's configuration, and the check that turns a composed config into them.
+
+Hydra composes ``conf/``; :func:`validate` then checks every section against its dataclass before any work:
+an unknown key, a wrong type or an unknown choice fails with a :class:`ConfigError` naming the key and what is
+valid. The task section is checked against its family's schema (``tasks.validate``), the attention section
+against the backend's knobs in the ``attention_zoo`` registry.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, fields, is_dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
+
+import tasks
+from attention_zoo import available, get_spec
+from attention_zoo.registry import TRANSNORMER_PARTS
+from tasks.base import DATA_SOURCES, TaskConfig
+
+SCHEDULES = ("inverse_sqrt", "polynomial", "cosine", "constant")
+PRECISIONS = ("fp32", "bf16")
+DEVICES = ("auto", "cpu", "cuda")
+WANDB_MODES = ("offline", "online", "disabled")
+SCALES = ("smoke", "cpu", "paper")
+# knobs the backbone sets itself (a preset learns its layer from the layer plan)
+BACKBONE_OWNED_KNOBS = ("layer_index", "n_layers")
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot run; the message names the key and the valid choices."""
+
+
+def _choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
+    if value not in choices:
+        raise ConfigError(f"{key}={value!r} is not valid; valid choices: {list(choices)}")
+
+
+def _positive(key: str, value: float, allow_zero: bool = False) -> None:
+    if value < 0 or (value == 0 and not allow_zero):
+        raise ConfigError(f"{key}={value!r} must be {'non-negative' if allow_zero else 'positive'}")
+
+
+@dataclass
+class ModelConfig:
+    """The backbone's sizes and shape (``attention_zoo.BackboneConfig`` fields; ``causal`` comes from the
+    task) plus the task model's own options."""
+
+    d_model: int = 512
+    n_layers: int = 6
+    n_heads: int = 8
+    norm: str = "srmsnorm"
+    prenorm: bool = True
+    channel_mixer: str = "glu"
+    hidden_dim: int | None = None
+    activation: str = "gelu"
+    dropout: float = 0.1
+    positional: str = "sinusoidal"
+    max_len: int = 512
+    scale_embeddings: bool = True  # multiply token embeddings by sqrt(d_model) (fairseq)
+
+    def __post_init__(self) -> None:
+        for key in ("d_model", "n_layers", "n_heads", "max_len"):
+            _positive(f"model.{key}", getattr(self, key))
+        if self.d_model % self.n_heads:
+            raise ConfigError(f"model.d_model={self.d_model} must be divisible by model.n_heads={self.n_heads}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1)")
+        _choice("model.channel_mixer", self.channel_mixer, ("glu", "ffn"))
+
+
+@dataclass
+class TrainerConfig:
+    """Optimisation (AdamW + schedule), batching, precision, evaluation and checkpoint cadence.
+
+    ``global_batch_size`` examples make one update; each forward pass takes ``micro_batch_size`` of them per
+    process, so gradients accumulate over ``global / (micro * processes)`` passes (it must divide).
+    Schedules (lr for update ``u``, counted from 0): ``inverse_sqrt`` (fairseq: linear warmup from
+    ``warmup_init_lr``, then ``lr * sqrt(warmup / u)``), ``polynomial`` (linear warmup from 0, then decay to
+    ``end_lr`` with ``power``), ``cosine`` (linear warmup from ``warmup_init_lr``, cosine to ``end_lr``),
+    ``constant`` (after warmup). ``clip_norm=0`` disables clipping.
+    """
+
+    max_steps: int = 1000
+    global_batch_size: int = 16
+    micro_batch_size: int = 16
+    lr: float = 5e-4
+    schedule: str = "inverse_sqrt"
+    warmup_steps: int = 0
+    warmup_init_lr: float = 1e-7
+    end_lr: float = 0.0
+    power: float = 1.0
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
+    eps: float = 1e-8
+    weight_decay: float = 0.01
+    clip_norm: float = 0.0
+    precision: str = "fp32"
+    device: str = "auto"
+    eval_every: int = 500
+    eval_batch_size: int = 16
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 2
+    log_every: int = 50
+    progress: bool = True
+    record_gradients: bool = False  # q/k/v gradient norms per update -> gradient_stats.csv (Table 2)
+
+    def __post_init__(self) -> None:
+        _choice("trainer.schedule", self.schedule, SCHEDULES)
+        _choice("trainer.precision", self.precision, PRECISIONS)
+        _choice("trainer.device", self.device, DEVICES)
+        for key in ("max_steps", "global_batch_size", "micro_batch_size", "eval_every", "eval_batch_size",
+                    "checkpoint_every", "keep_checkpoints", "log_every"):
+            _positive(f"trainer.{key}", getattr(self, key))
+        for key in ("lr", "warmup_steps", "warmup_init_lr", "end_lr", "weight_decay", "clip_norm"):
+            _positive(f"trainer.{key}", getattr(self, key), allow_zero=True)
+        if len(self.betas) != 2 or not all(0 <= b < 1 for b in self.betas):
+            raise ConfigError(f"trainer.betas={self.betas} must be two numbers in [0, 1)")
+        if self.global_batch_size % self.micro_batch_size:
+            raise ConfigError(
+                f"trainer.global_batch_size={self.global_batch_size} must be a multiple of "
+                f"trainer.micro_batch_size={self.micro_batch_size}"
+            )
+
+
+@dataclass
+class LoggerConfig:
+    """wandb (``mode`` offline by default: nothing leaves the machine) beside the run's local metrics.jsonl,
+    which is always written."""
+
+    wandb: bool = True
+    mode: str = "offline"
+    project: str = "attention-zoo"
+
+    def __post_init__(self) -> None:
+        _choice("logger.mode", self.mode, WANDB_MODES)
+
+
+@dataclass
+class ScaleConfig:
+    name: str = "cpu"
+    description: str = ""
+
+    def __post_init__(self) -> None:
+        _choice("scale.name", self.name, SCALES)
+
+
+@dataclass
+class RunSection:
+    """Where runs go and what happens when a run is started again."""
+
+    root: str = "results/runs"
+    resume: bool = True  # continue from the run folder's last checkpoint
+    skip_completed: bool = True  # do nothing when the record says completed with the same config hash
+
+
+@dataclass
+class AttentionConfig:
+    """A backend name, its layer plan and its knobs (the knobs are checked against the registry)."""
+
+    name: str
+    layer_plan: Any
+    knobs: dict[str, Any]
+
+    def as_mapping(self) -> dict[str, Any]:
+        """The form ``attention_zoo.build_backbone`` takes."""
+        return {"name": self.name, "layer_plan": self.layer_plan, **self.knobs}
+
+
+@dataclass
+class RunConfig:
+    task: TaskConfig
+    attention: AttentionConfig
+    model: ModelConfig
+    trainer: TrainerConfig
+    logger: LoggerConfig
+    scale: ScaleConfig
+    run: RunSection
+    seed: int = 0
+
+
+SECTIONS = {"model": ModelConfig, "trainer": TrainerConfig, "logger": LoggerConfig, "scale": ScaleConfig,
+            "run": RunSection}
+ROOT_KEYS = ("task", "attention", *SECTIONS, "seed")
+
+
+def _config_error(section: str, err: OmegaConfBaseException) -> ConfigError:
+    """An OmegaConf validation error as a ConfigError naming the full key (and the valid keys if unknown)."""
+    key = f"{section}.{err.full_key}" if getattr(err, "full_key", None) else section
+    message = f"invalid config key {key}: {str(err).splitlines()[0]}"
+    schema = getattr(err, "object_type", None)
+    if isinstance(err, ConfigKeyError) and is_dataclass(schema):
+        message += f"; valid keys here: {sorted(f.name for f in fields(schema))}"
+    return ConfigError(message)
+
+
+def _structured(section: str, schema: type, node: Any) -> Any:
+    """``node`` merged onto the dataclass ``schema`` and instantiated (running its checks)."""
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
+    except OmegaConfBaseException as err:
+        raise _config_error(section, err) from None
+
+
+def validate_attention(node: Any) -> AttentionConfig:
+    attention = dict(OmegaConf.to_container(node, resolve=True)) if isinstance(node, DictConfig) else dict(node)
+    name = attention.pop("name", None)
+    if name not in available():
+        raise ConfigError(f"attention.name={name!r} is not a backend; valid choices: {available()}")
+    layer_plan = attention.pop("layer_plan", None)
+    valid = sorted(k for k in get_spec(name).knobs if not (name in TRANSNORMER_PARTS and k in BACKBONE_OWNED_KNOBS))
+    unknown = sorted(set(attention) - set(valid))
+    if unknown:
+        raise ConfigError(f"unknown knob(s) {unknown} under attention for backend {name!r}; valid knobs: {valid}")
+    return AttentionConfig(name, layer_plan, attention)
+
+
+def validate(cfg: DictConfig | dict) -> RunConfig:
+    """Check the composed config against the schemas; returns typed sections or raises ConfigError."""
+    cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(cfg)
+    unknown = sorted(set(cfg.keys()) - set(ROOT_KEYS))
+    if unknown:
+        raise ConfigError(f"unknown top-level config key(s) {unknown}; valid keys: {sorted(ROOT_KEYS)}")
+    try:
+        task = tasks.validate(cfg.get("task", {}))
+    except OmegaConfBaseException as err:
+        raise _config_error("task", err) from None
+    except ValueError as err:
+        raise ConfigError(str(err)) from None
+    if task.data.source not in DATA_SOURCES:
+        raise ConfigError(f"task.data.source={task.data.source!r} is not valid; valid choices: {list(DATA_SOURCES)}")
+    if task.data.source == "files" and not task.data.path:
+        raise ConfigError("task.data.source=files needs task.data.path=DIR (the folder of the official files)")
+    sections = {name: _structured(name, schema, cfg.get(name, {})) for name, schema in SECTIONS.items()}
+    seed = cfg.get("seed", 0)
+    if not isinstance(seed, int):
+        raise ConfigError(f"seed={seed!r} must be an integer")
+    return RunConfig(task=task, attention=validate_attention(cfg.get("attention", {})), seed=seed, **sections)
+
+
+# keys that do not change a run's result: left out of its hash, so changing them reuses the run
+UNHASHED = (
+    ("logger",), ("run",), ("task", "data", "cache_dir"), ("trainer", "progress"), ("trainer", "log_every"),
+    ("trainer", "checkpoint_every"), ("trainer", "keep_checkpoints"), ("trainer", "eval_batch_size"),
+)
+
+
+def resolved_dict(cfg: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def config_hash(resolved: dict[str, Any]) -> str:
+    """sha256 of the canonical JSON of the resolved config without the ``UNHASHED`` keys."""
+    pruned = json.loads(json.dumps(resolved, default=str))
+    for path in UNHASHED:
+        node = pruned
+        for key in path[:-1]:
+            node = node.get(key, {}) if isinstance(node, dict) else {}
+        if isinstance(node, dict):
+            node.pop(path[-1], None)
+    return hashlib.sha256(json.dumps(pruned, sort_keys=True).encode()).hexdigest()

@@ -1,0 +1,158 @@
+"""One run: ``python -m harness.run [overrides]``; a sweep: ``python -m harness.run -m key=a,b ...``.
+
+Compose ``conf/`` -> validate -> (skip if the run folder's record says completed with the same config hash)
+-> build and prepare the task -> build the model -> train -> write the run record. The run folder is
+``<run.root>/<task>/<backend>/<scale>/seed<seed>-<hash>``, so starting the same configuration again finds
+its checkpoints and resumes. In a sweep, a failing run is recorded as failed and the sweep goes on.
+"""
+from __future__ import annotations
+
+import logging
+import random
+import time
+import traceback
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import hydra
+import torch
+from hydra.core.hydra_config import HydraConfig
+from hydra.types import RunMode
+from omegaconf import DictConfig
+from torch import nn
+
+import tasks
+from harness.analyze.gradient_deviation import GradientRecorder
+from harness.config import ConfigError, RunConfig, config_hash, resolved_dict, validate
+from harness.metrics_log import MetricsLogger
+from harness.records import git_commit, host, is_completed, now, read_record, versions, write_record
+from harness.trainer import Trainer
+
+log = logging.getLogger(__name__)
+
+
+def run_dir_for(cfg: RunConfig, digest: str) -> Path:
+    return Path(cfg.run.root) / cfg.task.name / cfg.attention.name / cfg.scale.name / f"seed{cfg.seed}-{digest[:10]}"
+
+
+def count_parameters(model: nn.Module) -> dict[str, int]:
+    """Trainable parameters, shared (tied) ones counted once; and how many sit in embedding tables."""
+    total = sum(p.numel() for p in model.parameters())
+    embedding_params = {id(m.weight): m.weight.numel() for m in model.modules() if isinstance(m, nn.Embedding)}
+    return {"total": total, "embedding": sum(embedding_params.values()),
+            "non_embedding": total - sum(embedding_params.values())}
+
+
+def execute(cfg: DictConfig, experiment: str | None = None) -> dict[str, Any]:
+    """Run the experiment ``cfg`` (composed by Hydra) and return its record; raises on failure (after
+    recording it) and ConfigError before any work when the configuration is invalid."""
+    typed = validate(cfg)
+    resolved = resolved_dict(cfg)
+    digest = config_hash(resolved)
+    run_dir = run_dir_for(typed, digest)
+    previous = read_record(run_dir)
+    if typed.run.skip_completed and is_completed(previous, digest):
+        log.info("skipping %s: completed with the same config hash", run_dir)
+        print(f"skipped (already completed): {run_dir}")
+        return previous
+
+    record: dict[str, Any] = {
+        "status": "running", "config_hash": digest, "run_dir": str(run_dir), "task": typed.task.name,
+        "backend": typed.attention.name, "scale": typed.scale.name, "seed": typed.seed, "experiment": experiment,
+        "started": now(), "versions": versions(), "git": git_commit(), "host": host(), "config": resolved,
+    }
+    write_record(run_dir, record)
+    started = time.perf_counter()
+    logger = None
+    try:
+        random.seed(typed.seed)
+        torch.manual_seed(typed.seed)
+        task = tasks.build(typed.task)
+        task.prepare()
+        model = task.build_model(typed.attention.as_mapping(), asdict(typed.model))
+        record["parameters"] = count_parameters(model)
+        record["data"] = task.describe()
+        task.save_artifacts(run_dir)
+        name = f"{typed.task.name}/{typed.attention.name}/{typed.scale.name}/seed{typed.seed}"
+        logger = MetricsLogger(run_dir, typed.logger, run_id=digest[:16], name=name, config=resolved)
+        callbacks = [GradientRecorder(model, run_dir)] if typed.trainer.record_gradients else []
+        trainer = Trainer(typed.trainer, run_dir, typed.seed, logger, resume=typed.run.resume, callbacks=callbacks)
+        result = trainer.fit(model, task)
+    except BaseException as err:
+        reason = f"{type(err).__name__}: {err}"
+        record |= {"status": "failed", "reason": reason, "traceback": traceback.format_exc(limit=-8),
+                   "wall_seconds": time.perf_counter() - started, "finished": now()}
+        write_record(run_dir, record)
+        if logger is not None:
+            logger.close(failed=True)
+        raise
+    valid_name, test_name = task.splits
+    record |= {
+        "status": "completed",
+        "metrics": result.metrics,
+        "primary_metric": {"name": task.primary_metric, "mode": task.primary_mode,
+                           valid_name: result.metrics[f"{valid_name}/{task.primary_metric}"],
+                           test_name: result.metrics[f"{test_name}/{task.primary_metric}"]},
+        "throughput": {"steps_per_sec": result.steps_per_sec, "tokens_per_sec": result.tokens_per_sec},
+        "peak_memory_mb": result.peak_memory_mb, "memory_kind": result.memory_kind,
+        "train_seconds": result.train_seconds, "eval_seconds": result.eval_seconds,
+        "wall_seconds": time.perf_counter() - started, "resumed_from": result.resumed_from, "finished": now(),
+    }
+    path = write_record(run_dir, record)
+    logger.summary(result.metrics | record["throughput"])
+    logger.close()
+    print(summary(record), flush=True)
+    log.info("record: %s", path)
+    return record
+
+
+def summary(record: dict[str, Any]) -> str:
+    """A few lines for the console: metrics beside the corpus's best achievable, throughput, memory."""
+    primary, metrics = record["primary_metric"], record["metrics"]
+    splits = [k for k in primary if k not in ("name", "mode")]
+    lines = [f"run: {record['run_dir']}  ({record['task']}, {record['backend']}, scale={record['scale']})"]
+    scores = " | ".join(f"{split} {primary['name']} {primary[split]:.4g}" for split in splits)
+    lines.append(f"{scores} | best step {metrics.get('best_step')}")
+    corpus = record.get("data", {}).get("corpus")
+    if corpus:
+        best = " / ".join(f"{split} {corpus[split]['oracle_ppl']:.4g}" for split in splits if split in corpus)
+        no_recall = " / ".join(f"{split} {corpus[split]['no_recall_ppl']:.4g}" for split in splits if split in corpus)
+        lines.append(f"corpus: best achievable perplexity {best}; without long-range recall {no_recall}")
+    throughput, params = record["throughput"], record["parameters"]
+    lines.append(
+        f"throughput: {throughput['steps_per_sec']:.3g} steps/s, {throughput['tokens_per_sec']:.4g} tokens/s | "
+        f"peak memory {record['peak_memory_mb']:.0f} MB ({record['memory_kind']}) | "
+        f"{params['total'] / 1e6:.3g}M parameters | wall {record['wall_seconds']:.0f} s"
+    )
+    return "\n".join(lines)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+def _hydra_main(cfg: DictConfig) -> float | None:
+    hydra_cfg = HydraConfig.get()
+    multirun = hydra_cfg.mode == RunMode.MULTIRUN
+    experiment = hydra_cfg.runtime.choices.get("experiment")
+    try:
+        record = execute(cfg, experiment)
+    except ConfigError as err:
+        if multirun:
+            log.error("invalid configuration, run skipped: %s", err)
+            return None
+        raise SystemExit(f"invalid configuration: {err}") from None
+    except Exception as err:
+        if not multirun:
+            raise
+        log.error("run failed (recorded; the sweep goes on): %s: %s", type(err).__name__, err)
+        return None
+    values = [v for k, v in (record.get("primary_metric") or {}).items() if k not in ("name", "mode")]
+    return values[0] if values else None  # the validation score, for sweepers that optimise it
+
+
+def main() -> None:
+    """Console script ``attention-zoo-run``."""
+    _hydra_main()
+
+
+if __name__ == "__main__":
+    main()

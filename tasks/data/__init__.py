@@ -1,0 +1,1 @@
+"""Data: official-format readers, vocabularies, built-in generators, downloads, caches."""

@@ -1,0 +1,110 @@
+"""WikiText in its official tokenised form: ``wiki.{train,valid,test}.tokens`` (PAPER.md section 6).
+
+Each line becomes ``line.split() + ["<eos>"]`` (fairseq counts blank lines as a lone ``<eos>``); the vocabulary
+is counted on train (:mod:`tasks.data.vocab`); the tokenised splits are cached as int32 tensors under a key
+made of the files' paths, sizes and modification times and the vocabulary options.
+"""
+from __future__ import annotations
+
+import array
+import hashlib
+import json
+import re
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from tasks.data.cache import load_cached, save_cached
+from tasks.data.vocab import DEFAULT_SPECIALS, EOS, Vocabulary
+
+SPLIT_FILES = {"train": "wiki.train.tokens", "valid": "wiki.valid.tokens", "test": "wiki.test.tokens"}
+DOWNLOAD_HINT = "python -m harness.data download wikitext-103 --dest DIR   (or wikitext-2)"
+CACHE_FORMAT = 1
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
+
+
+class DataFormatError(ValueError):
+    """A data file that does not follow its official format; the message names the file and the line."""
+
+
+@dataclass
+class TokenCorpus:
+    """A vocabulary and one int32 token stream per split (every line's words, then ``<eos>``)."""
+
+    vocab: Vocabulary
+    splits: dict[str, torch.Tensor]
+
+
+def split_paths(folder: str | Path) -> dict[str, Path]:
+    """The three official files of ``folder``; a missing folder or file fails naming what is expected."""
+    folder = Path(folder)
+    paths = {split: folder / name for split, name in SPLIT_FILES.items()}
+    missing = [p.name for p in paths.values() if not p.is_file()]
+    if missing:
+        where = "does not exist" if not folder.is_dir() else f"lacks {missing}"
+        raise FileNotFoundError(
+            f"WikiText folder {str(folder)!r} {where}; expected the official files {list(SPLIT_FILES.values())}. "
+            f"Download them with: {DOWNLOAD_HINT}"
+        )
+    return paths
+
+
+def read_words(path: str | Path) -> Iterator[list[str]]:
+    """Each line's words followed by ``<eos>``; a line that is not UTF-8 text fails naming file and line."""
+    with open(path, "rb") as f:
+        for lineno, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataFormatError(f"{path}, line {lineno}: not valid UTF-8 ({err.reason} at byte {err.start})")
+            bad = _CONTROL.search(line)
+            if bad:
+                raise DataFormatError(
+                    f"{path}, line {lineno}: control character {bad.group()!r} at column {bad.start() + 1}; "
+                    "expected whitespace-separated tokens"
+                )
+            yield [*line.split(), EOS]
+
+
+def count_words(path: str | Path) -> Counter:
+    counts: Counter = Counter()
+    for words in read_words(path):
+        counts.update(words)
+    return counts
+
+
+def encode_file(path: str | Path, vocab: Vocabulary) -> torch.Tensor:
+    ids = array.array("i")
+    for words in read_words(path):
+        ids.extend(vocab.encode(words))
+    return torch.frombuffer(ids, dtype=torch.int32).clone() if ids else torch.zeros(0, dtype=torch.int32)
+
+
+def cache_key(paths: Sequence[Path], **options) -> str:
+    """Hash of what the tokenised tensors depend on: files (path, size, mtime) and options."""
+    files = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
+    blob = json.dumps({"format": CACHE_FORMAT, "files": files, **options}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+
+
+def load_wikitext(
+    folder: str | Path,
+    cache_dir: str | Path,
+    specials: Sequence[str] = DEFAULT_SPECIALS,
+    pad_to_multiple: int = 8,
+) -> TokenCorpus:
+    """Read (or load from cache) the tokenised splits of the WikiText-format folder ``folder``."""
+    paths = split_paths(folder)
+    key = cache_key(list(paths.values()), specials=list(specials), pad_to_multiple=pad_to_multiple)
+    cache_file = Path(cache_dir) / f"wikitext-{key}.pt"
+    cached = load_cached(cache_file)
+    if cached is not None:
+        vocab = Vocabulary(cached["symbols"], tuple(cached["specials"]))
+        return TokenCorpus(vocab, {split: cached[split] for split in SPLIT_FILES})
+    vocab = Vocabulary.build(count_words(paths["train"]), specials, pad_to_multiple)
+    splits = {split: encode_file(path, vocab) for split, path in paths.items()}
+    save_cached(cache_file, {"symbols": vocab.symbols, "specials": list(vocab.specials), **splits})
+    return TokenCorpus(vocab, splits)

@@ -1,0 +1,342 @@
+"""Naive float64 references for every attention_zoo backend.
+
+Each reference recomputes a built module's output from its parameters alone, one sequence at a time, with
+the whole attention materialised: an N x N matrix (N x (N + landmarks) for Transformer-LS). They are
+written from the formulas of PAPER.md (sections 2 and 3) and the modules' docstrings; nothing here calls
+attention_zoo's ops or a mixer's ``attend``. A padded batch is referenced by running every sequence alone
+(its real tokens only, at positions 0..n-1) and putting the result back at the real positions, with
+zeros at the padded ones: that is the contract "padded keys never influence unpadded outputs".
+
+Entry point: ``reference_forward(name, knobs, module, x, padding_mask)`` with the registry name and the
+full knob mapping the module was built with (``full_knobs`` fills in the defaults).
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import attention_zoo
+
+# PAPER.md section 2, written out again here so that the presets are checked against the paper, not
+# against the registry's own table.
+PRESETS = {
+    "transnormer_t1": (
+        {"inner": "relu", "norm": "srmsnorm"},  # DiagAttention: ReLU(q k^T), then SimpleRMSNorm
+        {"feature_map": "elu", "norm": "srmsnorm"},  # NormAttention: phi = elu
+    ),
+    "transnormer_t2": (
+        {"inner": "softmax", "norm": "none"},  # DiagAttention: softmax inside the block, no norm
+        {"feature_map": "1+elu", "norm": "srmsnorm"},  # NormAttention: phi = 1 + elu
+    ),
+}
+
+FEATURE_MAPS = {
+    "elu": lambda x: torch.where(x > 0, x, torch.exp(x) - 1),
+    "1+elu": lambda x: 1 + torch.where(x > 0, x, torch.exp(x) - 1),
+    "relu": lambda x: torch.clamp_min(x, 0),
+    "silu": lambda x: x / (1 + torch.exp(-x)),
+}
+
+
+def full_knobs(name: str, knobs: dict) -> dict:
+    """The registry defaults overlaid with ``knobs``."""
+    spec = attention_zoo.get_spec(name)
+    return spec.knobs | spec.fixed_knobs | knobs
+
+
+# ------------------------------------------------------------------------------------------- pieces
+def affine(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
+    out = x @ layer.weight.t()
+    return out if layer.bias is None else out + layer.bias
+
+
+def silu(x: torch.Tensor) -> torch.Tensor:
+    return x * torch.sigmoid(x)
+
+
+def split_heads(x: torch.Tensor, n_heads: int) -> torch.Tensor:
+    """``[N, D] -> [H, N, D/H]``."""
+    n, width = x.shape
+    return x.reshape(n, n_heads, width // n_heads).transpose(0, 1)
+
+
+def merge_heads(x: torch.Tensor) -> torch.Tensor:
+    """``[H, N, d] -> [N, H d]``."""
+    return x.transpose(0, 1).reshape(x.shape[1], -1)
+
+
+def causal_mask(n: int, device) -> torch.Tensor:
+    """``[N, N]`` bool, True where key j may be seen by query i (j <= i)."""
+    i = torch.arange(n, device=device)
+    return i[None, :] <= i[:, None]
+
+
+def rotate(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """Rotate the dimension pairs (x_i, x_{i + d/2}) of ``x[..., N, d]`` by ``angles[N, d/2]``."""
+    half = x.shape[-1] // 2
+    x1, x2 = x[..., :half], x[..., half:]
+    cos, sin = torch.cos(angles), torch.sin(angles)
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+
+
+def relative_position(kind: str, pos_module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """RoPE (fixed angles 10000^(-2i/d)) or LRPE (Householder reflection with the module's unit vector,
+    then rotation by the module's learnable theta) on ``x[..., N, d]`` at positions 0..N-1."""
+    if kind == "none":
+        return x
+    n, d = x.shape[-2:]
+    positions = torch.arange(n, dtype=torch.float64, device=x.device)
+    if kind == "rope":
+        freqs = 10000.0 ** (-2.0 * torch.arange(d // 2, dtype=torch.float64, device=x.device) / d)
+        return rotate(x, positions[:, None] * freqs)
+    if kind == "lrpe":
+        u = pos_module.householder
+        reflected = x - 2 * (x * u).sum(-1, keepdim=True) * u
+        return rotate(reflected, positions[:, None] * pos_module.theta)
+    raise ValueError(kind)
+
+
+def output_norm(kind: str, norm_module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """The norm over the full width D of ``x[N, D]`` (BatchNorm: its running statistics, eval mode)."""
+    width = x.shape[-1]
+    if kind == "none":
+        return x
+    if kind == "srmsnorm":  # x / (||x|| D^-1/2 + 1e-8), no parameter
+        return x / (x.norm(dim=-1, keepdim=True) * width**-0.5 + 1e-8)
+    if kind == "rmsnorm":
+        layer = norm_module.norm
+        return x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + layer.eps) * layer.weight
+    if kind == "layernorm":
+        return layer_norm(norm_module.norm, x)
+    if kind == "batchnorm":
+        layer = norm_module.norm
+        assert not layer.training, "the reference covers BatchNorm in eval mode only"
+        return (x - layer.running_mean) / torch.sqrt(layer.running_var + layer.eps) * layer.weight + layer.bias
+    raise ValueError(kind)
+
+
+def layer_norm(layer: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
+    mean = x.mean(-1, keepdim=True)
+    var = (x - mean).pow(2).mean(-1, keepdim=True)
+    return (x - mean) / torch.sqrt(var + layer.eps) * layer.weight + layer.bias
+
+
+def masked_softmax(scores: torch.Tensor, allowed: torch.Tensor) -> torch.Tensor:
+    scores = scores.masked_fill(~allowed, -math.inf)
+    scores = scores - scores.amax(-1, keepdim=True)
+    weights = torch.exp(scores)
+    return weights / weights.sum(-1, keepdim=True)
+
+
+def qkv(module: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The three projections of a multi-head mixer, split into heads: ``[H, N, d]`` each."""
+    return tuple(split_heads(affine(proj, x), module.n_heads) for proj in (module.q_proj, module.k_proj, module.v_proj))
+
+
+def finish(module: nn.Module, heads_out: torch.Tensor, norm: str = "none") -> torch.Tensor:
+    """Merge heads, norm over D, output projection."""
+    return affine(module.out_proj, output_norm(norm, module.output_norm, merge_heads(heads_out)))
+
+
+# ------------------------------------------------------------------------------------------ backends
+def vanilla(module, knobs, x):
+    q, k, v = qkv(module, x)
+    q, k = (relative_position(knobs["pos"], module.pos, t) for t in (q, k))
+    n, d = x.shape[0], module.head_dim
+    allowed = causal_mask(n, x.device) if module.causal else torch.ones(n, n, dtype=torch.bool, device=x.device)
+    return finish(module, masked_softmax(q @ k.transpose(-1, -2) / math.sqrt(d), allowed) @ v)
+
+
+def kernel_attention(weights: torch.Tensor, v: torch.Tensor, causal: bool, normalise: str | None, eps: float):
+    """``weights [H, N, N]`` (already >= 0 where it matters) -> sum_j w_ij v_j, optionally over the row sum."""
+    n = weights.shape[-1]
+    if causal:
+        weights = weights * causal_mask(n, weights.device)
+    out = weights @ v
+    if normalise is None:
+        return out
+    row_sum = weights.sum(-1, keepdim=True)
+    return out / (row_sum + eps if normalise == "add" else torch.clamp_min(row_sum, eps))
+
+
+def elu(module, knobs, x):
+    q, k, v = qkv(module, x)
+    phi = FEATURE_MAPS["1+elu"]
+    weights = phi(q) @ phi(k).transpose(-1, -2)
+    out = kernel_attention(weights, v, module.causal, "add" if knobs["normalize"] else None, knobs["eps"])
+    return finish(module, out)
+
+
+def performer(module, knobs, x):
+    """Exact FAVOR+ features (no stabiliser): phi(x) = m^-1/2 exp(W x' - |x'|^2 / 2), x' = d^-1/4 x,
+    normalised like 1+elu. The epsilon is relative to the largest feature scale (the documented design):
+    o_i = sum_j A_ij v_j / (sum_j A_ij + eps exp(a_i + c_i)), a_i the largest logit of query i, c_i the
+    largest logit of the keys query i sees (all keys bidirectionally, keys j <= i causally)."""
+    q, k, v = qkv(module, x)
+    projection = module.projection  # [m, d]
+    m, d = projection.shape
+
+    def logits(t):
+        t = t * d**-0.25
+        return t @ projection.t() - 0.5 * t.pow(2).sum(-1, keepdim=True)
+
+    q_logits, k_logits = logits(q), logits(k)
+    weights = (m**-0.5 * torch.exp(q_logits)) @ (m**-0.5 * torch.exp(k_logits)).transpose(-1, -2)
+    key_max = k_logits.amax(-1)  # [H, N]
+    if module.causal:
+        weights = weights * causal_mask(x.shape[0], x.device)
+        key_scale = key_max.cummax(-1).values
+    else:
+        key_scale = key_max.amax(-1, keepdim=True).expand_as(key_max)
+    eps = knobs["eps"] * torch.exp(q_logits.amax(-1) + key_scale)[..., None]
+    return finish(module, weights @ v / (weights.sum(-1, keepdim=True) + eps))
+
+
+def cosformer(module, knobs, x):
+    """relu features, weights (q_i . k_j) cos(pi/2 (i - j) / M), positions 1..n, M = n or max_len."""
+    q, k, v = qkv(module, x)
+    n = x.shape[0]
+    horizon = n if knobs["max_len"] is None else knobs["max_len"]
+    positions = torch.arange(1, n + 1, dtype=torch.float64, device=x.device)
+    reweight = torch.cos(math.pi / 2 * (positions[:, None] - positions[None, :]) / horizon)
+    weights = (torch.clamp_min(q, 0) @ torch.clamp_min(k, 0).transpose(-1, -2)) * reweight
+    return finish(module, kernel_attention(weights, v, module.causal, "clamp", knobs["eps"]))
+
+
+def norm_attention(module, knobs, x):
+    """Norm(phi(Q) phi(K)^T V) with LRPE on phi(q), phi(k); no scale, no denominator."""
+    q, k, v = qkv(module, x)
+    phi = FEATURE_MAPS[knobs["feature_map"]]
+    q, k = (relative_position(knobs["pos"], module.pos, phi(t)) for t in (q, k))
+    out = kernel_attention(q @ k.transpose(-1, -2), v, module.causal, None, 0.0)
+    return finish(module, out, knobs["norm"])
+
+
+def diag_attention(module, knobs, x):
+    """Attention inside blocks of w tokens: positions restart at 0 in every block, q scaled by d^-1/2."""
+    q, k, v = qkv(module, x)
+    n, w = x.shape[0], knobs["block_size"]
+    q = q * module.head_dim**-0.5
+
+    def positional(t):  # each block on its own, positions 0..w-1
+        return torch.cat(
+            [relative_position(knobs["pos"], module.pos, t[:, s : s + w]) for s in range(0, n, w)], dim=1
+        )
+
+    q, k = positional(q), positional(k)
+    block = torch.arange(n, device=x.device) // w
+    allowed = block[:, None] == block[None, :]
+    if module.causal:
+        allowed = allowed & causal_mask(n, x.device)
+    scores = q @ k.transpose(-1, -2)
+    if knobs["inner"] == "softmax":
+        weights = masked_softmax(scores, allowed)
+    else:
+        weights = torch.clamp_min(scores, 0) * allowed
+    return finish(module, weights @ v, knobs["norm"])
+
+
+def gated_attention_unit(module, knobs, x):
+    """GAU: out = W_o(u * (A v)); FLASH-quad A = relu(q k^T / n)^2 over the sequence; FLASH: relu^2 / G
+    inside groups of G plus a linear part (lin_q . lin_k) over earlier groups / G (causal) or over all
+    tokens / n (bidirectional)."""
+    n = x.shape[0]
+    u, v = silu(affine(module.to_uv, x)).chunk(2, dim=-1)
+    z = silu(affine(module.to_z, x))
+    gamma, beta = module.offset_scale.gamma, module.offset_scale.beta
+    parts = [relative_position(knobs["pos"], None, z * gamma[i] + beta[i]) for i in range(gamma.shape[0])]
+    group = knobs["group_size"]
+    causal = causal_mask(n, x.device) if module.causal else torch.ones(n, n, dtype=torch.bool, device=x.device)
+    if group is None:
+        q, k = parts
+        weights = torch.clamp_min(q @ k.t() / n, 0).pow(2) * causal
+    else:
+        quad_q, quad_k, lin_q, lin_k = parts
+        g = torch.arange(n, device=x.device) // group
+        same_group = g[:, None] == g[None, :]
+        quadratic = torch.clamp_min(quad_q @ quad_k.t() / group, 0).pow(2) * (same_group & causal)
+        if module.causal:
+            linear = (lin_q @ lin_k.t()) / group * (g[None, :] < g[:, None])
+        else:
+            linear = (lin_q @ lin_k.t()) / n
+        weights = quadratic + linear
+    return affine(module.out_proj, u * (weights @ v))
+
+
+def long_short(module, knobs, x):
+    """One softmax per query over [local window keys, global low-rank keys], written as an explicit
+    N x (N + landmarks) masked matrix. DualLN: local keys/values and global keys/values normalised apart."""
+    q, k, v = qkv(module, x)
+    n, (H, d), w = x.shape[0], (module.n_heads, module.head_dim), knobs["window_size"]
+    rank = knobs["segment_landmarks"] if module.causal else knobs["n_landmarks"]
+    logits = affine(module.to_landmarks, x).reshape(n, H, rank).transpose(0, 1)  # [H, N, r]
+    i = torch.arange(n, device=x.device)
+    segment = i // w
+    if module.causal:  # own segment up to i, plus the whole previous segment
+        local = (i[None, :] >= segment[:, None] * w - w) & (i[None, :] <= i[:, None])
+        k_global, v_global, global_segment = [], [], []
+        for c in range(segment.max().item() + 1):
+            members = segment == c
+            p = torch.softmax(logits[:, members], dim=1)  # over the positions of segment c
+            k_global.append(p.transpose(-1, -2) @ k[:, members])
+            v_global.append(p.transpose(-1, -2) @ v[:, members])
+            global_segment += [c] * rank
+        k_global, v_global = torch.cat(k_global, dim=1), torch.cat(v_global, dim=1)
+        glob = torch.tensor(global_segment, device=x.device)[None, :] < segment[:, None]
+    else:  # own segment plus half a segment on each side; r landmarks of the whole sequence
+        local = (i[None, :] >= segment[:, None] * w - w // 2) & (i[None, :] < (segment[:, None] + 1) * w + w // 2)
+        p = torch.softmax(logits, dim=1)
+        k_global, v_global = p.transpose(-1, -2) @ k, p.transpose(-1, -2) @ v
+        glob = torch.ones(n, rank, dtype=torch.bool, device=x.device)
+    keys = torch.cat([layer_norm(module.local_norm, k), layer_norm(module.global_norm, k_global)], dim=1)
+    values = torch.cat([layer_norm(module.local_norm, v), layer_norm(module.global_norm, v_global)], dim=1)
+    allowed = torch.cat([local, glob], dim=1)  # [N, N + landmarks]
+    out = masked_softmax(q @ keys.transpose(-1, -2) / math.sqrt(d), allowed) @ values
+    return finish(module, out)
+
+
+BACKENDS = {
+    "vanilla": vanilla,
+    "elu": elu,
+    "performer": performer,
+    "cosformer": cosformer,
+    "flash_quad": gated_attention_unit,
+    "flash": gated_attention_unit,
+    "ls": long_short,
+    "norm_attention": norm_attention,
+    "diag_attention": diag_attention,
+}
+
+
+def resolve(name: str, knobs: dict) -> tuple[str, dict]:
+    """A preset is DiagAttention in layers [0, L/2) and NormAttention in [L/2, L), with PAPER.md's knobs."""
+    if name not in PRESETS:
+        return name, knobs
+    diag, norm = PRESETS[name]
+    shared = {key: knobs[key] for key in ("pos", "bias")}
+    if knobs["layer_index"] < knobs["n_layers"] // 2:
+        return "diag_attention", full_knobs("diag_attention", shared | diag | {"block_size": knobs["block_size"]})
+    return "norm_attention", full_knobs("norm_attention", shared | norm | {"chunk_size": knobs["chunk_size"]})
+
+
+def reference_sequence(name: str, knobs: dict, module: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``x[N, D]`` (one sequence, no padding) -> ``[N, D]``."""
+    name, knobs = resolve(name, full_knobs(name, knobs))
+    return BACKENDS[name](module, knobs, x)
+
+
+def reference_forward(
+    name: str, knobs: dict, module: nn.Module, x: torch.Tensor, padding_mask: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``x[B, N, D]`` -> ``[B, N, D]``: every sequence alone (its real tokens), zeros at padded positions."""
+    outputs = []
+    for b in range(x.shape[0]):
+        real = torch.ones(x.shape[1], dtype=torch.bool, device=x.device) if padding_mask is None else ~padding_mask[b]
+        out = torch.zeros_like(x[b])
+        if real.any():
+            out = out.index_put((real.nonzero()[:, 0],), reference_sequence(name, knobs, module, x[b][real]))
+        outputs.append(out)
+    return torch.stack(outputs)

@@ -1,0 +1,235 @@
+"""Properties every backend must have beyond matching its reference: causality, chunk-size invariance,
+prefix consistency (as the registry declares it), determinism, finiteness at extreme scales, and bf16
+autocast within a documented tolerance of fp32."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import attention_zoo
+from attention_zoo.mixers.gated import GatedAttentionUnit
+from attention_zoo.ops import causal_logscaled_linear_attention, linear_attention
+from tests.attention_zoo.cases import (
+    CHUNKED,
+    DEFAULT_CASES,
+    DEVICES,
+    PRESETS,
+    SMALL_CASES,
+    SMALL_KNOBS,
+    assert_close,
+    build,
+    gradients,
+    inputs,
+    padding_mask,
+    relative_error,
+)
+
+ALL_CASES = SMALL_CASES + [pytest.param(*p.values, id=f"{p.id}-defaults") for p in DEFAULT_CASES]
+CUTS = [0, 15, 16, 31, 40, 63]  # last visible position: chunk, block, group and window edges of SMALL_KNOBS
+
+
+# -------------------------------------------------------------------------------------------- causality
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("name, knobs", ALL_CASES)
+def test_future_tokens_change_no_past_output(name, knobs, device):
+    """Perturbing tokens after t (also with huge values, which would leak through a global stabiliser or
+    a shared normaliser) changes no output at or before t, and no gradient reaches them from there."""
+    module = build(name, True, knobs, device=device)
+    x = inputs(2, 70, device=device)
+    reference = module(x)
+    for t in CUTS:
+        for scale in (1.0, 30.0):
+            changed = x.clone()
+            changed[:, t + 1 :] = scale * torch.randn_like(changed[:, t + 1 :])
+            out = module(changed)
+            assert torch.equal(out[:, : t + 1], reference[:, : t + 1]), f"output at or before {t} changed"
+        x_grad = x.clone().requires_grad_(True)
+        out = module(x_grad)[:, : t + 1]
+        (grad,) = torch.autograd.grad(out.sum(), x_grad)
+        assert (grad[:, t + 1 :] == 0).all(), f"a token after {t} reaches an output at or before {t}"
+
+
+@pytest.mark.parametrize("name, knobs", SMALL_CASES)
+def test_causal_with_padding(name, knobs):
+    """Causality holds in a left-padded batch too (the padding moves the real positions)."""
+    module = build(name, True, knobs)
+    x, mask = inputs(2, 50), padding_mask([50, 37], 50, "left")
+    reference = module(x, mask)
+    for t in (20, 30):
+        changed = x.clone()
+        changed[:, t + 1 :] = torch.randn_like(changed[:, t + 1 :])
+        assert torch.equal(module(changed, mask)[:, : t + 1], reference[:, : t + 1])
+
+
+# ------------------------------------------------------------------------------------ chunk invariance
+CHUNKED_CASES = [p for p in SMALL_CASES if p.values[0] in CHUNKED or p.id.endswith("-norm")]
+
+
+@pytest.mark.parametrize("dtype, tol", [(torch.float64, 1e-12), (torch.float32, 2e-6)], ids=["float64", "float32"])
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
+@pytest.mark.parametrize("name, knobs", CHUNKED_CASES)
+def test_chunk_size_changes_nothing(name, knobs, causal, dtype, tol):
+    x, mask = inputs(3, 70, dtype=dtype), padding_mask([70, 50, 3], 70, "right")
+    expected = build(name, causal, knobs | {"chunk_size": 70}, dtype=dtype)(x, mask)
+    for chunk_size in (1, 5, 16, 64, 100):
+        out = build(name, causal, knobs | {"chunk_size": chunk_size}, dtype=dtype)(x, mask)
+        assert_close(out, expected, tol, f"chunk_size={chunk_size}")
+
+
+# ---------------------------------------------------------------------------------- prefix consistency
+def is_prefix_consistent(module, length: int = 70) -> bool:
+    x = inputs(2, length)
+    full = module(x)
+    return all(relative_error(module(x[:, :t]), full[:, :t]) <= 1e-12 for t in (1, 16, 33, 64))
+
+
+@pytest.mark.parametrize("name, knobs", ALL_CASES)
+def test_prefix_consistency_matches_the_registry_flag(name, knobs):
+    """In causal mode, the output at t is the same whatever follows, exactly when the registry says so."""
+    expected = attention_zoo.get_spec(name).prefix_consistent
+    assert is_prefix_consistent(build(name, True, knobs)) == expected
+
+
+def test_cosformer_with_a_fixed_horizon_is_prefix_consistent():
+    """cosFormer's M = max_len (rather than the current length) makes causal outputs prefix-consistent."""
+    assert is_prefix_consistent(build("cosformer", True, {"max_len": 80, "chunk_size": 16}))
+
+
+def test_cosformer_longer_than_max_len_is_an_error():
+    with pytest.raises(ValueError, match="max_len"):
+        build("cosformer", True, {"max_len": 8})(inputs(1, 9))
+
+
+# ---------------------------------------------------------------------------------------- determinism
+@pytest.mark.parametrize("name, knobs", SMALL_CASES)
+def test_deterministic_under_a_seed(name, knobs):
+    first, second = build(name, True, knobs, seed=5), build(name, True, knobs, seed=5)
+    for (key, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items()):
+        assert torch.equal(a, b), f"{key} differs between two builds with the same seed"
+    x = inputs(2, 40)
+    assert torch.equal(first(x), second(x))
+    other = build(name, True, knobs, seed=6)
+    assert not all(torch.equal(a, b) for a, b in zip(first.state_dict().values(), other.state_dict().values()))
+
+
+@pytest.mark.parametrize("name", ["vanilla", "diag_attention", "ls"])
+def test_attention_dropout_is_deterministic_under_a_seed(name):
+    module = build(name, False, SMALL_KNOBS[name] | {"attn_dropout": 0.3}).train()
+    x = inputs(2, 40)
+    torch.manual_seed(9)
+    first = module(x)
+    torch.manual_seed(9)
+    assert torch.equal(module(x), first)
+    assert not torch.equal(module.eval()(x), first)
+
+
+def test_performer_redraws_in_training_only_and_deterministically():
+    def projections(seed: int, interval: int, train: bool) -> list[torch.Tensor]:
+        module = build("performer", True, {"n_features": 8, "redraw_interval": interval}, seed=seed).train(train)
+        drawn = []
+        for _ in range(5):
+            module(inputs(1, 10))
+            drawn.append(module.projection.clone())
+        return drawn
+
+    drawn = projections(0, 2, True)
+    assert torch.equal(drawn[0], drawn[1]) and not torch.equal(drawn[1], drawn[2])
+    assert torch.equal(drawn[2], drawn[3]) and not torch.equal(drawn[3], drawn[4])
+    assert all(torch.equal(a, b) for a, b in zip(drawn, projections(0, 2, True)))
+    assert all(torch.equal(p, drawn[0]) for p in projections(0, 2, False))
+    assert all(torch.equal(p, drawn[0]) for p in projections(0, 0, True))
+
+
+def test_performer_projection_is_stacked_orthogonal_blocks():
+    module = build("performer", False, {"n_features": 20})
+    rows = module.projection / module.projection.norm(dim=-1, keepdim=True)
+    block = rows[: module.head_dim]
+    torch.testing.assert_close(block @ block.t(), torch.eye(module.head_dim, dtype=block.dtype), rtol=0, atol=1e-5)
+
+
+# --------------------------------------------------------------------------------------- finiteness
+@pytest.mark.parametrize("scale", [1e-3, 1e3])
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
+@pytest.mark.parametrize("name, knobs", ALL_CASES)
+def test_finite_at_extreme_input_scales(name, knobs, causal, scale):
+    module = build(name, causal, knobs, dtype=torch.float32)
+    x = (scale * inputs(3, 70, dtype=torch.float32)).requires_grad_(True)
+    mask = padding_mask([70, 20, 0], 70, "right")
+    out = module(x, mask)
+    assert torch.isfinite(out).all()
+    grads = gradients(out, x, module, torch.ones_like(out))
+    assert all(torch.isfinite(g).all() for g in grads.values()), "non-finite gradient"
+
+
+# ---------------------------------------------------------------------------------------- bf16 autocast
+# Documented tolerance (docs/attention_zoo.md): under bf16 autocast every backend's output is within 5e-2
+# of its fp32 output, relative to the largest fp32 output (bf16 has an 8-bit mantissa: ~4e-3 per rounding).
+# Exception by design: a norm over the attention output (NormAttention, T1's DiagAttention) rescales a
+# near-zero vector to unit RMS, amplifying its rounding without bound (e.g. the first token of a causal
+# ReLU block with q.k ~ 0); tokens whose pre-norm RMS is under 1e-2 of the median are not compared.
+TOL_BF16 = 5e-2
+
+
+def well_conditioned_tokens(module, x, mask) -> torch.Tensor:
+    """``[B, N]`` bool: the tokens whose output does not come from normalising a near-zero vector."""
+    norm = getattr(module, "output_norm", None)
+    if norm is None or type(norm).__name__ == "Identity":
+        return torch.ones(x.shape[:2], dtype=torch.bool, device=x.device)
+    captured = []
+    handle = norm.register_forward_hook(lambda _, args, __: captured.append(args[0].detach()))
+    module(x, mask)
+    handle.remove()
+    rms = captured[0].pow(2).mean(-1).sqrt()
+    return rms >= 1e-2 * rms.median()
+
+
+@pytest.mark.parametrize("device", DEVICES)
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
+@pytest.mark.parametrize("name, knobs", ALL_CASES)
+def test_bf16_autocast_stays_close_to_fp32(name, knobs, causal, device):
+    module = build(name, causal, knobs, dtype=torch.float32, device=device)
+    x, mask = inputs(2, 257, dtype=torch.float32, device=device), padding_mask([257, 100], 257, "right", device=device)
+    expected = module(x, mask)
+    compared = well_conditioned_tokens(module, x, mask) & ~mask
+    assert compared.sum() >= 0.9 * (~mask).sum(), "too few well-conditioned tokens for a meaningful comparison"
+    x = x.clone().requires_grad_(True)
+    with torch.autocast(device_type=device, dtype=torch.bfloat16):
+        out = module(x, mask)
+    assert_close(out.float()[compared], expected[compared], TOL_BF16, "bf16 autocast output")
+    grads = gradients(out.float(), x, module, torch.ones_like(expected))
+    assert all(torch.isfinite(g).all() for g in grads.values())
+
+
+def long_constant_inputs(n: int, d: int = 4):
+    """q = k = 1/sqrt(d) everywhere, v = 1: the exact causal output at i is i + 1 (the running sum of
+    q.k = 1), which a bf16 running state cannot count past a few hundred."""
+    q = torch.full((1, 1, n, d), d**-0.5, dtype=torch.bfloat16)
+    return q, q.clone(), torch.ones(1, 1, n, 2, dtype=torch.bfloat16), torch.arange(1, n + 1, dtype=torch.float32)
+
+
+def test_causal_linear_state_accumulates_in_fp32():
+    q, k, v, counts = long_constant_inputs(4096)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        out = linear_attention(q, k, v, causal=True, chunk_size=4)
+    assert_close(out[0, 0, :, 0].float(), counts, 1e-2, "running sum of 4096 tokens under bf16")
+
+
+def test_performer_causal_state_accumulates_in_fp32():
+    q, k, v, counts = long_constant_inputs(4096)
+    log_scale = torch.zeros(1, 1, 4096)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        out = causal_logscaled_linear_attention(q, k, log_scale, v * counts[None, None, :, None], chunk_size=64)
+    # o_i = sum_{j<=i} j / (i + 1) = (i + 2) / 2: a normalised mean of a growing sequence
+    assert_close(out[0, 0, :, 0].float(), (counts + 1) / 2, 1e-2, "normalised running mean under bf16")
+
+
+def test_flash_cross_group_state_accumulates_in_fp32():
+    module = GatedAttentionUnit(8, 1, True, qk_dim=4, group_size=4)
+    q, k, v, counts = long_constant_inputs(4096)
+    zero = torch.zeros_like(q)
+    with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
+        out = module.mixed_chunk_attention(zero, zero, q, k, v, torch.ones(1, 4096, dtype=torch.bool))
+    earlier_groups = (torch.arange(4096) // 4 * 4).float() / 4  # tokens of earlier groups, over G
+    assert_close(out[0, 0, :, 0].float(), earlier_groups, 1e-2, "cross-group sum under bf16")
+
+

@@ -1,0 +1,85 @@
+"""Smoke pretraining (task=mlm) then GLUE fine-tuning through the harness: init_from, weights, mismatches,
+the real CoLA / SST-2 files."""
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import tasks
+from harness.run import execute
+from tests.harness.conftest import compose_config
+
+REAL_GLUE = Path(__file__).resolve().parents[4] / "shared" / "data" / "glue"
+SMOKE = ("scale=smoke", "logger=none", "trainer.progress=false")
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    """One smoke masked-LM run (transnormer_t2), shared by the module's tests."""
+    root = tmp_path_factory.mktemp("runs")
+    previous = {k: os.environ.get(k) for k in ("ATTENTION_ZOO_CACHE", "WANDB_MODE")}
+    os.environ["ATTENTION_ZOO_CACHE"] = str(root / "cache")
+    os.environ["WANDB_MODE"] = "disabled"
+    record = execute(compose_config(*SMOKE, "task=mlm", f"run.root={root}"))
+    assert record["status"] == "completed" and record["metrics"]["valid/perplexity"] > 1
+    yield root, Path(record["run_dir"])
+    for key, value in previous.items():
+        os.environ.pop(key, None) if value is None else os.environ.__setitem__(key, value)
+
+
+def finetune(root, *overrides):
+    return execute(compose_config(*SMOKE, f"run.root={root}", f"task.pretrain_root={root}", *overrides))
+
+
+def test_mlm_run_saves_its_tokenizer(runs):
+    _, pretrain = runs
+    assert (pretrain / "tokenizer" / "tokenizer.json").is_file() and (pretrain / "checkpoints" / "best.pt").is_file()
+
+
+@pytest.mark.parametrize("task", ["mnli", "stsb"])
+def test_finetune_from_auto_found_pretraining(runs, task):
+    root, pretrain = runs
+    record = finetune(root, f"task=glue/{task}")
+    assert record["status"] == "completed" and record["data"]["init_from"]["run_dir"] == str(pretrain)
+    assert record["data"]["tokenizer"]["digest"] == json.loads((pretrain / "record.json").read_text())["data"][
+        "tokenizer"]["digest"]
+    metrics = record["metrics"]
+    if task == "mnli":  # selected on matched, mismatched reported for the same checkpoint
+        assert {"dev_matched/accuracy", "dev_mismatched/accuracy"} <= set(metrics)
+    else:
+        assert {"dev/pearson", "dev/spearman"} <= set(metrics)
+
+
+def test_encoder_starts_from_the_pretrained_weights(runs):
+    root, pretrain = runs
+    config = json.loads((pretrain / "record.json").read_text())["config"]
+    task = tasks.build({"name": "glue/sst2", "init_from": str(pretrain), "max_len": 32, "train_size": 20, "dev_size": 10,
+                        "data": {"cache_dir": str(root / "cache")}})
+    task.prepare()
+    model = task.build_model(config["attention"], config["model"])
+    saved = torch.load(pretrain / "checkpoints" / "best.pt", weights_only=True)["model"]
+    for name, value in model.encoder.state_dict().items():
+        assert torch.equal(value, saved[f"encoder.{name}"]), name
+    assert model.out_proj.out_features == 2
+
+
+def test_backend_or_size_mismatch_fails_clearly(runs):
+    root, pretrain = runs
+    with pytest.raises(FileNotFoundError, match="no completed masked-LM run under .*mlm/vanilla"):
+        finetune(root, "task=glue/cola", "attention=vanilla")
+    with pytest.raises(ValueError, match=r"model.d_model: this run 64 vs pretrained 32"):
+        finetune(root, "task=glue/cola", f"task.init_from={pretrain}", "model.d_model=64")
+    with pytest.raises(ValueError, match="is a 'glue/cola' run, not a masked-LM"):
+        cola_run = next((root / "glue" / "cola").glob("*/*/*"), None) or pytest.skip("no cola run yet")
+        finetune(root, "task=glue/rte", f"task.init_from={cola_run}")
+
+
+@pytest.mark.skipif(not REAL_GLUE.is_dir(), reason="real GLUE files not available")
+@pytest.mark.parametrize(("task", "sizes"), [("cola", (8551, 1043)), ("sst2", (67349, 872))])
+def test_real_glue_files_finetune_a_few_steps(runs, task, sizes):
+    root, _ = runs
+    record = finetune(root, f"task=glue/{task}", "task.data.source=files", f"task.data.path={REAL_GLUE}")
+    assert record["status"] == "completed"
+    assert (record["data"]["examples"]["train"], record["data"]["examples"]["dev"]) == sizes
