@@ -35,7 +35,7 @@ class RoPE(nn.Module):
     def __init__(self, head_dim: int):
         super().__init__()
         if head_dim % 2:
-            raise ValueError(f"RoPE needs an even head dimension, got {head_dim}")
+            raise ValueError(f"RoPE needs an even head dimension (d_model / n_heads), got {head_dim}")
         self.head_dim = head_dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -55,7 +55,7 @@ class LRPE(nn.Module):
     def __init__(self, head_dim: int):
         super().__init__()
         if head_dim % 2:
-            raise ValueError(f"LRPE needs an even head dimension, got {head_dim}")
+            raise ValueError(f"LRPE needs an even head dimension (d_model / n_heads), got {head_dim}")
         u = torch.randn(head_dim)
         self.register_buffer("householder", u / u.norm())
         self.theta = nn.Parameter(inverse_frequencies(head_dim))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -19,6 +20,11 @@ import tasks
 from attention_zoo import available, get_spec
 from attention_zoo.registry import TRANSNORMER_PARTS
 from tasks.base import DATA_SOURCES, TaskConfig
+
+# ${floordiv:a,b} in configs: an ablation's layer plan split at half the layers, whatever the scale's depth
+# (e.g. reverse_split:${floordiv:${model.n_layers},2}; conf/experiment/table9.yaml)
+if not OmegaConf.has_resolver("floordiv"):
+    OmegaConf.register_new_resolver("floordiv", lambda a, b: int(a) // int(b))
 
 SCHEDULES = ("inverse_sqrt", "polynomial", "cosine", "constant")
 PRECISIONS = ("fp32", "bf16")
@@ -237,6 +243,47 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
     if not isinstance(seed, int):
         raise ConfigError(f"seed={seed!r} must be an integer")
     return RunConfig(task=task, attention=validate_attention(cfg.get("attention", {})), seed=seed, **sections)
+
+
+def check_override_keys(overrides: list[str], conf_dir: str) -> None:
+    """Fail on a command-line ``key=value`` whose key does not exist, naming it and the valid keys there.
+
+    Hydra refuses such an override too, but without listing what is valid; this composes the config with
+    the group choices of ``overrides`` (the first of a sweep's values) and looks each key up. Anything it
+    cannot judge (a bad group choice, a syntax error) is left to Hydra's own messages.
+    """
+    from hydra import compose, initialize_config_dir
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    try:
+        parsed = OverridesParser.create().parse_overrides([o for o in overrides if not o.startswith("-")])
+    except Exception:
+        return
+    groups, values = [], []
+    for override in parsed:
+        key = override.key_or_group
+        if override.is_add() or override.is_delete() or override.is_force_add() or key.startswith("hydra"):
+            continue
+        value = next(iter(override.sweep_string_iterator())) if override.is_sweep_override() else (
+            override.get_value_element_as_str())
+        is_group = (Path(conf_dir) / key).is_dir()
+        (groups if is_group else values).append((key, value))
+    if not values:
+        return
+    try:
+        with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
+            cfg = compose(config_name="config", overrides=[f"{k}={v}" for k, v in groups])
+    except Exception:
+        return
+    for key, _ in values:
+        node, parts = cfg, key.split(".")
+        for depth, part in enumerate(parts):
+            if not isinstance(node, DictConfig):
+                break
+            if part not in node:
+                where = ".".join(parts[:depth]) or "the top level"
+                raise ConfigError(f"unknown config key {key}; valid keys under {where}: {sorted(node.keys())}")
+            node = node[part]
 
 
 # keys that do not change a run's result: left out of its hash, so changing them reuses the run

@@ -67,8 +67,10 @@ def read_record(run_dir: str | Path) -> dict[str, Any] | None:
 
 
 def write_record(run_dir: str | Path, record: dict[str, Any]) -> Path:
+    """Write ``record`` (stamped with ``updated``, in place) to the run folder's record.json."""
     path = Path(run_dir) / RECORD_FILE
-    write_json(path, record | {"updated": now()})
+    record["updated"] = now()
+    write_json(path, record)
     return path
 
 

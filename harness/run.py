@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import random
+import sys
 import time
 import traceback
 from dataclasses import asdict
@@ -24,7 +25,7 @@ from torch import nn
 
 import tasks
 from harness.analyze.gradient_deviation import GradientRecorder
-from harness.config import ConfigError, RunConfig, config_hash, resolved_dict, validate
+from harness.config import ConfigError, RunConfig, check_override_keys, config_hash, resolved_dict, validate
 from harness.metrics_log import MetricsLogger
 from harness.records import git_commit, host, is_completed, now, read_record, versions, write_record
 from harness.trainer import Trainer
@@ -73,6 +74,7 @@ def execute(cfg: DictConfig, experiment: str | None = None) -> dict[str, Any]:
         model = task.build_model(typed.attention.as_mapping(), asdict(typed.model))
         record["parameters"] = count_parameters(model)
         record["data"] = task.describe()
+        write_record(run_dir, record)
         task.save_artifacts(run_dir)
         name = f"{typed.task.name}/{typed.attention.name}/{typed.scale.name}/seed{typed.seed}"
         logger = MetricsLogger(run_dir, typed.logger, run_id=digest[:16], name=name, config=resolved)
@@ -149,8 +151,15 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     return values[0] if values else None  # the validation score, for sweepers that optimise it
 
 
+CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+
+
 def main() -> None:
     """Console script ``attention-zoo-run``."""
+    try:
+        check_override_keys(sys.argv[1:], CONF_DIR)
+    except ConfigError as err:
+        raise SystemExit(f"invalid configuration: {err}") from None
     _hydra_main()
 
 

@@ -43,7 +43,10 @@ def validate(cfg: Mapping[str, Any] | TaskConfig) -> TaskConfig:
     """The task config checked against its family's schema (unknown keys and wrong types fail, named)."""
     if isinstance(cfg, TaskConfig):
         return cfg
-    cfg = cfg if isinstance(cfg, DictConfig) else OmegaConf.create(dict(cfg))
+    if isinstance(cfg, DictConfig):  # resolve now: interpolations may point outside the task (${run.root})
+        cfg = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+    else:
+        cfg = OmegaConf.create(dict(cfg))
     name = cfg.get("name", "lm")
     schema = OmegaConf.structured(task_class(name).config_class)
     return OmegaConf.to_object(OmegaConf.merge(schema, cfg))

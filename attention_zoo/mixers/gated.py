@@ -71,6 +71,8 @@ class GatedAttentionUnit(nn.Module):
         if group_size is not None:
             check_positive("group_size", group_size)
         check_choice("pos", pos, ["none", "rope"])
+        if pos == "rope" and qk_dim % 2:
+            raise ValueError(f"knob 'qk_dim' must be even with pos='rope' (it rotates pairs), got {qk_dim}")
         check_flag("causal", causal)
         check_flag("bias", bias)
         self.causal, self.group_size = causal, group_size

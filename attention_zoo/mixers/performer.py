@@ -53,7 +53,7 @@ class PerformerAttention(MultiHeadMixer):
             if self.forwards_since_redraw >= self.redraw_interval:
                 self.redraw_projection()
             self.forwards_since_redraw += 1
-        q_feat, _ = positive_random_features(q, self.projection)  # a per-query scale cancels out
+        q_feat, _ = positive_random_features(q, self.projection)  # its scale cancels but for eps (ops/favor.py)
         k_feat, k_log_scale = positive_random_features(k, self.projection, key_valid)
         if self.causal:
             return causal_logscaled_linear_attention(

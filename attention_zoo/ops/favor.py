@@ -7,6 +7,12 @@ numerator and the denominator, so it is dropped. For keys it is kept: bidirectio
 (the maximum over the real keys) is exact; causally each query uses the running maximum over the keys it
 may see, so no statistic of a future position ever enters an output (the popular implementation's global
 maximum over all keys leaks the future through its epsilon and through underflow).
+
+The epsilon is added to the stabilised denominator, so in exact terms query i computes
+sum_j A_ij v_j / (sum_j A_ij + eps exp(a_i + c_i)), with a_i its largest logit and c_i the largest key
+logit it sees: an epsilon relative to the feature scale, which keeps tiny-but-valid denominators from
+being swamped. The log-scales are differentiated like everything else (they are not detached), so the
+gradient is exactly the gradient of that function.
 """
 from __future__ import annotations
 
@@ -20,7 +26,7 @@ _FLOOR = -1e30  # finite "minus infinity" for running maxima, so that difference
 def positive_random_features(
     x: torch.Tensor, projection: torch.Tensor, key_valid: torch.Tensor | None = None
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stabilised features ``[B, H, N, m]`` and per-vector log-scales ``[B, H, N]`` (fp32).
+    """Stabilised features ``[B, H, N, m]`` and per-vector log-scales ``[B, H, N]`` (fp32, or float64).
 
     ``projection`` is ``[m, d]``. Padded positions get zero features and a log-scale of -inf.
     """

@@ -21,8 +21,8 @@ from matplotlib.figure import Figure
 
 from harness.analyze.diagnostics import locality_table, proposition_tables
 from harness.analyze.files import save_figure, write_csv
-from harness.analyze.locality import DEFAULT_RATIOS
 from harness.analyze.gradient_deviation import gradient_deviation, read_stats
+from harness.analyze.locality import DEFAULT_RATIOS
 from harness.analyze.plots import (
     gradient_deviation_figure,
     gradient_norms_figure,

@@ -108,5 +108,7 @@ class LocalityCurves:
         mixers = "+".join(sorted({mixer for _, mixer in per_layer}))
         out += [{"layer": "all", "mixer": mixers, "ratio": r, "score": float(s)} for r, s in zip(self.ratios, mean)]
         reference = self.reference_sum / self.reference_count
-        out += [{"layer": "uniform", "mixer": "-", "ratio": r, "score": float(s)} for r, s in zip(self.ratios, reference)]
+        out += [
+            {"layer": "uniform", "mixer": "-", "ratio": r, "score": float(s)} for r, s in zip(self.ratios, reference)
+        ]
         return out

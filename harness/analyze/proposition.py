@@ -136,5 +136,6 @@ class JacobianCollector:
                 for lo, hi, c in zip(lows, highs, hist.counts.tolist())
                 if c
             ]
-            out.append({"family": family, "bin_low": float(hist.edges[-1]), "bin_high": math.inf, "count": hist.overflow})
+            top = float(hist.edges[-1])
+            out.append({"family": family, "bin_low": top, "bin_high": math.inf, "count": hist.overflow})
         return out

@@ -14,7 +14,8 @@ D = d_model, H heads of width d = D / H:
 - ``diag_attention`` and the presets (their layer 0 is a DiagAttention): Q K^T and A V inside blocks of
   w tokens: 2 x 2 N' w d per head, N' = N rounded up to whole blocks;
 - ``flash`` (one head, expansion e, shared width s, groups of G): to_uv 2 N D (2eD), to_z 2 N D s,
-  out 2 N (eD) D, quadratic part 2 N' G s + 2 N' G (eD), linear part 2 x 2 N s (eD);
+  out 2 N (eD) D, quadratic part 2 N' G s + 2 N' G (eD), linear part 2 N s (eD) + 2 N' s (eD)
+  (N' = N rounded up to whole groups);
 - ``ls``: landmark logits 2 N D (H r), global keys and values 2 x 2 N r d per head, and each query
   against its 2w local and r global keys: 2 x 2 N' (2w + r) d per head;
 - ``vanilla``: 2 x 2 N^2 d per head; ``flash_quad``: 2 N^2 s + 2 N^2 (eD) plus its dense layers.
@@ -82,7 +83,7 @@ def _gated_unit(backend: str, module: nn.Module, n: int) -> tuple[float | None, 
         return dense + 2 * n * n * s + 2 * n * n * e_d, 0.0
     G = module.group_size
     padded = _round_up(n, G)
-    return dense + 2 * padded * G * s + 2 * padded * G * e_d + 2 * 2 * n * s * e_d, 0.0
+    return dense + 2 * padded * G * s + 2 * padded * G * e_d + 2 * n * s * e_d + 2 * padded * s * e_d, 0.0
 
 
 def matmul_peak_flops(device: torch.device, size: int = 4096, repeats: int = 10) -> float:

@@ -38,14 +38,17 @@ def describe_exit(returncode: int, stderr: str) -> dict[str, Any]:
     return {"status": "crashed", "error": f"exit code {returncode}: {tail}"}
 
 
-def run_in_subprocess(spec: CellSpec, *, memory_cap_bytes: int | None, timeout_s: float) -> dict[str, Any]:
-    """Measure ``spec`` in a child process; the result dict always has a ``status``."""
+def run_in_subprocess(
+    spec: CellSpec, *, memory_cap_bytes: int | None, timeout_s: float, module: str = "harness.bench.cell"
+) -> dict[str, Any]:
+    """Measure ``spec`` in a child process (``python -m <module> SPEC_JSON RESULT_PATH``, by default
+    ``harness.bench.cell``; any dataclass spec with a ``device`` field); the result always has a ``status``."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     cap = memory_cap_bytes if spec.device == "cpu" else None  # CUDA maps far more address space than it uses
     with tempfile.TemporaryDirectory(prefix="bench-cell-") as folder:
         result_path = Path(folder) / "result.json"
-        command = [sys.executable, "-m", "harness.bench.cell", json.dumps(asdict(spec)), str(result_path)]
+        command = [sys.executable, "-m", module, json.dumps(asdict(spec)), str(result_path)]
         try:
             done = subprocess.run(
                 command,

@@ -1,61 +1,70 @@
-"""Table 7: training and inference speed (steps/s) and peak memory per backend and sequence length.
+"""Table 7: training and inference speed (steps/s) and peak memory of the LM per backend and length.
 
-``python -m harness.bench table7 [--backends ...] [--lengths 1024,3072,5120] [--scale cpu] ...``
+``python -m harness.bench table7 [--backends ...] [--lengths 1024,3072,5120] [--scale cpu] ...``; the
+defaults of the options are the ``bench`` section of ``conf/experiment/table7.yaml``.
 
-The model is the causal LM of ``conf/`` (embeddings, backbone, tied output layer) at a scale (``cpu`` by
-default: ``conf/model/lm.yaml`` + ``conf/preset/lm/<scale>.yaml``), each backend with its knobs from
-``conf/attention/<backend>.yaml`` (a backend may be given as ``name:knob=value,...``, e.g.
-``vanilla:impl=math`` for the materialised N x N matrix the paper's baseline used). Every
-(backend, length, mode) cell runs in a fresh process:
-- ``train``: forward, cross-entropy on random targets, backward, AdamW step; ``inference``: forward under
-  ``torch.no_grad()`` (eval mode);
-- ``warmup`` untimed steps, then ``repeats`` steps timed one by one (CUDA synchronised around each); the
-  median time gives steps/s, the quartiles its spread;
-- the same precision for every backend (``--precision fp32`` or ``bf16`` autocast);
-- peak memory: on CUDA the allocator's peak; on a CPU the process's peak resident set size and its growth
-  over the resident size just before the first step (the model, optimiser and inputs excluded);
-- a memory cap (CUDA: a fraction of the device; CPU: an address-space limit, 80% of RAM by default): a cell
-  that runs out of memory is recorded as OOM, longer lengths of that backend and mode are not tried, and the
-  sweep goes on.
-Outputs in ``--out``: ``table7.csv`` (one row per cell), ``table7.md`` (the paper's layout, "-" for OOM,
-our speed ratios beside the paper's), ``environment.json``, ``table7_speed.png`` and ``table7_memory.png``
-(log-log against length, one line per backend).
+The model is the causal LM of ``conf/`` (embeddings scaled by sqrt(D), backbone, tied output layer) at a
+scale (``cpu`` by default: ``conf/model/lm.yaml`` + ``conf/preset/lm/<scale>.yaml``), each backend with its
+knobs from ``conf/attention/<backend>.yaml``; a backend may be given as ``name:knob=value,...`` (e.g.
+``vanilla:impl=math``, the materialised N x N matrix of the paper's baseline). Dropout is set to 0 (it
+does not change the cost) and the vocabulary is ``--vocab-size`` (random tokens). Every
+(backend, length, mode) cell runs in its own process (``harness.bench.runner``):
+- ``train``: forward, cross-entropy, backward, AdamW step; ``inference``: forward under ``torch.no_grad()``
+  in eval mode;
+- ``--warmup`` untimed steps, then ``--repeats`` steps timed one by one (CUDA synchronised around each);
+  steps/s is 1 / the median time, the spread the slowest and fastest step;
+- the same precision for every backend (``--precision fp32``, or ``bf16`` autocast);
+- peak memory above the baseline taken once the model, optimiser and inputs exist
+  (``harness.bench.memory``: CPU peak resident set size, CUDA allocator peak);
+- ``--memory-cap-gb`` (CPU: the process's address space, default 80% of RAM; CUDA: a fraction of the
+  device, default all of it): a cell that runs out of memory is recorded as OOM, the longer lengths of that
+  backend and mode are skipped, and the sweep goes on.
+Outputs in ``--out`` (rewritten after every cell): ``table7.csv`` (one row per cell), ``table7.md`` (the
+paper's layout, "-" for OOM, our speed ratios beside the paper's), ``table7.json`` (machine, load,
+versions, commit, settings), ``table7_speed.png`` and ``table7_memory.png`` (log-log against length, one
+line per backend).
 """
 from __future__ import annotations
 
 import argparse
 import json
-import math
 import os
-import platform
-import resource
+import shlex
 import statistics
-import subprocess
 import sys
 import time
-from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[2]
-DEFAULT_BACKENDS = ("vanilla", "flash", "performer", "transnormer_t2")
-DEFAULT_LENGTHS = (1024, 3072, 5120)
+from harness.bench.cell import is_out_of_memory
+from harness.bench.kernels import cpu_name
+from harness.bench.memory import PeakMemory
+from harness.bench.runner import ROOT, run_in_subprocess
+from tasks.data.atomic import write_json, write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
+
+EXPERIMENT = ROOT / "conf" / "experiment" / "table7.yaml"  # the defaults of the command-line options
 MODES = ("train", "inference")
-DEFAULT_VOCAB = 2048  # about the built-in corpus's vocabulary at cpu scale
-RESULT_MARK = "TABLE7_CELL_RESULT "
-OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
+GIVE_UP = ("oom", "timeout")  # longer lengths of the same backend and mode would fail the same way
+COLUMNS = (
+    "label", "backend", "mode", "length", "batch_size", "precision", "device", "status", "steps_per_sec",
+    "steps_per_sec_min", "steps_per_sec_max", "tokens_per_sec", "time_median_s", "time_min_s", "time_max_s",
+    "spread_pct", "repeats", "peak_memory_mib", "memory_method", "parameters", "error",
+)
 
 
-@dataclass
-class CellSpec:
-    """Everything one measurement process needs (JSON-serialisable)."""
+@dataclass(frozen=True)
+class ModelCell:
+    """One (backend, length, mode) measurement (JSON-serialisable, for ``harness.bench.runner``)."""
 
     label: str
-    attention: dict[str, Any]
-    model: dict[str, Any]
+    attention: dict
+    model: dict
     vocab_size: int
     length: int
     batch_size: int
@@ -64,54 +73,37 @@ class CellSpec:
     device: str
     warmup: int
     repeats: int
-    threads: int
-    memory_cap_bytes: int | None
+    threads: int | None
+    memory_cap_bytes: int | None = None  # CUDA only; on a CPU the runner caps the address space
     causal: bool = True
     seed: int = 0
 
 
 # ------------------------------------------------------------------------------------- one cell (child)
-def resident_mb() -> float:
-    """Current resident set size of this process (Linux /proc), in MiB."""
-    with open("/proc/self/statm") as f:
-        return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
-
-
-def peak_resident_mb() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
-
-
-def apply_memory_cap(cap_bytes: int | None, device: torch.device) -> None:
-    if cap_bytes is None:
-        return
-    if device.type == "cuda":
-        total = torch.cuda.get_device_properties(device).total_memory
-        torch.cuda.set_per_process_memory_fraction(min(1.0, cap_bytes / total), device)
-    else:
-        resource.setrlimit(resource.RLIMIT_AS, (cap_bytes, cap_bytes))
-
-
-def build_model(spec: CellSpec) -> torch.nn.Module:
+def build_model(cell: ModelCell) -> torch.nn.Module:
     from attention_zoo import build_backbone
     from tasks.lm import LanguageModel
 
-    sizes = dict(spec.model) | {"causal": spec.causal, "max_len": max(spec.length, spec.model.get("max_len", 0))}
-    backbone = build_backbone(dict(spec.attention), sizes)
-    return LanguageModel(backbone, spec.vocab_size, pad_index=0)
+    sizes = dict(cell.model) | {"causal": cell.causal, "max_len": max(cell.length, cell.model.get("max_len", 1))}
+    return LanguageModel(build_backbone(dict(cell.attention), sizes), cell.vocab_size, pad_index=0)
 
 
-def measure(spec: CellSpec) -> dict[str, Any]:
-    """Time one cell in this process; returns the measurement (raises on failure, OOM included)."""
+def measure(cell: ModelCell) -> dict[str, Any]:
+    """Time one cell in this process (raises on failure, out of memory included)."""
     import torch.nn.functional as F
 
-    torch.set_num_threads(spec.threads)
-    torch.manual_seed(spec.seed)
-    device = torch.device(spec.device)
-    model = build_model(spec).to(device)
-    tokens = torch.randint(1, spec.vocab_size, (spec.batch_size, spec.length), device=device)
-    targets = torch.randint(1, spec.vocab_size, (spec.batch_size, spec.length), device=device)
-    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=spec.precision == "bf16")
-    if spec.mode == "train":
+    if cell.threads:
+        torch.set_num_threads(cell.threads)
+    torch.manual_seed(cell.seed)
+    device = torch.device(cell.device)
+    if device.type == "cuda" and cell.memory_cap_bytes:
+        total = torch.cuda.get_device_properties(device).total_memory
+        torch.cuda.set_per_process_memory_fraction(min(1.0, cell.memory_cap_bytes / total), device)
+    model = build_model(cell).to(device)
+    tokens = torch.randint(1, cell.vocab_size, (cell.batch_size, cell.length), device=device)
+    targets = torch.randint(1, cell.vocab_size, (cell.batch_size, cell.length), device=device)
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=cell.precision == "bf16")
+    if cell.mode == "train":
         model.train()
         optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
 
@@ -132,241 +124,219 @@ def measure(spec: CellSpec) -> dict[str, Any]:
         if device.type == "cuda":
             torch.cuda.synchronize(device)
 
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-    baseline = torch.cuda.memory_allocated(device) / 2**20 if device.type == "cuda" else resident_mb()
-    apply_memory_cap(spec.memory_cap_bytes, device)
-    for _ in range(spec.warmup):
+    memory = PeakMemory(device)
+    memory.reset()
+    for _ in range(cell.warmup):
         step()
     times = []
-    for _ in range(spec.repeats):
+    for _ in range(cell.repeats):
         synchronize()
         started = time.perf_counter()
         step()
         synchronize()
         times.append(time.perf_counter() - started)
-    peak = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else peak_resident_mb()
-    q1, median, q3 = statistics.quantiles(times, n=4, method="inclusive") if len(times) > 1 else times * 3
+    median = statistics.median(times)
     return {
         "status": "ok",
-        "steps_per_sec": 1.0 / median,
-        "steps_per_sec_q1": 1.0 / q3,  # slow quartile
-        "steps_per_sec_q3": 1.0 / q1,  # fast quartile
+        "steps_per_sec": 1 / median,
+        "steps_per_sec_min": 1 / max(times),
+        "steps_per_sec_max": 1 / min(times),
+        "tokens_per_sec": cell.batch_size * cell.length / median,
         "time_median_s": median,
         "time_min_s": min(times),
         "time_max_s": max(times),
-        "tokens_per_sec": spec.batch_size * spec.length / median,
-        "peak_memory_mb": peak,
-        "peak_above_start_mb": peak - baseline,
-        "memory_kind": "cuda_max_allocated" if device.type == "cuda" else "cpu_max_rss",
+        "spread_pct": 100 * (max(times) - min(times)) / median,
+        "repeats": len(times),
+        "peak_memory_mib": memory.peak_mib(),
+        "memory_method": memory.method,
         "parameters": sum(p.numel() for p in model.parameters()),
     }
 
 
-def is_out_of_memory(error: BaseException) -> bool:
-    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
-        return True
-    return isinstance(error, RuntimeError) and any(m in str(error).lower() for m in OOM_MESSAGES)
-
-
-def cell_main(spec_json: str) -> int:
-    """Child entry: measure one cell and print its result as one marked JSON line."""
-    spec = CellSpec(**json.loads(spec_json))
+def cell_main(argv: list[str]) -> int:
+    """``python -m harness.bench.table7 CELL_JSON RESULT_PATH`` (what ``harness.bench.runner`` starts)."""
+    if len(argv) != 2:
+        print("usage: python -m harness.bench.table7 CELL_JSON RESULT_PATH", file=sys.stderr)
+        return 2
+    cell = ModelCell(**json.loads(argv[0]))
     try:
-        result = measure(spec)
+        result = measure(cell)
     except BaseException as error:  # noqa: BLE001 - every failure becomes a recorded cell
-        status = "oom" if is_out_of_memory(error) else "failed"
-        result = {"status": status, "error": f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"}
-    print(RESULT_MARK + json.dumps(result), flush=True)
+        first_line = (str(error).strip().splitlines() or [""])[0]
+        result = {"status": "oom" if is_out_of_memory(error) else "error",
+                  "error": f"{type(error).__name__}: {first_line[:300]}"}
+    write_json(argv[1], result)
     return 0
 
 
-# ---------------------------------------------------------------------------------------- the sweep
-def run_cell(spec: CellSpec, timeout: float) -> dict[str, Any]:
-    """Measure ``spec`` in a fresh Python process; OOM, a crash or a timeout become a status."""
-    command = [sys.executable, "-m", "harness.bench.table7", "--cell", json.dumps(asdict(spec))]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
-    except subprocess.TimeoutExpired:
-        return {"status": "timeout", "error": f"no result within {timeout:.0f} s"}
-    for line in reversed(done.stdout.splitlines()):
-        if line.startswith(RESULT_MARK):
-            return json.loads(line[len(RESULT_MARK) :])
-    if done.returncode == -9:  # SIGKILL: on Linux almost always the kernel's out-of-memory killer
-        return {"status": "oom", "error": "killed by SIGKILL (out of memory)"}
-    tail = (done.stderr or done.stdout).strip().splitlines()[-1:] or ["no output"]
-    return {"status": "failed", "error": f"exit code {done.returncode}: {tail[0][:300]}"}
-
-
+# ---------------------------------------------------------------------------------------- settings
 def parse_backend(text: str) -> tuple[str, str, dict[str, Any]]:
-    """``name`` or ``name:knob=value,...`` -> (label, name, knob overrides); values parsed as YAML scalars."""
-    from omegaconf import OmegaConf
+    """``name`` or ``name:knob=value,...`` -> (label, name, knob overrides); values read as YAML scalars."""
+    import yaml
 
     name, _, knobs = text.partition(":")
     overrides = {}
     for item in filter(None, knobs.split(",")):
         key, sep, value = item.partition("=")
-        if not sep:
+        if not sep or not key:
             raise ValueError(f"backend {text!r}: knob overrides are key=value pairs, got {item!r}")
-        overrides[key] = OmegaConf.create({"v": value})["v"] if value else None
-    return text if overrides else name, name, overrides
+        overrides[key] = yaml.safe_load(value)
+    return (text if overrides else name), name, overrides
 
 
 def model_settings(scale: str, backend: str, overrides: dict[str, Any]) -> tuple[dict, dict]:
-    """The attention mapping and backbone sizes of the LM at ``scale``, composed from ``conf/``."""
+    """The attention mapping and backbone sizes of the LM at ``scale``, composed from ``conf/`` and validated
+    (an unknown backend, knob or scale fails here, naming the valid choices)."""
     from hydra import compose, initialize_config_dir
+    from omegaconf import open_dict
 
     from harness.config import validate
 
     with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=[f"scale={scale}", f"attention={backend}", "task=lm"])
-    for key, value in overrides.items():
-        cfg.attention[key] = value
+        cfg = compose("config", overrides=["task=lm", f"scale={scale}", f"attention={backend}"])
+    with open_dict(cfg):
+        cfg.attention.merge_with(overrides)
     typed = validate(cfg)
     model = {k: v for k, v in asdict(typed.model).items() if k != "scale_embeddings"}
-    model["dropout"] = 0.0  # dropout changes nothing in the cost; keeps cells deterministic
-    return typed.attention.as_mapping(), model
+    return typed.attention.as_mapping(), model | {"dropout": 0.0}
 
 
 def default_memory_cap(device: str) -> int | None:
-    if device == "cuda":
-        return None  # the device's own memory
-    return int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.8)
-
-
-def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            names = [line.split(":", 1)[1].strip() for line in f if line.startswith("model name")]
-        return f"{names[0]} x {len(names)}" if names else platform.processor()
-    except OSError:
-        return platform.processor()
+    """80% of the RAM on a CPU (so a runaway cell fails instead of swapping); CUDA: the device's own limit."""
+    return None if device == "cuda" else int(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") * 0.8)
 
 
 def environment(args: argparse.Namespace, device: str) -> dict[str, Any]:
-    from harness.records import git_commit, host, now, versions
+    from harness.records import git_commit, now, versions
 
-    info = {
+    return {
+        "command": " ".join(shlex.quote(a) for a in ["python", "-m", "harness.bench", *sys.argv[1:]]),
         "date": now(),
         "device": device,
-        "cpu": cpu_model(),
+        "cpu": cpu_name(),
+        "logical_cpus": os.cpu_count(),
         "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
-        "threads": args.threads,
-        "load_average_1_5_15": list(os.getloadavg()),
+        "torch_threads": args.threads or torch.get_num_threads(),
+        "load_average_start": load_average(),
+        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
         "versions": versions(),
         "git": git_commit(ROOT),
-        "host": host(),
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "handler"},
     }
-    return info
 
 
+def load_average() -> list[float]:
+    """1, 5 and 15 minute load averages (the machine may be shared: timings are only as clean as this)."""
+    return [round(x, 2) for x in os.getloadavg()]
+
+
+# ---------------------------------------------------------------------------------------- reporting
 def length_label(n: int) -> str:
     return f"{n // 1024}K" if n % 1024 == 0 else str(n)
 
 
-# ---------------------------------------------------------------------------------------- reporting
-def paper_table() -> "Any":
+def paper_table() -> pd.DataFrame:
     import pandas as pd
 
     path = ROOT / "results" / "paper" / "table7.csv"
     if not path.is_file():
         return pd.DataFrame(columns=["method", "backend", "mode", "length", "steps_per_sec", "source"])
-    return pd.read_csv(path)
+    return pd.read_csv(path, dtype={"steps_per_sec": str})
 
 
-def method_names() -> dict[str, str]:
+def cell_text(row: pd.Series, value: str, fmt: str) -> str:
+    if row["status"] == "ok":
+        return format(row[value], fmt)
+    if row["status"] == "oom" or (row["status"] == "skipped" and str(row["error"]).startswith("oom")):
+        return "-"
+    return row["status"]
+
+
+def layout(results: pd.DataFrame, value: str, fmt: str) -> str:
+    """Rows = backends, columns = mode x length (the paper's Table 7); "-" where a cell ran out of memory."""
     paper = paper_table()
-    return dict(zip(paper["backend"], paper["method"]))
-
-
-def layout(results: "Any", value: str, fmt: str) -> str:
-    """Rows = backends, columns = mode x length (the paper's Table 7), "-" where a cell ran out of memory."""
-    names = method_names()
+    names = dict(zip(paper["backend"], paper["method"]))
     lengths = sorted(results["length"].unique())
     modes = [m for m in MODES if m in set(results["mode"])]
     header = ["Method"] + [f"{mode} {length_label(n)}" for mode in modes for n in lengths]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    for label in dict.fromkeys(results["label"]):
-        rows = results[results["label"] == label]
-        cells = []
-        for mode in modes:
-            for n in lengths:
-                cell = rows[(rows["mode"] == mode) & (rows["length"] == n)]
-                if cell.empty:
-                    cells.append("")
-                elif cell.iloc[0]["status"] == "ok":
-                    cells.append(format(cell.iloc[0][value], fmt))
-                else:
-                    cells.append("-" if cell.iloc[0]["status"] == "oom" else cell.iloc[0]["status"])
-        name = names.get(rows.iloc[0]["backend"], label)
-        lines.append("| " + " | ".join([name if name == label else f"{name} (`{label}`)", *cells]) + " |")
+    for label, rows in results.groupby("label", sort=False):
+        cells = {(r["mode"], r["length"]): cell_text(r, value, fmt) for _, r in rows.iterrows()}
+        backend = rows.iloc[0]["backend"]
+        name = names.get(backend, backend) + (f" (`{label}`)" if label != backend else "")
+        lines.append("| " + " | ".join([name, *(cells.get((m, n), "") for m in modes for n in lengths)]) + " |")
     return "\n".join(lines)
 
 
-def ratio_lines(results: "Any", reference: str) -> list[str]:
-    """Each backend's speed over ``reference``'s at the same (mode, length), ours and the paper's."""
+def ratio_table(results: pd.DataFrame, reference: str) -> str:
+    """Each backend's speed over ``reference``'s at the same mode and length: ours beside the paper's."""
     paper = paper_table()
-    paper = paper[paper["steps_per_sec"].astype(str) != "OOM"].assign(
-        steps_per_sec=lambda t: t["steps_per_sec"].astype(float)
-    )
-    ok = results[results["status"] == "ok"]
+    paper = paper[pd_numeric(paper["steps_per_sec"]).notna()].assign(
+        steps_per_sec=lambda t: pd_numeric(t["steps_per_sec"]))
+    speed = {(r["label"], r["mode"], r["length"]): r["steps_per_sec"]
+             for _, r in results[results["status"] == "ok"].iterrows()}
+    theirs = {(r["backend"], r["mode"], r["length"]): r["steps_per_sec"] for _, r in paper.iterrows()}
     lines = [f"| backend | mode | length | ours: speed / {reference} | paper (GPU): speed / {reference} |",
              "|---|---|---|---|---|"]
-    for _, row in ok[ok["label"] != reference].iterrows():
-        ref = ok[(ok["label"] == reference) & (ok["mode"] == row["mode"]) & (ok["length"] == row["length"])]
-        ours = f"{row['steps_per_sec'] / ref.iloc[0]['steps_per_sec']:.2f}" if len(ref) else "n/a"
-        mine = paper[(paper["backend"] == row["backend"]) & (paper["mode"] == row["mode"])
-                     & (paper["length"] == row["length"])]
-        base = paper[(paper["backend"] == reference) & (paper["mode"] == row["mode"])
-                     & (paper["length"] == row["length"])]
-        theirs = f"{mine.iloc[0]['steps_per_sec'] / base.iloc[0]['steps_per_sec']:.2f}" if len(mine) and len(base) \
-            else "n/a"
-        lines.append(f"| {row['label']} | {row['mode']} | {row['length']} | {ours} | {theirs} |")
-    return lines
+    for (label, mode, n), value in speed.items():
+        if label == reference:
+            continue
+        ours = speed.get((reference, mode, n))
+        backend = results[results["label"] == label].iloc[0]["backend"]
+        paper_ratio = theirs.get((backend, mode, n)), theirs.get((reference, mode, n))
+        paper_text = f"{paper_ratio[0] / paper_ratio[1]:.2f}" if None not in paper_ratio else "n/a"
+        lines.append(f"| {label} | {mode} | {length_label(n)} | {f'{value / ours:.2f}' if ours else 'n/a'} | "
+                     f"{paper_text} |")
+    return "\n".join(lines)
 
 
-def markdown(results: "Any", env: dict[str, Any]) -> str:
-    settings = env["settings"]
+def pd_numeric(series: pd.Series) -> pd.Series:
+    import pandas as pd
+
+    return pd.to_numeric(series, errors="coerce")
+
+
+def markdown(results: pd.DataFrame, env: dict[str, Any], settings: dict[str, Any]) -> str:
+    git = env.get("git") or {}
     lines = [
         "# Table 7: speed (steps/s, higher is better) and peak memory",
         "",
-        f"- device: {env['device']}; CPU: {env['cpu']}; GPU: {env['gpu'] or 'none'}; threads: {env['threads']}",
-        f"- load average (1, 5, 15 min) at start: {', '.join(f'{x:.2f}' for x in env['load_average_1_5_15'])}",
-        f"- model: LM at scale `{settings['scale']}`, vocabulary {settings['vocab_size']}, batch "
-        f"{settings['batch_size']}, {'causal' if not settings['bidirectional'] else 'bidirectional'}, "
-        f"precision {settings['precision']}; {settings['warmup']} warm-up + {settings['repeats']} timed steps",
-        f"- torch {env['versions'].get('torch')}, python {env['versions'].get('python')}, commit "
-        f"{(env['git'] or {}).get('commit', 'unknown')}{' (dirty)' if (env['git'] or {}).get('dirty') else ''}",
+        f"Command: `{env['command']}`",
         "",
-        "## Steps per second (median; \"-\" = out of memory)",
+        f"- machine: {env['cpu']}, {env['logical_cpus']} logical CPUs, {env['torch_threads']} torch threads, "
+        f"device {env['device']}{' (' + env['gpu'] + ')' if env['gpu'] else ''}",
+        f"- load average (1, 5, 15 min): {env['load_average_start']} at the start"
+        + (f", {env['load_average_end']} at the end" if "load_average_end" in env else ""),
+        f"- model: the LM at scale `{settings['scale']}` (vocabulary {settings['vocab_size']}), batch "
+        f"{settings['batch_size']}, {'bidirectional' if settings['bidirectional'] else 'causal'}, "
+        f"{settings['precision']}; {settings['warmup']} warm-up + {settings['repeats']} timed steps per cell",
+        f"- torch {env['versions'].get('torch')}, python {env['versions'].get('python')}, commit "
+        f"{git.get('commit', 'unknown')}{' (uncommitted changes)' if git.get('dirty') else ''}",
+        "",
+        '## Steps per second (median; "-" = out of memory)',
         "",
         layout(results, "steps_per_sec", ".3g"),
         "",
-        f"## Peak memory (MiB, {results['memory_kind'].dropna().iloc[0] if results['memory_kind'].notna().any() else ''})",
+        "## Peak memory above the baseline (MiB; the baseline holds the model, optimiser and inputs)",
         "",
-        layout(results, "peak_memory_mb", ".0f"),
-        "",
-        "## Growth of memory over the start of the first step (MiB)",
-        "",
-        layout(results, "peak_above_start_mb", ".0f"),
+        layout(results, "peak_memory_mib", ".0f"),
     ]
     if "vanilla" in set(results["label"]):
-        lines += ["", "## Speed relative to vanilla, ours beside the paper's (GPU)", "", *ratio_lines(results, "vanilla")]
+        lines += ["", "## Speed relative to vanilla: ours beside the paper's (GPU)", ""]
+        lines.append(ratio_table(results, "vanilla"))
     return "\n".join(lines) + "\n"
 
 
-def figures(results: "Any") -> dict[str, "Any"]:
+def figures(results: pd.DataFrame) -> dict[str, Any]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     ok = results[results["status"] == "ok"]
+    modes = [m for m in MODES if m in set(results["mode"])]
     out = {}
     for name, value, ylabel in (("table7_speed.png", "steps_per_sec", "steps / s"),
-                                ("table7_memory.png", "peak_above_start_mb", "peak memory growth (MiB)")):
-        modes = [m for m in MODES if m in set(results["mode"])]
+                                ("table7_memory.png", "peak_memory_mib", "peak memory above baseline (MiB)")):
         fig, axes = plt.subplots(1, len(modes), figsize=(5.2 * len(modes), 4), squeeze=False)
         for ax, mode in zip(axes[0], modes):
             for label, rows in ok[ok["mode"] == mode].groupby("label", sort=False):
@@ -374,10 +344,30 @@ def figures(results: "Any") -> dict[str, "Any"]:
                 ax.plot(rows["length"], rows[value].clip(lower=1e-3), marker="o", label=label)
             ax.set(xscale="log", yscale="log", xlabel="sequence length", ylabel=ylabel, title=mode)
             ax.grid(alpha=0.3, which="both")
-            ax.legend(fontsize=7)
+            if ax.lines:
+                ax.legend(fontsize=7)
         fig.tight_layout()
         out[name] = fig
     return out
+
+
+def write_outputs(out: Path, rows: list[dict[str, Any]], env: dict[str, Any], settings: dict[str, Any],
+                  with_figures: bool) -> str:
+    import matplotlib.pyplot as plt
+    import pandas as pd
+
+    from harness.analyze.files import save_figure, write_csv
+
+    results = pd.DataFrame(rows, columns=list(COLUMNS))
+    write_csv(results, out / "table7.csv")
+    write_json(out / "table7.json", {"environment": env, "settings": settings})
+    text = markdown(results, env, settings)
+    write_text(out / "table7.md", text)
+    if with_figures:
+        for name, figure in figures(results).items():
+            save_figure(figure, out / name)
+            plt.close(figure)
+    return text
 
 
 # -------------------------------------------------------------------------------------------- CLI
@@ -388,87 +378,95 @@ def int_list(text: str) -> list[int]:
         raise argparse.ArgumentTypeError(f"expected comma-separated integers, got {text!r}") from error
     if not values or min(values) < 1:
         raise argparse.ArgumentTypeError(f"expected comma-separated positive integers, got {text!r}")
-    return values
+    return sorted(set(values))
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--backends", nargs="+", default=list(DEFAULT_BACKENDS),
-                        help="backend names, optionally name:knob=value,... (default: the paper's Table 7 rows)")
-    parser.add_argument("--lengths", type=int_list, default=list(DEFAULT_LENGTHS),
-                        help="comma-separated sequence lengths (default 1024,3072,5120)")
-    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
-    parser.add_argument("--scale", default="cpu", help="model size: the LM at this scale (smoke, cpu, paper)")
-    parser.add_argument("--vocab-size", type=int, default=DEFAULT_VOCAB)
-    parser.add_argument("--batch-size", type=int, default=1)
-    parser.add_argument("--bidirectional", action="store_true", help="bidirectional instead of causal")
-    parser.add_argument("--precision", choices=["fp32", "bf16"], default="fp32", help="the same for every backend")
+    """The options; their defaults are the ``bench`` section of conf/experiment/table7.yaml."""
+    from omegaconf import OmegaConf
+
+    defaults = OmegaConf.to_container(OmegaConf.load(EXPERIMENT)["bench"])
+    parser.set_defaults(**defaults | {"out": ROOT / defaults["out"]})
+    parser.add_argument("--backends", nargs="+", metavar="NAME[:KNOB=VALUE,...]",
+                        help="backends, optionally with knobs (default: %(default)s, the paper's rows)")
+    parser.add_argument("--lengths", type=int_list, help="comma-separated sequence lengths (default: %(default)s)")
+    parser.add_argument("--modes", nargs="+", choices=MODES, help="default: %(default)s")
+    parser.add_argument("--scale", help="model size: the LM at this scale, smoke | cpu | paper (default: %(default)s)")
+    parser.add_argument("--vocab-size", type=int, help="default: %(default)s")
+    parser.add_argument("--batch-size", type=int, help="default: %(default)s")
+    parser.add_argument("--bidirectional", action="store_true", help="bidirectional model instead of causal")
+    parser.add_argument("--precision", choices=["fp32", "bf16"], help="one for every backend (default: %(default)s)")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
-    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first")
-    parser.add_argument("--repeats", type=int, default=5, help="timed steps")
-    parser.add_argument("--threads", type=int, default=torch.get_num_threads(), help="torch CPU threads")
+    parser.add_argument("--warmup", type=int, help="untimed steps per cell (default: %(default)s)")
+    parser.add_argument("--repeats", type=int, help="timed steps per cell (default: %(default)s)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per cell (default: torch's)")
     parser.add_argument("--memory-cap-gb", type=float, default=None,
-                        help="per-cell cap (CPU: address space, default 80%% of RAM; CUDA: default the device)")
-    parser.add_argument("--cell-timeout", type=float, default=1800, help="seconds before a cell is given up")
-    parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench" / "table7")
+                        help="per cell: CPU address space (default 80%% of RAM), CUDA memory (default all)")
+    parser.add_argument("--timeout-s", type=float, help="seconds before a cell is given up (default: %(default)s)")
+    parser.add_argument("--out", type=Path, help="output folder (default: %(default)s)")
+    unknown = sorted(set(defaults) - {action.dest for action in parser._actions})
+    if unknown:
+        raise ValueError(f"{EXPERIMENT}: unknown key(s) {unknown} under bench; valid keys: "
+                         f"{sorted(a.dest for a in parser._actions if a.dest != 'help')}")
 
 
 def run(args: argparse.Namespace) -> int:
-    import pandas as pd
-
-    from harness.analyze.files import save_figure, write_csv
-    from tasks.data.atomic import write_json, write_text
-
+    for name in ("vocab_size", "batch_size", "repeats"):
+        if getattr(args, name) < 1:
+            print(f"error: --{name.replace('_', '-')} must be a positive integer", file=sys.stderr)
+            return 2
     device = "cuda" if args.device == "auto" and torch.cuda.is_available() else args.device
     device = "cpu" if device == "auto" else device
     cap = int(args.memory_cap_gb * 2**30) if args.memory_cap_gb else default_memory_cap(device)
+    from hydra.errors import HydraException
+
+    try:
+        plan = []
+        for text in args.backends:
+            label, name, overrides = parse_backend(text)
+            plan.append((label, name, *model_settings(args.scale, name, overrides)))
+    except (ValueError, HydraException) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     env = environment(args, device)
-    print(f"{env['cpu']} | GPU {env['gpu'] or 'none'} | {args.threads} threads | load {env['load_average_1_5_15']}")
-    plan = []
-    for text in args.backends:
-        label, name, overrides = parse_backend(text)
-        attention, model = model_settings(args.scale, name, overrides)
-        plan.append((label, name, attention, model))
-    rows, total, index = [], len(plan) * len(args.lengths) * len(args.modes), 0
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "handler"}
+    settings["memory_cap_bytes"] = cap
+    print(f"{env['cpu']} | {env['logical_cpus']} logical CPUs | {env['torch_threads']} threads | device {device}"
+          f" | load {env['load_average_start']}", flush=True)
+    rows: list[dict[str, Any]] = []
+    total = len(plan) * len(args.modes) * len(args.lengths)
     for label, name, attention, model in plan:
         for mode in args.modes:
             gave_up = None
-            for length in sorted(args.lengths):
-                index += 1
-                spec = CellSpec(label, attention, model, args.vocab_size, length, args.batch_size, mode,
-                                args.precision, device, args.warmup, args.repeats, args.threads, cap,
-                                causal=not args.bidirectional)
-                if gave_up is None:
-                    result = run_cell(spec, args.cell_timeout)
+            for length in args.lengths:
+                cell = ModelCell(label, attention, model, args.vocab_size, length, args.batch_size, mode,
+                                 args.precision, device, args.warmup, args.repeats, args.threads,
+                                 cap if device == "cuda" else None, causal=not args.bidirectional)
+                if gave_up:
+                    result = {"status": "skipped", "error": f"{gave_up['status']} at N={gave_up['length']}"}
                 else:
-                    result = {"status": gave_up["status"], "error": f"not run: {gave_up['status']} at a shorter length"}
-                if result["status"] in ("oom", "timeout"):
-                    gave_up = gave_up or result
-                rows.append({"label": label, "backend": name, "mode": mode, "length": length,
-                             "batch_size": args.batch_size, "precision": args.precision, "device": device} | result)
-                shown = (f"{result['steps_per_sec']:.3g} steps/s, peak {result['peak_memory_mb']:.0f} MiB "
-                         f"(+{result['peak_above_start_mb']:.0f})" if result["status"] == "ok"
-                         else f"{result['status']}: {result.get('error', '')}")
-                print(f"[{index}/{total}] {label} {mode} N={length}: {shown}", flush=True)
-    env["load_average_1_5_15_end"] = list(os.getloadavg())
-    results = pd.DataFrame(rows)
-    for column in ("steps_per_sec", "peak_memory_mb", "peak_above_start_mb", "memory_kind"):
-        if column not in results:
-            results[column] = math.nan
-    args.out.mkdir(parents=True, exist_ok=True)
-    print(f"wrote {write_csv(results, args.out / 'table7.csv')}")
-    write_json(args.out / "environment.json", env)
-    text = markdown(results, env)
-    write_text(args.out / "table7.md", text)
-    print(f"wrote {args.out / 'table7.md'}")
-    for name, figure in figures(results).items():
-        print(f"wrote {save_figure(figure, args.out / name)}")
-    print(text)
+                    result = run_in_subprocess(cell, memory_cap_bytes=cap, timeout_s=args.timeout_s,
+                                               module="harness.bench.table7")
+                    if result["status"] in GIVE_UP:
+                        gave_up = result | {"length": length}
+                row = {"label": label, "backend": name, "mode": mode, "length": length,
+                       "batch_size": args.batch_size, "precision": args.precision, "device": device} | result
+                rows.append({column: row.get(column) for column in COLUMNS})
+                write_outputs(args.out, rows, env, settings, with_figures=False)
+                print(progress_line(len(rows), total, rows[-1]), flush=True)
+    env["load_average_end"] = load_average()
+    text = write_outputs(args.out, rows, env, settings, with_figures=True)
+    print("\n" + text + f"\nwrote {args.out}/table7.{{csv,md,json}}, table7_speed.png, table7_memory.png")
     return 0
 
 
+def progress_line(index: int, total: int, row: dict[str, Any]) -> str:
+    head = f"[{index:>3}/{total}] {row['label']:<24} {row['mode']:<9} {row['length']:>6}  "
+    if row["status"] != "ok":
+        return head + f"{row['status']}: {row.get('error') or ''}"
+    return head + (f"{row['steps_per_sec']:8.3f} steps/s ({row['steps_per_sec_min']:.3f}-"
+                   f"{row['steps_per_sec_max']:.3f})  peak +{row['peak_memory_mib']:.0f} MiB")
+
+
 if __name__ == "__main__":
-    if len(sys.argv) == 3 and sys.argv[1] == "--cell":
-        sys.exit(cell_main(sys.argv[2]))
-    standalone = argparse.ArgumentParser(prog="python -m harness.bench table7", description=__doc__.split("\n")[0])
-    add_arguments(standalone)
-    sys.exit(run(standalone.parse_args()))
+    sys.exit(cell_main(sys.argv[1:]))

@@ -65,7 +65,7 @@ def memory_growth(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     cells = _ok_cells(rows)
     pairs: dict[tuple[str, str], list[tuple[float, int]]] = {}
     for row in rows:
-        if str(row.get("linear")) not in ("True", "true", "1"):
+        if not row.get("linear"):
             continue
         key = (row["backend"], row["mode"])
         pairs.setdefault(key, [])
@@ -80,7 +80,8 @@ def memory_growth(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             results.append(_target(name, None, limit, None, "no pair of measured lengths N, 2N"))
             continue
         worst, n = max(ratios)
-        detail = f"worst from N={n} to {2 * n}; all: " + ", ".join(f"{r:.2f}" for r, _ in sorted(ratios, key=lambda p: p[1]))
+        in_order = ", ".join(f"{ratio:.2f}" for ratio, _ in sorted(ratios, key=lambda pair: pair[1]))
+        detail = f"worst from N={n} to {2 * n}; all, by N: {in_order}"
         results.append(_target(name, worst, limit, worst <= MEMORY_GROWTH_PER_DOUBLING_MAX, detail))
     return results
 
@@ -91,7 +92,7 @@ def throughput_fractions(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     found = []
     for row in rows:
         if (row.get("status") == "ok" and row["mode"] == "bidirectional" and int(row["n"]) == n
-                and str(row.get("linear")) in ("True", "true", "1") and row.get("fraction_of_matmul_peak") not in (None, "")):
+                and row.get("linear") and row.get("fraction_of_matmul_peak") is not None):
             found.append({key: row[key] for key in ("backend", "n", "flops_fwd_bwd", "time_median_s",
                                                      "achieved_gflops", "fraction_of_matmul_peak")})
     return found

@@ -22,5 +22,6 @@ def load_cached(path: str | Path) -> Any | None:
     try:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:  # a damaged cache is not an error: it is rebuilt
-        warnings.warn(f"ignoring unreadable cache file {path} ({type(err).__name__}: {err}); rebuilding it")
+        reason = f"{type(err).__name__}: {err}"
+        warnings.warn(f"ignoring unreadable cache file {path} ({reason}); rebuilding it", stacklevel=2)
         return None

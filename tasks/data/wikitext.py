@@ -59,7 +59,9 @@ def read_words(path: str | Path) -> Iterator[list[str]]:
             try:
                 line = raw.decode("utf-8")
             except UnicodeDecodeError as err:
-                raise DataFormatError(f"{path}, line {lineno}: not valid UTF-8 ({err.reason} at byte {err.start})")
+                raise DataFormatError(
+                    f"{path}, line {lineno}: not valid UTF-8 ({err.reason} at byte {err.start})"
+                ) from None
             bad = _CONTROL.search(line)
             if bad:
                 raise DataFormatError(

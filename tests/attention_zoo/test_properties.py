@@ -13,7 +13,6 @@ from tests.attention_zoo.cases import (
     CHUNKED,
     DEFAULT_CASES,
     DEVICES,
-    PRESETS,
     SMALL_CASES,
     SMALL_KNOBS,
     assert_close,
@@ -37,12 +36,14 @@ def test_future_tokens_change_no_past_output(name, knobs, device):
     module = build(name, True, knobs, device=device)
     x = inputs(2, 70, device=device)
     reference = module(x)
+    allowed = 0.0 if device == "cpu" else 1e-12  # bitwise on CPU; GPU kernels may reorder sums
     for t in CUTS:
         for scale in (1.0, 30.0):
             changed = x.clone()
             changed[:, t + 1 :] = scale * torch.randn_like(changed[:, t + 1 :])
             out = module(changed)
-            assert torch.equal(out[:, : t + 1], reference[:, : t + 1]), f"output at or before {t} changed"
+            error = relative_error(out[:, : t + 1], reference[:, : t + 1])
+            assert error <= allowed, f"output at or before {t} changed by {error:.1e}"
         x_grad = x.clone().requires_grad_(True)
         out = module(x_grad)[:, : t + 1]
         (grad,) = torch.autograd.grad(out.sum(), x_grad)
@@ -200,36 +201,38 @@ def test_bf16_autocast_stays_close_to_fp32(name, knobs, causal, device):
     assert all(torch.isfinite(g).all() for g in grads.values())
 
 
-def long_constant_inputs(n: int, d: int = 4):
-    """q = k = 1/sqrt(d) everywhere, v = 1: the exact causal output at i is i + 1 (the running sum of
-    q.k = 1), which a bf16 running state cannot count past a few hundred."""
-    q = torch.full((1, 1, n, d), d**-0.5, dtype=torch.bfloat16)
-    return q, q.clone(), torch.ones(1, 1, n, 2, dtype=torch.bfloat16), torch.arange(1, n + 1, dtype=torch.float32)
+def cancelling_inputs(n: int):
+    """q = (1, -1), k = (1 + 1/64, 1), v = 1: every q . k is 1/64, but the running state sum_j k_j v_j^T
+    grows like (n, n) and q . state cancels it down to (i + 1) / 64. A state kept in bf16 (8-bit
+    significand) loses that difference entirely at a few thousand tokens; an fp32 state keeps it."""
+    q = torch.tensor([1.0, -1.0], dtype=torch.bfloat16).expand(1, 1, n, 2)
+    k = torch.tensor([1.0 + 1 / 64, 1.0], dtype=torch.bfloat16).expand(1, 1, n, 2)
+    return q, k, torch.ones(1, 1, n, 1, dtype=torch.bfloat16)
 
 
 def test_causal_linear_state_accumulates_in_fp32():
-    q, k, v, counts = long_constant_inputs(4096)
+    q, k, v = cancelling_inputs(4096)
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
         out = linear_attention(q, k, v, causal=True, chunk_size=4)
-    assert_close(out[0, 0, :, 0].float(), counts, 1e-2, "running sum of 4096 tokens under bf16")
+    expected = torch.arange(1, 4097, dtype=torch.float32) / 64
+    assert_close(out[0, 0, :, 0].float(), expected, 1e-2, "running state of 4096 tokens under bf16")
 
 
 def test_performer_causal_state_accumulates_in_fp32():
-    q, k, v, counts = long_constant_inputs(4096)
-    log_scale = torch.zeros(1, 1, 4096)
+    q, k, v = cancelling_inputs(4096)
+    counts = torch.arange(1, 4097, dtype=torch.float32)
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
-        out = causal_logscaled_linear_attention(q, k, log_scale, v * counts[None, None, :, None], chunk_size=64)
-    # o_i = sum_{j<=i} j / (i + 1) = (i + 2) / 2: a normalised mean of a growing sequence
+        out = causal_logscaled_linear_attention(q, k, torch.zeros(1, 1, 4096), v * counts[:, None], chunk_size=64)
+    # equal weights 1/64 on every visible value 1..i+1: the running mean (i + 2) / 2
     assert_close(out[0, 0, :, 0].float(), (counts + 1) / 2, 1e-2, "normalised running mean under bf16")
 
 
 def test_flash_cross_group_state_accumulates_in_fp32():
-    module = GatedAttentionUnit(8, 1, True, qk_dim=4, group_size=4)
-    q, k, v, counts = long_constant_inputs(4096)
+    module = GatedAttentionUnit(8, 1, True, qk_dim=2, group_size=4)
+    q, k, v = cancelling_inputs(4096)
     zero = torch.zeros_like(q)
     with torch.autocast(device_type="cpu", dtype=torch.bfloat16):
         out = module.mixed_chunk_attention(zero, zero, q, k, v, torch.ones(1, 4096, dtype=torch.bool))
-    earlier_groups = (torch.arange(4096) // 4 * 4).float() / 4  # tokens of earlier groups, over G
-    assert_close(out[0, 0, :, 0].float(), earlier_groups, 1e-2, "cross-group sum under bf16")
-
-
+    earlier_group_tokens = (torch.arange(4096) // 4 * 4).float()
+    expected = earlier_group_tokens / 64 / 4  # (q . k) summed over earlier groups, over G
+    assert_close(out[0, 0, :, 0].float(), expected, 1e-2, "cross-group state under bf16")

@@ -1,14 +1,24 @@
 """The conf/ tree composes for every group choice and is validated before any work, with named errors."""
 from __future__ import annotations
 
+import copy
 from pathlib import Path
 
 import pytest
 import yaml
 from hydra.errors import ConfigCompositionException, MissingConfigException
+from omegaconf import OmegaConf
 
 from attention_zoo import available, get_spec
-from harness.config import BACKBONE_OWNED_KNOBS, ConfigError, config_hash, resolved_dict, validate
+from harness.config import (
+    BACKBONE_OWNED_KNOBS,
+    ConfigError,
+    check_override_keys,
+    config_hash,
+    resolved_dict,
+    validate,
+    validate_attention,
+)
 from tests.harness.conftest import CONF_DIR, compose_config
 
 
@@ -26,7 +36,7 @@ def test_every_backend_has_a_config_with_all_its_knobs(name):
     assert knobs.pop("name") == name and "layer_plan" in knobs
     knobs.pop("layer_plan")
     assert knobs == expected  # the knobs a user sees are the registry's, with its defaults
-    assert validate(compose_config(f"attention={name}", "scale=smoke")).attention.name == name
+    assert validate_attention({"name": name, "layer_plan": None, **knobs}).knobs == expected
 
 
 @pytest.mark.parametrize("scale", ["smoke", "cpu", "paper"])
@@ -52,24 +62,39 @@ def test_table4_experiment_sweeps_the_papers_backends():
     assert set(backends) <= set(available()) and "transnormer_t2" in backends and "vanilla" in backends
 
 
+@pytest.fixture(scope="module")
+def smoke():
+    return compose_config("scale=smoke")
+
+
+def changed(cfg, **updates):
+    """A copy of ``cfg`` with dotted keys set (added if missing), as an override on the command line would."""
+    cfg = copy.deepcopy(cfg)
+    OmegaConf.set_struct(cfg, False)
+    for key, value in updates.items():
+        OmegaConf.update(cfg, key.replace("__", "."), value, force_add=True)
+    return cfg
+
+
 @pytest.mark.parametrize(
-    "overrides, expected",
+    "updates, expected",
     [
-        (["+trainer.max_stpes=3"], ["trainer.max_stpes", "max_steps"]),  # misspelled key: named, valid keys listed
-        (["trainer.max_steps=abc"], ["trainer.max_steps", "Integer"]),
-        (["trainer.schedule=linear"], ["trainer.schedule", "inverse_sqrt", "cosine"]),
-        (["trainer.precision=fp16"], ["trainer.precision", "bf16"]),
-        (["+task.seq_lne=3"], ["task.seq_lne", "seq_len"]),
-        (["task.data.source=hf"], ["task.data.source", "files"]),
-        (["+attention.block_sise=3"], ["block_sise", "block_size"]),
-        (["+model.depth=3"], ["model.depth", "n_layers"]),
-        (["trainer.global_batch_size=10", "trainer.micro_batch_size=4"], ["global_batch_size", "micro_batch_size"]),
-        (["+foo=1"], ["foo", "trainer"]),
+        ({"trainer__max_stpes": 3}, ["trainer.max_stpes", "max_steps"]),  # misspelled: named, valid keys listed
+        ({"trainer__max_steps": "abc"}, ["trainer.max_steps", "Integer"]),
+        ({"trainer__schedule": "linear"}, ["trainer.schedule", "inverse_sqrt", "cosine"]),
+        ({"trainer__precision": "fp16"}, ["trainer.precision", "bf16"]),
+        ({"task__seq_lne": 3}, ["task.seq_lne", "seq_len"]),
+        ({"task__data__source": "hf"}, ["task.data.source", "files"]),
+        ({"task__data__source": "files"}, ["task.data.path"]),
+        ({"attention__block_sise": 3}, ["block_sise", "block_size"]),
+        ({"model__depth": 3}, ["model.depth", "n_layers"]),
+        ({"trainer__global_batch_size": 10, "trainer__micro_batch_size": 4}, ["global_batch_size", "micro_batch"]),
+        ({"foo": 1}, ["foo", "trainer"]),
     ],
 )
-def test_bad_config_fails_naming_key_and_choices(overrides, expected):
+def test_bad_config_fails_naming_key_and_choices(smoke, updates, expected):
     with pytest.raises(ConfigError) as err:
-        validate(compose_config("scale=smoke", *overrides))
+        validate(changed(smoke, **updates))
     for text in expected:
         assert text in str(err.value)
 
@@ -80,14 +105,26 @@ def test_unknown_group_choice_lists_the_options():
     assert "vanilla" in str(err.value) and "transnormer_t2" in str(err.value)
 
 
-def test_files_source_needs_a_path():
-    with pytest.raises(ConfigError, match="task.data.path"):
-        validate(compose_config("scale=smoke", "task.data.source=files"))
-
-
-def test_config_hash_ignores_logging_and_locations_but_not_the_experiment():
-    base = config_hash(resolved_dict(compose_config("scale=smoke")))
+def test_config_hash_ignores_logging_and_locations_but_not_what_changes_results(smoke):
+    base = config_hash(resolved_dict(smoke))
     same = config_hash(resolved_dict(compose_config("scale=smoke", "logger=none", "run.root=/elsewhere",
                                                     "trainer.progress=false", "task.data.cache_dir=/x")))
-    other = config_hash(resolved_dict(compose_config("scale=smoke", "seed=1")))
-    assert base == same and base != other
+    assert base == same
+    for updates in ({"seed": 1}, {"trainer__lr": 1e-4}, {"attention__block_size": 32}, {"task__seq_len": 8}):
+        assert config_hash(resolved_dict(changed(smoke, **updates))) != base
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["trainer.max_stpes=3"], ["trainer.max_stpes", "max_steps"]),
+        (["-m", "attention=vanilla,elu", "attention.block_size=3"], ["attention.block_size", "impl"]),
+        (["tsk.seq_len=3"], ["tsk.seq_len", "the top level", "task"]),
+    ],
+)
+def test_command_line_typos_fail_listing_the_valid_keys(overrides, expected):
+    with pytest.raises(ConfigError) as err:
+        check_override_keys(overrides, CONF_DIR)
+    for text in expected:
+        assert text in str(err.value)
+    check_override_keys(["-m", "attention=vanilla,elu", "attention.impl=math", "+extra=1"], CONF_DIR)  # all fine

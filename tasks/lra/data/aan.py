@@ -14,7 +14,9 @@ from tasks.lra.data.examples import Examples, encode_bytes
 from tasks.lra.data.layout import find_folder, require_file
 
 RELEASE_FOLDER = "tsv_data"
-SPLIT_FILES = {"train": "new_aan_pairs.train.tsv", "val": "new_aan_pairs.eval.tsv", "test": "new_aan_pairs.test.tsv"}
+SPLIT_FILES = {
+    "train": "new_aan_pairs.train.tsv", "valid": "new_aan_pairs.eval.tsv", "test": "new_aan_pairs.test.tsv"
+}
 COLUMNS = ("label", "id1", "id2", "text1", "text2")
 N_CLASSES = 2
 
@@ -48,7 +50,7 @@ def read_aan_tsv(path: str | Path, max_len: int | None = None) -> Examples:
             first.append(encode_bytes(fields[3], max_len))
             second.append(encode_bytes(fields[4], max_len))
             labels.append(label)
-            ids.append(f"{fields[1].decode('utf-8', 'replace')}|{fields[2].decode('utf-8', 'replace')}")
+            ids.append(f"{path.name}:{lineno}")
     return Examples((first, second), np.array(labels, dtype=np.int64), ids)
 
 

@@ -21,7 +21,7 @@ VOCAB = {symbol: PAD_ID + 1 + i for i, symbol in enumerate(SYMBOLS)}
 VOCAB_SIZE = len(SYMBOLS) + 1
 N_CLASSES = 10
 RELEASE_FOLDER = "listops-1000"
-SPLIT_FILES = {"train": "basic_train.tsv", "val": "basic_val.tsv", "test": "basic_test.tsv"}
+SPLIT_FILES = {"train": "basic_train.tsv", "valid": "basic_val.tsv", "test": "basic_test.tsv"}
 HEADER = ["Source", "Target"]
 
 
@@ -44,7 +44,9 @@ def read_listops_tsv(path: str | Path, max_len: int | None = None) -> Examples:
                 continue
             fields = line.split("\t")
             if len(fields) != 2:
-                raise ValueError(f"{path}:{lineno}: expected 2 tab-separated columns (Source, Target), found {len(fields)}")
+                raise ValueError(
+                    f"{path}:{lineno}: expected 2 tab-separated columns (Source, Target), found {len(fields)}"
+                )
             source, target = fields
             if target.strip() not in {str(d) for d in range(N_CLASSES)}:
                 raise ValueError(f"{path}:{lineno}: Target must be a digit 0-9, found {target!r}")

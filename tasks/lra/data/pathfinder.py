@@ -32,7 +32,9 @@ def release_folder(side: int, difficulty: str) -> str:
 def metadata_files(folder: Path) -> list[Path]:
     files = [p for p in (folder / "metadata").iterdir() if _METADATA_NAME.fullmatch(p.name)]
     if not files:
-        raise FileNotFoundError(f"no metadata/<k>.npy files in {str(folder)!r}: expected one text file per image folder")
+        raise FileNotFoundError(
+            f"no metadata/<k>.npy files in {str(folder)!r}: expected one text file per image folder"
+        )
     return sorted(files, key=lambda p: int(_METADATA_NAME.fullmatch(p.name).group(1)))
 
 

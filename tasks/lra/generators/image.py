@@ -13,12 +13,14 @@ training records in five equal parts) and ``test_batch.bin``. Defaults: CIFAR-10
 """
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 from PIL import Image
 from sklearn.datasets import load_digits
 
 from tasks.lra.data.cifar import GRAY_WEIGHTS, RELEASE_FOLDER, SIDE, TEST_FILES, TRAIN_FILES
-from tasks.lra.generators.files import write_bytes_atomic
+from tasks.lra.generators import write_file
 
 LRA_SIZES = {"train": 50_000, "test": 10_000}
 
@@ -62,21 +64,23 @@ def records(painter: DigitPainter, rng: np.random.Generator, scans: np.ndarray, 
 
 
 def write_image(
-    out: str,
+    out: str | Path,
     seed: int = 0,
     sizes: dict[str, int] | None = None,
     test_pool: int = 360,
-    **painting,
-):
+    min_size: int = 16,
+    max_size: int = 28,
+    max_rotation: float = 15.0,
+    min_contrast: float = 80.0,
+    noise: float = 8.0,
+) -> Path:
     """Write ``<out>/cifar-10-batches-bin/{data_batch_1..5,test_batch}.bin``; returns that folder."""
-    from pathlib import Path
-
     sizes = LRA_SIZES if sizes is None else sizes
     if sizes["train"] % len(TRAIN_FILES):
         raise ValueError(f"sizes.train={sizes['train']} must split into {len(TRAIN_FILES)} equal data batches")
     digits = load_digits()
     rng = np.random.default_rng(seed)
-    painter = DigitPainter(rng, **painting)
+    painter = DigitPainter(rng, min_size, max_size, max_rotation, min_contrast, noise)
     permutation = rng.permutation(len(digits.target))
     if not 0 < test_pool < len(permutation):
         raise ValueError(f"test_pool must be in 1..{len(permutation) - 1}, got {test_pool}")
@@ -84,8 +88,8 @@ def write_image(
     folder = Path(out) / RELEASE_FOLDER
     per_file = sizes["train"] // len(TRAIN_FILES)
     for name in TRAIN_FILES:
-        write_bytes_atomic(folder / name, records(painter, rng, digits.images[train_idx], digits.target[train_idx], per_file))
-    write_bytes_atomic(
+        write_file(folder / name, records(painter, rng, digits.images[train_idx], digits.target[train_idx], per_file))
+    write_file(
         folder / TEST_FILES[0], records(painter, rng, digits.images[test_idx], digits.target[test_idx], sizes["test"])
     )
     return folder

@@ -19,9 +19,9 @@ import random
 from pathlib import Path
 
 from tasks.lra.data.listops import END, HEADER, OPERATORS, RELEASE_FOLDER, SPLIT_FILES
-from tasks.lra.generators.files import write_text_atomic
+from tasks.lra.generators import write_file
 
-LRA_SIZES = {"train": 96_000, "val": 2_000, "test": 2_000}
+LRA_SIZES = {"train": 96_000, "valid": 2_000, "test": 2_000}
 
 
 class _TooLong(Exception):
@@ -47,7 +47,9 @@ class TreeSampler:
 
     def __init__(self, rng: random.Random, max_depth: int = 10, max_args: int = 10, value_p: float = 0.25):
         if max_args < 2 or max_depth < 1 or not 0.0 <= value_p <= 1.0:
-            raise ValueError(f"need max_args >= 2, max_depth >= 1, 0 <= value_p <= 1; got {max_args}, {max_depth}, {value_p}")
+            raise ValueError(
+                f"need max_args >= 2, max_depth >= 1, 0 <= value_p <= 1; got {max_args}, {max_depth}, {value_p}"
+            )
         self.rng, self.max_depth, self.max_args, self.value_p = rng, max_depth, max_args, value_p
 
     def tree(self, max_length: int) -> tuple[str, int, int]:
@@ -111,5 +113,5 @@ def write_listops(
     for split, name in SPLIT_FILES.items():
         rows = sample_examples(rng, sizes[split], min_length, max_length, **grammar)
         lines = ["\t".join(HEADER), *(f"{source}\t{target}" for source, target in rows)]
-        write_text_atomic(folder / name, "\n".join(lines) + "\n")
+        write_file(folder / name, "\n".join(lines) + "\n")
     return folder

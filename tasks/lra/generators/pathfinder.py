@@ -17,7 +17,8 @@ strokes as in the release. Lengths scale with ``side / 32`` unless given. Files 
 ``pathfinder<side>/<difficulty>/imgs/<k>/sample_<i>.png`` (``images_per_folder`` per folder) and
 ``metadata/<k>.npy``, a TEXT file with one line per image
 ``imgs/<k> sample_<i>.png <i> <label> <contour_length> <paddle_length> <n_distractors>``.
-Half the images of a run are positive, in seeded order. Default count 200,000 (LRA's 160k/20k/20k).
+Each folder draws from its own seeded stream, half its images positive, so runs split over processes
+(``workers``) write the same files. Default count 200,000 (LRA's 160k/20k/20k).
 """
 from __future__ import annotations
 
@@ -25,13 +26,14 @@ import io
 import math
 import random
 from collections import deque
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 from PIL import Image, ImageDraw
 
 from tasks.lra.data.pathfinder import release_folder
-from tasks.lra.generators.files import write_bytes_atomic, write_text_atomic
+from tasks.lra.generators import write_file
 
 CONTOUR_LENGTHS = {"curv_baseline": 6, "curv_contour_length_9": 9, "curv_contour_length_14": 14}
 LRA_TOTAL = 200_000
@@ -46,7 +48,7 @@ class Geometry:
     paddle_length: float = 2.0
     paddle_gap: float = 1.0
     paddle_width: float = 1.0
-    max_turn: float = 30.0
+    max_turn: float = 45.0
     n_distractors: int = 12
     marker_radius: float = 1.3
     clearance: float = 1.0
@@ -213,6 +215,19 @@ def png_bytes(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def write_folder(folder: Path, k: int, seed: int, count: int, geometry: Geometry) -> None:
+    """Images ``imgs/<k>/sample_{0..count-1}.png`` and ``metadata/<k>.npy``, from their own seeded stream."""
+    rng = random.Random(f"pathfinder/{seed}/{k}")
+    painter = PathfinderPainter(geometry, rng)
+    labels = [i % 2 for i in range(count)]
+    rng.shuffle(labels)
+    g, lines = geometry, []
+    for i, label in enumerate(labels):
+        write_file(folder / "imgs" / str(k) / f"sample_{i}.png", png_bytes(painter.draw(label)))
+        lines.append(f"imgs/{k} sample_{i}.png {i} {label} {g.contour_length} {g.paddle_length:g} {g.n_distractors}")
+    write_file(folder / "metadata" / f"{k}.npy", "\n".join(lines) + "\n")
+
+
 def write_pathfinder(
     out: str | Path,
     seed: int = 0,
@@ -220,18 +235,22 @@ def write_pathfinder(
     side: int = 32,
     difficulty: str = "curv_contour_length_14",
     images_per_folder: int = 1000,
+    workers: int = 1,
     **geometry,
 ) -> Path:
-    """Write ``<out>/pathfinder<side>/<difficulty>/{imgs,metadata}``; returns that folder."""
+    """Write ``<out>/pathfinder<side>/<difficulty>/{imgs,metadata}``; returns that folder.
+
+    Each image folder has its own random stream (seeded by ``seed`` and its number) and an even number of
+    images is half positive, so the files do not depend on ``workers``.
+    """
     g = Geometry.for_side(side, difficulty, **geometry)
-    rng, folder = random.Random(seed), Path(out) / release_folder(side, difficulty)
-    painter = PathfinderPainter(g, rng)
-    labels = [i % 2 for i in range(total)]
-    rng.shuffle(labels)
-    for k, start in enumerate(range(0, total, images_per_folder)):
-        lines = []
-        for i, label in enumerate(labels[start : start + images_per_folder]):
-            write_bytes_atomic(folder / "imgs" / str(k) / f"sample_{i}.png", png_bytes(painter.draw(label)))
-            lines.append(f"imgs/{k} sample_{i}.png {i} {label} {g.contour_length} {g.paddle_length:g} {g.n_distractors}")
-        write_text_atomic(folder / "metadata" / f"{k}.npy", "\n".join(lines) + "\n")
+    folder = Path(out) / release_folder(side, difficulty)
+    starts = range(0, total, images_per_folder)
+    jobs = [(folder, k, seed, min(images_per_folder, total - start), g) for k, start in enumerate(starts)]
+    if workers <= 1:
+        for job in jobs:
+            write_folder(*job)
+    else:
+        with ProcessPoolExecutor(workers) as pool:
+            list(pool.map(write_folder, *zip(*jobs)))
     return folder

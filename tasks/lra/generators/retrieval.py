@@ -15,19 +15,22 @@ import random
 from pathlib import Path
 
 from tasks.lra.data.aan import RELEASE_FOLDER, SPLIT_FILES
+from tasks.lra.generators import write_file
 from tasks.lra.generators.documents import compose_document
-from tasks.lra.generators.files import write_text_atomic
 from tasks.lra.generators.words import PAPER_FILLER, TOPIC_WORDS
 
-LRA_SIZES = {"train": 147_086, "val": 18_090, "test": 17_437}
+LRA_SIZES = {"train": 147_086, "valid": 18_090, "test": 17_437}
 TOPICS = tuple(TOPIC_WORDS)
 
 
 class DocumentSampler:
-    def __init__(self, rng: random.Random, main: int, gap: int, distractor_topics: int, min_bytes: int, max_bytes: int):
+    def __init__(
+        self, rng: random.Random, main: int, gap: int, distractor_topics: int, min_bytes: int, max_bytes: int
+    ):
         if not 1 <= gap <= main or not 0 <= distractor_topics < len(TOPICS):
             raise ValueError(
-                f"need 1 <= gap <= main and 0 <= distractor_topics < {len(TOPICS)}, got {gap}, {main}, {distractor_topics}"
+                f"need 1 <= gap <= main and 0 <= distractor_topics < {len(TOPICS)}; "
+                f"got gap={gap}, main={main}, distractor_topics={distractor_topics}"
             )
         self.rng, self.main, self.gap, self.distractors = rng, main, gap, distractor_topics
         self.min_bytes, self.max_bytes, self.count = min_bytes, max_bytes, 0
@@ -59,7 +62,7 @@ def write_retrieval(
     rng, folder = random.Random(seed), Path(out) / RELEASE_FOLDER
     sampler = DocumentSampler(rng, main, gap, distractor_topics, min_bytes, max_bytes)
     for split, name in SPLIT_FILES.items():
-        prefix = {"train": "T", "val": "E", "test": "S"}[split] + f"{seed % 100:02d}"
+        prefix = {"train": "T", "valid": "E", "test": "S"}[split] + f"{seed % 100:02d}"
         labels = [i % 2 == 0 for i in range(sizes[split])]
         rng.shuffle(labels)
         rows = []
@@ -68,5 +71,5 @@ def write_retrieval(
             second = first if related else rng.choice([t for t in TOPICS if t != first])
             (id1, text1), (id2, text2) = sampler.document(first, prefix), sampler.document(second, prefix)
             rows.append(f"{1.0 if related else 0.0}\t{id1}\t{id2}\t{text1}\t{text2}")
-        write_text_atomic(folder / name, "\n".join(rows) + "\n")
+        write_file(folder / name, "\n".join(rows) + "\n")
     return folder

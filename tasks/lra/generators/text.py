@@ -15,8 +15,8 @@ import random
 from pathlib import Path
 
 from tasks.lra.data.imdb import RELEASE_FOLDER
+from tasks.lra.generators import write_file
 from tasks.lra.generators.documents import compose_document
-from tasks.lra.generators.files import write_text_atomic
 from tasks.lra.generators.words import NEGATIVE_WORDS, POSITIVE_WORDS, REVIEW_FILLER
 
 LRA_SIZES = {"train": 25_000, "test": 25_000}
@@ -57,6 +57,6 @@ def write_text(
         for positive in labels:
             text, m = review(rng, positive, tuple(pairs), tuple(margin), min_bytes, max_bytes)
             name = f"{counts[positive]}_{rating(positive, m, margin[1])}.txt"
-            write_text_atomic(folder / split / ("pos" if positive else "neg") / name, text)
+            write_file(folder / split / ("pos" if positive else "neg") / name, text)
             counts[positive] += 1
     return folder

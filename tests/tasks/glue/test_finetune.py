@@ -30,7 +30,7 @@ def runs(tmp_path_factory):
 
 
 def finetune(root, *overrides):
-    return execute(compose_config(*SMOKE, f"run.root={root}", f"task.pretrain_root={root}", *overrides))
+    return execute(compose_config(*SMOKE, f"run.root={root}", *overrides))  # init_from=auto looks under run.root
 
 
 def test_mlm_run_saves_its_tokenizer(runs):

@@ -1,0 +1,283 @@
+"""Kernel benchmark: forward+backward time and peak memory of one token mixer per backend, mode and length.
+
+``python -m harness.bench kernels [--lengths 1024 2048 ...] [--backends ...] [--modes causal bidirectional]
+[--out results/bench/kernels.csv] [--memory-cap-gb N] [--scope mixer|attention]``
+
+Every registered backend and two naive baselines (``naive_masked_product``: the masked N x N product;
+``naive_outer_cumsum``: the cumulative sum of per-token outer products), B=1, 8 heads of 64 (d_model 512),
+fp32 by default. Each cell runs in its own process (``harness.bench.runner``): ``--warmup`` untimed passes,
+then ``--repeats`` timed ones; the median is reported with the min and max. A cell that runs out of
+memory or times out is recorded as such and the longer lengths of that backend and mode are skipped.
+The CSV is rewritten atomically after every cell; beside it go ``<stem>.json`` (machine, settings, the
+machine's fp32 matmul throughput, targets) and ``<stem>.md`` (the tables).
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import os
+import platform
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from harness.bench import targets as target_checks
+from harness.bench.cell import CellSpec
+from harness.bench.files import write_json, write_text
+from harness.bench.runner import ROOT, run_in_subprocess
+from harness.bench.workloads import MODES, SCOPES, backend_names, check_backends, is_linear
+
+DEFAULT_LENGTHS = (1024, 2048, 4096, 8192, 16384)
+DEFAULT_OUT = ROOT / "results" / "bench" / "kernels.csv"
+SETTINGS = ("batch", "heads", "head_dim", "d_model", "scope", "device", "dtype")
+COLUMNS = (
+    "backend", "mode", "n", *SETTINGS, "linear", "status", "time_median_s", "time_min_s", "time_max_s",
+    "spread_pct", "repeats", "peak_memory_mib", "memory_method", "flops_fwd_bwd", "achieved_gflops",
+    "fraction_of_matmul_peak", "error",
+)
+NUMERIC = {
+    "n": int, "batch": int, "heads": int, "head_dim": int, "d_model": int, "repeats": int,
+    "time_median_s": float, "time_min_s": float, "time_max_s": float, "spread_pct": float,
+    "peak_memory_mib": float, "flops_fwd_bwd": float, "achieved_gflops": float, "fraction_of_matmul_peak": float,
+}
+GIVE_UP = ("oom", "timeout")  # longer lengths of the same backend and mode would fail the same way
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--lengths", type=int, nargs="+", default=list(DEFAULT_LENGTHS), metavar="N",
+                        help="sequence lengths (default: 1024 2048 4096 8192 16384)")
+    parser.add_argument("--backends", nargs="+", default=None, metavar="NAME",
+                        help=f"default: all of {backend_names()}")
+    parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="CSV path (default: %(default)s)")
+    parser.add_argument("--memory-cap-gb", type=float, default=None,
+                        help="CPU: cap each cell's address space (RLIMIT_AS) at this many GiB")
+    parser.add_argument("--scope", choices=SCOPES, default="mixer",
+                        help="mixer: the whole module; attention: without its q/k/v/out projections")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--heads", type=int, default=8)
+    parser.add_argument("--head-dim", type=int, default=64)
+    parser.add_argument("--warmup", type=int, default=1, help="untimed passes per cell (default 1)")
+    parser.add_argument("--repeats", type=int, default=5, help="timed passes per cell (default 5)")
+    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads per cell (default: torch's)")
+    parser.add_argument("--timeout-s", type=float, default=1800, help="seconds before a cell is given up")
+    parser.add_argument("--peak-size", type=int, default=4096, help="matrix size of the matmul-peak probe")
+    parser.add_argument("--resume", action="store_true",
+                        help="keep the cells already in --out measured with the same settings")
+
+
+def _positive(name: str, value: int) -> None:
+    if value < 1:
+        raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
+
+
+def validate(args: argparse.Namespace) -> None:
+    check_backends(args.backends or backend_names())
+    for name in ("batch", "heads", "head_dim", "repeats", "peak_size"):
+        _positive(name, getattr(args, name))
+    for n in args.lengths:
+        _positive("lengths", n)
+    if args.warmup < 0:
+        raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
+    if args.memory_cap_gb is not None and args.memory_cap_gb <= 0:
+        raise ValueError(f"--memory-cap-gb must be positive, got {args.memory_cap_gb}")
+
+
+def resolve_device(choice: str) -> str:
+    if choice != "auto":
+        return choice
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+# ------------------------------------------------------------------------------------------ the rows
+def make_row(spec: CellSpec, result: dict[str, Any], peak_flops: float | None) -> dict[str, Any]:
+    row = {
+        "backend": spec.backend, "mode": spec.mode, "n": spec.n, "batch": spec.batch, "heads": spec.heads,
+        "head_dim": spec.head_dim, "d_model": spec.d_model, "scope": spec.scope, "device": spec.device,
+        "dtype": "float32", "linear": is_linear(spec.backend, spec.mode),
+    } | result
+    if row.get("status") == "ok":
+        row["spread_pct"] = 100 * (row["time_max_s"] - row["time_min_s"]) / row["time_median_s"]
+        if row.get("flops_fwd_bwd"):
+            row["achieved_gflops"] = row["flops_fwd_bwd"] / row["time_median_s"] / 1e9
+            if peak_flops:
+                row["fraction_of_matmul_peak"] = row["flops_fwd_bwd"] / row["time_median_s"] / peak_flops
+    return {column: row.get(column) for column in COLUMNS}
+
+
+def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
+    writer.writeheader()
+    writer.writerows(rows)
+    write_text(path, buffer.getvalue())
+
+
+def read_rows(path: Path) -> list[dict[str, Any]]:
+    with open(path, newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for column, kind in NUMERIC.items():
+            row[column] = kind(float(row[column])) if row.get(column) not in (None, "") else None
+        row["linear"] = row.get("linear") == "True"
+    return rows
+
+
+def same_settings(row: dict[str, Any], spec: CellSpec) -> bool:
+    return all(str(row[key]) == str(getattr(spec, key) if key != "dtype" else "float32") for key in SETTINGS)
+
+
+# ---------------------------------------------------------------------------------------- reporting
+def _seconds(value: float | None) -> str:
+    return "" if value is None else f"{value:.3g}"
+
+
+def progress_line(index: int, total: int, row: dict[str, Any]) -> str:
+    head = f"[{index:>3}/{total}] {row['backend']:<22} {row['mode']:<13} {row['n']:>6}  "
+    if row["status"] != "ok":
+        return head + f"{row['status']}: {row.get('error') or ''}"
+    return head + (
+        f"{row['time_median_s']:8.3f} s  ({row['time_min_s']:.3f}-{row['time_max_s']:.3f}, "
+        f"spread {row['spread_pct']:.0f}%)  {row['peak_memory_mib']:9.1f} MiB"
+    )
+
+
+def cell_text(row: dict[str, Any] | None, value: str) -> str:
+    if row is None:
+        return ""
+    if row["status"] != "ok":
+        return {"not_applicable": "n/a", "skipped": "skip"}.get(row["status"], row["status"].upper())
+    return f"{row[value]:.3g}" if value == "time_median_s" else f"{row[value]:.0f}"
+
+
+def markdown_tables(rows: list[dict[str, Any]]) -> str:
+    """Per mode: time (median seconds) and peak memory (MiB above baseline), backends x lengths."""
+    lengths = sorted({int(r["n"]) for r in rows})
+    backends = list(dict.fromkeys(r["backend"] for r in rows))
+    cells = {(r["backend"], r["mode"], int(r["n"])): r for r in rows}
+    parts = []
+    for mode in dict.fromkeys(r["mode"] for r in rows):
+        for value, title in (("time_median_s", "forward+backward time, median s"),
+                             ("peak_memory_mib", "peak memory above baseline, MiB")):
+            header = "| backend | " + " | ".join(f"{n // 1024}K" if n % 1024 == 0 else str(n) for n in lengths) + " |"
+            lines = [f"**{mode}: {title}**", "", header, "|---" * (len(lengths) + 1) + "|"]
+            for backend in backends:
+                lines.append(f"| {backend} | " + " | ".join(cell_text(cells.get((backend, mode, n)), value)
+                                                         for n in lengths) + " |")
+            parts.append("\n".join(lines))
+    return "\n\n".join(parts) + "\n"
+
+
+def targets_markdown(evaluated: list[dict[str, Any]], fractions: list[dict[str, Any]], peak: float | None) -> str:
+    verdict = {True: "met", False: "MISSED", None: "not measured"}
+    lines = ["| target | value | limit | result | detail |", "|---|---|---|---|---|"]
+    for t in evaluated:
+        value = "" if t["value"] is None else f"{t['value']:.2f}"
+        lines.append(f"| {t['target']} | {value} | {t['limit']} | {verdict[t['passed']]} | {t['detail']} |")
+    text = "\n".join(lines) + "\n"
+    if fractions:
+        peak_text = f"{peak / 1e9:.0f} GFLOP/s" if peak else "not measured"
+        text += (f"\nMatmul throughput of the machine (fp32): {peak_text}.\n\n"
+                 "| backend (bidirectional) | N | GFLOP fwd+bwd | time s | GFLOP/s | fraction of matmul peak |\n"
+                 "|---|---|---|---|---|---|\n")
+        for f in fractions:
+            text += (f"| {f['backend']} | {f['n']} | {f['flops_fwd_bwd'] / 1e9:.1f} | {f['time_median_s']:.3g} | "
+                     f"{f['achieved_gflops']:.1f} | {f['fraction_of_matmul_peak']:.1%} |\n")
+    return text
+
+
+def cpu_name() -> str:
+    try:
+        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
+        for line in out.splitlines():
+            if line.startswith("Model name:"):
+                return line.split(":", 1)[1].strip()
+    except (OSError, subprocess.SubprocessError):
+        pass
+    return platform.processor() or "unknown"
+
+
+def environment(device: str) -> dict[str, Any]:
+    import torch
+
+    return {
+        "command": " ".join(shlex.quote(a) for a in ["python", "-m", "harness.bench", *sys.argv[1:]]),
+        "cpu": cpu_name(),
+        "logical_cpus": os.cpu_count(),
+        "torch_threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "python": platform.python_version(),
+        "device": device,
+        "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
+        "load_average_start": list(os.getloadavg()),
+    }
+
+
+# ------------------------------------------------------------------------------------------ the sweep
+def run(args: argparse.Namespace) -> int:
+    try:
+        validate(args)
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    device = resolve_device(args.device)
+    backends = args.backends or backend_names()
+    lengths = sorted(set(args.lengths))
+    cap = int(args.memory_cap_gb * 2**30) if args.memory_cap_gb else None
+    out = Path(args.out)
+    meta_path, markdown_path = out.with_suffix(".json"), out.with_suffix(".md")
+    env = environment(device)
+    print(f"{env['cpu']} | {env['logical_cpus']} logical CPUs | torch {env['torch']} ({env['torch_threads']} threads)"
+          f" | device {device} | load {env['load_average_start']}", flush=True)
+
+    def spec_for(backend: str, mode: str, n: int, **extra) -> CellSpec:
+        return CellSpec(backend, mode, n, args.batch, args.heads, args.head_dim, args.scope, device,
+                        args.warmup, args.repeats, args.threads, **extra)
+
+    probe = run_in_subprocess(spec_for("", "", 0, kind="matmul_peak", peak_size=args.peak_size),
+                              memory_cap_bytes=cap, timeout_s=args.timeout_s)
+    peak = probe.get("matmul_flops_per_s")
+    print(f"fp32 matmul peak ({args.peak_size}^2): "
+          + (f"{peak / 1e9:.1f} GFLOP/s" if peak else f"{probe['status']}: {probe.get('error')}"), flush=True)
+
+    previous = read_rows(out) if args.resume and out.exists() else []
+    kept = {(r["backend"], r["mode"], r["n"]): r for r in previous
+            if same_settings(r, spec_for(r["backend"], r["mode"], r["n"]))}
+    plan = [(mode, backend, n) for mode in args.modes for backend in backends for n in lengths]
+    rows: list[dict[str, Any]] = []
+    gave_up: dict[tuple[str, str], dict[str, Any]] = {}
+    for index, (mode, backend, n) in enumerate(plan, start=1):
+        spec = spec_for(backend, mode, n)
+        if (backend, mode, n) in kept:
+            row = kept[(backend, mode, n)]
+        elif (backend, mode) in gave_up:
+            reason = gave_up[(backend, mode)]
+            row = make_row(spec, {"status": "skipped", "error": f"{reason['status']} at N={reason['n']}"}, peak)
+        else:
+            row = make_row(spec, run_in_subprocess(spec, memory_cap_bytes=cap, timeout_s=args.timeout_s), peak)
+        if row["status"] in GIVE_UP:
+            gave_up.setdefault((backend, mode), row)
+        rows.append(row)
+        write_rows(out, rows)
+        print(progress_line(index, len(plan), row), flush=True)
+
+    evaluated = target_checks.evaluate(rows)
+    fractions = target_checks.throughput_fractions(rows)
+    env["load_average_end"] = list(os.getloadavg())
+    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "handler"}
+    write_json(meta_path, {"environment": env, "settings": settings, "matmul_peak_flops_per_s": peak,
+                           "targets": evaluated, "throughput": fractions})
+    report = (f"Command: `{env['command']}`\n\nMachine: {env['cpu']}, {env['logical_cpus']} logical CPUs, torch "
+              f"{env['torch']} ({env['torch_threads']} threads), device {device}; load average "
+              f"{env['load_average_start']} at the start, {env['load_average_end']} at the end.\n\n"
+              + markdown_tables(rows) + "\n" + targets_markdown(evaluated, fractions, peak))
+    write_text(markdown_path, report)
+    print("\n" + report)
+    print(f"wrote {out}, {meta_path} and {markdown_path}")
+    return 0

@@ -1,0 +1,259 @@
+"""Build one paper table from run records: rows and columns of the paper, our value beside the paper's.
+
+Every cell is filled from the runs that map to its row (:mod:`harness.report.specs`) and its column's task.
+Runs that differ only by seed form a group; a cell shows one group (the one with the most completed seeds,
+then the most recent), its mean and spread over seeds, the paper's number and the difference. A cell whose
+runs all failed says so with the reason; a cell with no run says missing; the rest of the table is built
+regardless.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from attention_zoo.registry import TRANSNORMER_PARTS
+from harness.report.paper import paper_number, read_paper
+from harness.report.records import RunRecord
+from harness.report.specs import Column, RunTable
+from harness.report.stats import RankAgreement, SeedStats, rank_agreement
+from harness.report.variants import Defaults
+
+OK, FAILED, RUNNING, MISSING = "ok", "failed", "running", "missing"
+
+
+@dataclass
+class Cell:
+    status: str
+    stats: SeedStats | None = None
+    paper: float | None = None
+    paper_text: str = ""
+    reason: str = ""
+    records: list[RunRecord] = field(default_factory=list)
+    ignored_groups: int = 0  # other configurations that also map to this cell
+
+    @property
+    def diff(self) -> float | None:
+        if self.stats is None or self.paper is None:
+            return None
+        return self.stats.mean - self.paper
+
+
+@dataclass
+class Row:
+    key: str
+    label: str
+    cells: dict[str, Cell]
+    detail: str = ""
+    params_m: float | None = None
+    paper_params_m: float | None = None
+    paper_source: str = ""
+
+    @property
+    def records(self) -> list[RunRecord]:
+        """The runs shown in this row (the first column that has any)."""
+        return next((cell.records for cell in self.cells.values() if cell.records), [])
+
+
+@dataclass
+class BuiltTable:
+    spec: RunTable
+    scale: str
+    task: str
+    rows: list[Row]
+    agreement: dict[str, RankAgreement | None]
+    notes: list[str] = field(default_factory=list)
+
+    def counts(self) -> dict[str, int]:
+        counts = dict.fromkeys((OK, FAILED, RUNNING, MISSING), 0)
+        for row in self.rows:
+            for name, cell in row.cells.items():
+                if name != self.spec.average:
+                    counts[cell.status] += 1
+        return counts
+
+
+def _task_matches(record_task: str, wanted: str) -> bool:
+    return record_task == wanted or record_task.startswith(wanted + "/")
+
+
+def _value(record: RunRecord, column: Column) -> float | None:
+    value = record.split_value(column.split)
+    if value is not None and column.percent and abs(value) <= 1.0:
+        value *= 100.0
+    return value
+
+
+def choose_group(records: list[RunRecord]) -> tuple[list[RunRecord], int]:
+    """The runs of the group with the most completed seeds (then the most recent), and how many other
+    groups there were."""
+    groups: dict[str, list[RunRecord]] = defaultdict(list)
+    for record in records:
+        groups[record.group].append(record)
+    ranked = sorted(
+        groups.values(),
+        key=lambda runs: (sum(r.status == "completed" for r in runs), max(r.updated for r in runs)),
+        reverse=True,
+    )
+    chosen = sorted(ranked[0], key=lambda r: r.seed)
+    return chosen, len(ranked) - 1
+
+
+def make_cell(records: list[RunRecord], column: Column) -> Cell:
+    if not records:
+        return Cell(MISSING)
+    chosen, ignored = choose_group(records)
+    completed = [r for r in chosen if r.status == "completed"]
+    values = [v for v in (_value(r, column) for r in completed) if v is not None]
+    failed = [r for r in chosen if r.status == "failed"]
+    if values:
+        reason = f"{len(failed)} of {len(chosen)} seeds failed: {failed[0].reason}" if failed else ""
+        return Cell(OK, SeedStats.of(values), reason=reason, records=chosen, ignored_groups=ignored)
+    if failed:
+        return Cell(FAILED, reason=failed[0].reason or "failed (no reason recorded)", records=chosen,
+                    ignored_groups=ignored)
+    if completed:
+        return Cell(FAILED, reason=f"completed but no value for split {column.split} of the primary metric",
+                    records=chosen, ignored_groups=ignored)
+    return Cell(RUNNING, reason="started, not finished (still running, or interrupted: rerun to resume)",
+                records=chosen, ignored_groups=ignored)
+
+
+def describe_variant(record: RunRecord, variant: Mapping[str, Any]) -> str:
+    """Our concrete setting of a row, e.g. ``Diag 2 + Norm 2`` or ``block_size=32``."""
+    parts = []
+    if record.backend in TRANSNORMER_PARTS and "attention.layer_plan" not in variant:
+        parts.append(describe_plan(None, record.n_layers))
+    for path, value in sorted(variant.items()):
+        if path == "attention.layer_plan":
+            parts.append(describe_plan(value, record.n_layers))
+        else:
+            parts.append(f"{path.split('.', 1)[1]}={value}")
+    return ", ".join(parts) or "defaults"
+
+
+def describe_plan(plan: Any, n_layers: int) -> str:
+    if plan is None:
+        return f"Diag {n_layers // 2} + Norm {n_layers - n_layers // 2}"
+    if isinstance(plan, str):
+        kind, _, arg = plan.partition(":")
+        if arg.isdigit():
+            k = int(arg)
+            first, second = ("Diag", "Norm") if kind == "split" else ("Norm", "Diag")
+            return f"{first} {k} + {second} {n_layers - k}"
+        return f"{plan} ({n_layers} layers)"
+    if isinstance(plan, Mapping) and "split" in plan:
+        names = [s.get("name", "?") if isinstance(s, Mapping) else str(s) for s in (plan["first"], plan["second"])]
+        k = int(plan["split"])
+        return f"{names[0]} {k} + {names[1]} {n_layers - k}"
+    return str(plan)
+
+
+def _choose_task(spec: RunTable, keyed: list[tuple[RunRecord, str]]) -> str:
+    for task in spec.tasks:
+        if any(_task_matches(record.task, task) for record, _ in keyed):
+            return task
+    return spec.tasks[-1]
+
+
+def build_run_table(
+    spec: RunTable, records: Iterable[RunRecord], scale: str, paper_dir: str | Path, defaults: Defaults
+) -> BuiltTable:
+    """The table ``spec`` at ``scale`` from ``records`` (any scale; others are ignored)."""
+    candidates = [r for r in records if r.scale == scale and any(_task_matches(r.task, t) for t in spec.tasks)]
+    keyed, variants = [], {}
+    for record in candidates:
+        variant = defaults.variant(record)
+        key = spec.row_key(record, variant)
+        if key is not None:
+            keyed.append((record, key))
+            variants[id(record)] = variant
+    task = _choose_task(spec, keyed)
+    by_row: dict[str, list[RunRecord]] = defaultdict(list)
+    for record, key in keyed:
+        by_row[key].append(record)
+
+    paper = read_paper(paper_dir, spec.paper_file)
+    paper_rows: dict[str, Mapping[str, Any]] = {}
+    if paper is not None and spec.paper_key is not None:
+        for _, row in paper.iterrows():
+            paper_rows.setdefault(spec.paper_key(row), row)
+    labels = {key: str(row.get(spec.label_column, key)) for key, row in paper_rows.items()}
+    for key, label in spec.rows:
+        labels.setdefault(key, label)
+    extra = sorted((k for k in by_row if k not in labels), key=spec.sort_key)
+    order = list(labels) + extra
+
+    rows, notes = [], []
+    for key in order:
+        paper_row = paper_rows.get(key, {})
+        cells = {}
+        for column in spec.columns:
+            if column.name == spec.average:
+                continue
+            wanted = column.task or task
+            cell = make_cell([r for r in by_row.get(key, []) if _task_matches(r.task, wanted)], column)
+            cell.paper_text = str(paper_row.get(column.name, ""))
+            cell.paper = paper_number(cell.paper_text)
+            if cell.ignored_groups:
+                notes.append(
+                    f"{labels.get(key, key)} / {column.label}: {cell.ignored_groups} other configuration(s) also "
+                    "match; shown: the one with the most completed seeds, then the most recent"
+                )
+            cells[column.name] = cell
+        if spec.average:
+            cells[spec.average] = _average_cell(cells, str(paper_row.get(spec.average, "")))
+        shown = next((cell.records[0] for cell in cells.values() if cell.records), None)
+        row = Row(key, labels.get(key, key), cells, paper_source=str(paper_row.get("source", "")))
+        if shown is not None:
+            row.detail = describe_variant(shown, variants.get(id(shown), {}))
+            total = shown.parameters.get("total")
+            row.params_m = total / 1e6 if total else None
+        row.paper_params_m = paper_number(str(paper_row.get("params_m", "")))
+        rows.append(row)
+    return BuiltTable(spec, scale, task, rows, column_agreement(spec, rows), notes)
+
+
+def _average_cell(cells: dict[str, Cell], paper_text: str) -> Cell:
+    parts = list(cells.values())
+    if parts and all(c.status == OK for c in parts):
+        cell = Cell(OK, SeedStats.of([sum(c.stats.mean for c in parts) / len(parts)]))
+    else:
+        cell = Cell(MISSING, reason="needs every column")
+    cell.paper_text, cell.paper = paper_text, paper_number(paper_text)
+    return cell
+
+
+def column_agreement(spec: RunTable, rows: list[Row]) -> dict[str, RankAgreement | None]:
+    result = {}
+    for column in spec.columns:
+        pairs = [(row.cells[column.name].stats.mean, row.cells[column.name].paper) for row in rows
+                 if row.cells[column.name].status == OK and row.cells[column.name].paper is not None]
+        result[column.name] = rank_agreement([p[0] for p in pairs], [p[1] for p in pairs])
+    return result
+
+
+def long_frame(table: BuiltTable) -> pd.DataFrame:
+    """One line per (row, column): everything the Markdown shows, and the run folders behind it."""
+    lines = []
+    for row in table.rows:
+        for column in table.spec.columns:
+            cell = row.cells[column.name]
+            stats = cell.stats
+            lines.append({
+                "table": table.spec.name, "scale": table.scale, "task": column.task or table.task,
+                "row_key": row.key, "row": row.label, "setting": row.detail, "column": column.name,
+                "status": cell.status, "ours_mean": stats.mean if stats else None,
+                "ours_std": stats.std if stats else None, "n_seeds": stats.n if stats else 0,
+                "ours_min": stats.low if stats else None, "ours_max": stats.high if stats else None,
+                "paper": cell.paper, "paper_text": cell.paper_text, "paper_source": row.paper_source,
+                "diff": cell.diff, "reason": cell.reason, "params_m": row.params_m,
+                "paper_params_m": row.paper_params_m,
+                "config_group": cell.records[0].group[:16] if cell.records else "",
+                "run_dirs": ";".join(str(r.run_dir) for r in cell.records),
+            })
+    return pd.DataFrame(lines)

@@ -1,0 +1,97 @@
+"""Markdown for the tables and the index pages."""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from harness.report.build import FAILED, MISSING, OK, RUNNING, BuiltTable, Cell
+from harness.report.stats import RankAgreement
+
+REASON_CHARS = 90
+
+
+def number(value: float | None) -> str:
+    if value is None or not math.isfinite(value):
+        return ""
+    return f"{value:.0f}" if abs(value) >= 1000 else f"{value:.4g}"
+
+
+def escape(text: str) -> str:
+    return text.replace("|", "\\|").replace("\n", " ")
+
+
+def ours(cell: Cell) -> str:
+    if cell.status == OK:
+        stats = cell.stats
+        text = number(stats.mean)
+        if stats.n > 1:
+            text += f" ± {stats.std:.2g} ({stats.n} seeds)"
+        return text + (" ⚠" if cell.reason else "")
+    if cell.status == FAILED:
+        reason = cell.reason if len(cell.reason) <= REASON_CHARS else cell.reason[: REASON_CHARS - 1] + "…"
+        return f"failed: {escape(reason)}"
+    if cell.status == RUNNING:
+        return "incomplete"
+    return "missing"
+
+
+def paper(cell: Cell) -> str:
+    return number(cell.paper) if cell.paper is not None else escape(cell.paper_text)
+
+
+def diff(cell: Cell) -> str:
+    return f"{cell.diff:+.3g}" if cell.diff is not None else ""
+
+
+def agreement(value: RankAgreement | None) -> str:
+    if value is None:
+        return "n/a (fewer than two rows with both numbers)"
+    return f"τ = {value.tau:+.2f} (p = {value.p:.2g}, {value.n} rows)"
+
+
+def table_markdown(table: BuiltTable, plots: Sequence[str], paper_file: str | None) -> str:
+    spec = table.spec
+    variant_table = spec.label_column == "variant"
+    header = [spec.label_column] + (["our setting"] if variant_table else [])
+    for column in spec.columns:
+        header += [f"{column.label} (ours)", f"{column.label} (paper)", "Δ"]
+    header += ["params M (ours)"] + (["params M (paper)"] if any(r.paper_params_m for r in table.rows) else [])
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    for row in table.rows:
+        cells = [escape(row.label)] + ([escape(row.detail)] if variant_table else [])
+        for column in spec.columns:
+            cell = row.cells[column.name]
+            cells += [ours(cell), paper(cell), diff(cell)]
+        cells.append(number(row.params_m))
+        if len(header) > len(cells):
+            cells.append(number(row.paper_params_m))
+        lines.append("| " + " | ".join(cells) + " |")
+
+    counts = table.counts()
+    tasks = sorted({c.task for c in spec.columns if c.task}) or [table.task]
+    out = [
+        f"# {spec.name}: {spec.title}",
+        "",
+        f"Scale `{table.scale}`; task{'s' if len(tasks) > 1 else ''} {', '.join(f'`{t}`' for t in tasks)}; cells: "
+        f"{counts[OK]} ok, {counts[FAILED]} failed, {counts[RUNNING]} incomplete, {counts[MISSING]} missing. "
+        + (f"Paper numbers: `results/paper/{paper_file}` (column `source`: paper, secondary or unverified)."
+           if paper_file else "No paper numbers for this table."),
+        "",
+        *lines,
+        "",
+        "Ours: mean over seeds (± sample standard deviation, number of seeds when more than one); Δ = ours − "
+        "paper. ⚠: some seeds failed (see the CSV). Our absolute numbers come from a smaller model and data at "
+        "this scale; compare orderings, not values.",
+        "",
+        "Rank agreement with the paper (Kendall's tau-b over rows with both numbers):",
+        "",
+    ]
+    out += [f"- {column.label}: {agreement(table.agreement[column.name])}" for column in spec.columns]
+    if spec.note:
+        out += ["", spec.note]
+    if table.notes:
+        out += ["", "Notes:", ""] + [f"- {escape(note)}" for note in table.notes]
+    if plots:
+        out += [""] + [f"![{name}](plots/{name})" for name in plots]
+    out.append("")
+    return "\n".join(out)

@@ -1,0 +1,188 @@
+"""Write the whole report: per scale, one Markdown + CSV per table, its plots, and index pages.
+
+Layout of ``<out>`` (``results/report`` by default)::
+
+    index.md                       every scale, linking its index
+    <scale>/index.md               every table of that scale: cells ok/failed/missing, rank agreement, links
+    <scale>/<table>.md, .csv       the paper's rows and columns, ours beside the paper's (CSV: one line a cell)
+    <scale>/plots/<table>_*.png    bars (ours | paper), training curves, ablation curves, speed, memory, Figure 2
+"""
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from harness.report import plots
+from harness.report.build import BuiltTable, build_run_table, long_frame
+from harness.report.paper import PAPER_DIR
+from harness.report.records import RunRecord, load_records
+from harness.report.render import agreement, escape, table_markdown
+from harness.report.sources import Layout, build_table2, build_table7, locality_markdown, read_locality
+from harness.report.specs import ORDER, OTHER_TABLES, TABLES
+from harness.report.variants import Defaults
+from tasks.data.atomic import atomic_write, write_text
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Entry:
+    """One line of a scale's index."""
+
+    name: str
+    title: str
+    status: str
+    agreement: str = ""
+    files: list[str] = field(default_factory=list)
+
+
+def _write_table(table: BuiltTable, folder: Path, figures: dict[str, object]) -> list[str]:
+    names = []
+    for suffix, figure in figures.items():
+        if figure is not None:
+            name = f"{table.spec.name}_{suffix}.png"
+            plots.save(figure, folder / "plots" / name)
+            names.append(name)
+    frame = long_frame(table)
+    atomic_write(folder / f"{table.spec.name}.csv", lambda tmp: frame.to_csv(tmp, index=False))
+    write_text(folder / f"{table.spec.name}.md", table_markdown(table, names, table.spec.paper_file))
+    return [f"{table.spec.name}.md", f"{table.spec.name}.csv", *(f"plots/{n}" for n in names)]
+
+
+def _entry(table: BuiltTable, files: list[str]) -> Entry:
+    counts = table.counts()
+    status = ", ".join(f"{n} {k}" for k, n in counts.items() if n)
+    first = table.spec.columns[0]
+    return Entry(table.spec.name, table.spec.title, status or "empty",
+                 f"{first.label}: {agreement(table.agreement[first.name])}", files)
+
+
+def run_table_figures(table: BuiltTable) -> dict[str, object]:
+    figures = {"bars": plots.bars(table), "curves": plots.training_curves(table)}
+    if table.spec.plot in ("block_size", "split"):
+        figures[table.spec.plot] = plots.ablation_curve(table)
+    return figures
+
+
+def build_scale(scale: str, records: list[RunRecord], layout: Layout, paper_dir: Path, out: Path,
+                names: Sequence[str], defaults: Defaults) -> list[Entry]:
+    folder = out / scale
+    entries = []
+    for name in names:
+        if name in TABLES:
+            table = build_run_table(TABLES[name], records, scale, paper_dir, defaults)
+            entries.append(_entry(table, _write_table(table, folder, run_table_figures(table))))
+        elif name == "table7":
+            table = build_table7(layout, scale, paper_dir)
+            entries.append(_missing(name, f"no benchmark results at {layout.bench_csv(scale)}") if table is None else
+                           _entry(table, _write_table(table, folder, _bench_figures(layout, scale, table))))
+        elif name == "table2":
+            table = build_table2(layout, scale, paper_dir)
+            entries.append(_missing(name, f"no diagnostics at {layout.gradient_csv(scale)}") if table is None else
+                           _entry(table, _write_table(table, folder, {"bars": plots.bars(table)})))
+        elif name == "fig2":
+            entries.append(_write_fig2(layout, scale, folder))
+    return entries
+
+
+def _missing(name: str, why: str) -> Entry:
+    return Entry(name, OTHER_TABLES[name], f"missing: {why}")
+
+
+def _bench_figures(layout: Layout, scale: str, table: BuiltTable) -> dict[str, object]:
+    import pandas as pd
+
+    frame = pd.read_csv(layout.bench_csv(scale))
+    ok = frame[frame["status"] == "ok"]
+    figures: dict[str, object] = {"bars": plots.bars(table)}
+    if not ok.empty:
+        label = "label" if "label" in ok else "backend"
+        figures["speed"] = plots.lines_by_label(ok, "length", "steps_per_sec", label, f"speed vs length ({scale})",
+                                                "sequence length", "steps / sec", logy=True, facet="mode")
+        if "peak_memory_mib" in ok:
+            figures["memory"] = plots.lines_by_label(ok, "length", "peak_memory_mib", label,
+                                                     f"peak memory vs length ({scale})", "sequence length",
+                                                     "peak memory (MiB)", logy=True, facet="mode")
+    return figures
+
+
+def _write_fig2(layout: Layout, scale: str, folder: Path) -> Entry:
+    frame = read_locality(layout, scale)
+    if frame is None or frame.empty:
+        return _missing("fig2", f"no locality curves at {layout.locality_csv(scale)}")
+    plot = "fig2_locality.png"
+    figure = plots.lines_by_label(frame, "ratio", "score", "label", f"Figure 2: locally accumulated attention "
+                                  f"({scale})", "neighbourhood size r (share of the sequence)", "l(r)")
+    plots.save(figure, folder / "plots" / plot)
+    write_text(folder / "fig2.md", locality_markdown(frame, scale, plot))
+    return Entry("fig2", OTHER_TABLES["fig2"], f"{frame['label'].nunique()} models", "",
+                 ["fig2.md", f"plots/{plot}"])
+
+
+def provenance(records: Iterable[RunRecord]) -> list[str]:
+    """Hardware and time behind a scale's runs: hosts, devices, summed wall time, first start, last end."""
+    records = list(records)
+    if not records:
+        return []
+    hosts = set()
+    for record in records:
+        host = record.raw.get("host") or {}
+        device = host.get("gpu") or f"{host.get('cpu_count', '?')} CPU cores, {host.get('torch_threads', '?')} threads"
+        hosts.add(f"{host.get('hostname', '?')} ({host.get('platform', '?')}; {device})")
+    wall = sum(float(r.raw.get("wall_seconds") or 0) for r in records)
+    times = [r.raw.get(k) for r in records for k in ("started", "finished") if r.raw.get(k)]
+    lines = [f"- Machines: {'; '.join(sorted(hosts))}",
+             f"- Runs: {len(records)}; summed wall time of the runs {wall / 60:.1f} min"]
+    if times:
+        first, last = min(times), max(times)
+        span = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds() / 60
+        lines.append(f"- First run started {first}, last finished {last} ({span:.1f} min apart)")
+    versions = records[0].raw.get("versions") or {}
+    if versions:
+        lines.append("- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v))
+    return lines
+
+
+def _index_markdown(scale: str, entries: list[Entry], records: list[RunRecord]) -> str:
+    lines = [f"# Report at scale `{scale}`", "", *provenance(records), "",
+             "| table | what | cells | rank agreement with the paper | files |", "|---|---|---|---|---|"]
+    for e in entries:
+        files = " ".join(f"[{Path(f).name}]({f})" for f in e.files)
+        lines.append(f"| {e.name} | {escape(e.title)} | {escape(e.status)} | {e.agreement} | {files} |")
+    return "\n".join(lines) + "\n"
+
+
+def build_report(
+    results: str | Path = "results",
+    out: str | Path | None = None,
+    paper_dir: str | Path = PAPER_DIR,
+    scales: Sequence[str] | None = None,
+    tables: Sequence[str] | None = None,
+) -> Path:
+    """Build every table (or ``tables``) at every scale found (or ``scales``); returns the top index page."""
+    layout = Layout(Path(results))
+    out = Path(out) if out is not None else layout.report
+    names = [n for n in ORDER if tables is None or n in tables]
+    unknown = sorted(set(tables or ()) - set(ORDER))
+    if unknown:
+        raise ValueError(f"unknown table(s) {unknown}; valid: {ORDER}")
+    records = load_records(layout.runs)
+    found = sorted({r.scale for r in records} | layout.other_scales())
+    scales = list(scales) if scales else found
+    defaults = Defaults()
+    top = ["# Reproduction report", "",
+           "Each scale's page lists the paper's tables with our numbers beside the paper's "
+           "(`python -m harness.report`).", ""]
+    for scale in scales:
+        mine = [r for r in records if r.scale == scale]
+        entries = build_scale(scale, records, layout, Path(paper_dir), out, names, defaults)
+        write_text(out / scale / "index.md", _index_markdown(scale, entries, mine))
+        top.append(f"- [{scale}]({scale}/index.md): {len(mine)} runs, {len(entries)} tables")
+    if not scales:
+        top.append(f"No runs yet under {layout.runs}: run `./reproduce.sh` or `python -m harness.run` first.")
+    index = out / "index.md"
+    write_text(index, "\n".join(top) + "\n")
+    return index

@@ -1,0 +1,341 @@
+"""``./reproduce.sh [TABLE ...] [--scale smoke|cpu|paper] [--seeds N] [--launcher local|joblib|slurm]``.
+
+Runs the sweeps, benchmark and diagnostics behind the paper's tables, then builds the report. With no TABLE,
+the paper's core claims: Table 4, Table 1, Table 7, Figure 2 and the block-size (Table 11) and layer-split
+(Table 8) ablations; ``all`` is every table. Each table is one or more commands, printed before they run:
+
+- a Hydra sweep ``python -m harness.run -m experiment=<table> scale=<scale> seed=0,..,N-1 ...``: a run whose
+  record says completed with the same configuration is skipped, an interrupted one resumes from its last
+  checkpoint, a failed one is recorded as failed (its cell says so) and the sweep goes on;
+- Table 7: ``python -m harness.bench table7`` (skipped when its results exist with the same settings);
+- Table 2 and Figure 2: ``python -m harness.analyze`` on the runs their sweep trained.
+A table whose task or experiment does not exist yet prints ``not yet available: <why>`` and the rest go on.
+The ablations (Tables 1, 3, 8-12 and the positional encodings) run on the masked LM as the paper's did when
+that task is available, else on the causal LM (said when it happens). Anything after ``--`` is passed to
+every sweep as Hydra overrides (e.g. ``-- trainer.max_steps=200 task.data.source=files task.data.path=DIR``).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from harness.report.records import RunRecord, load_records
+from harness.report.sources import Layout
+from harness.report.specs import ORDER
+
+REPO = Path(__file__).resolve().parents[2]
+CONF_DIR = REPO / "conf"
+CORE = ["table4", "table1", "table7", "fig2", "table11", "table8"]
+ALL = ORDER
+ALIASES = {"pos": "pos_ablation", "figure2": "fig2"}
+SCALES = ("smoke", "cpu", "paper")
+LAUNCHERS = {"local": "local", "joblib": "joblib", "slurm": "submitit_slurm"}
+ABLATIONS = {"table1", "table3", "table8", "table9", "table10", "table11", "table12", "pos_ablation"}
+# the benchmark's lengths and repetitions per scale (the paper's lengths at cpu and paper scale)
+BENCH = {
+    "smoke": ["--lengths", "64,128", "--warmup", "1", "--repeats", "2", "--timeout-s", "300"],
+    "cpu": ["--lengths", "1024,3072,5120", "--warmup", "1", "--repeats", "3"],
+    "paper": [],
+}
+FIG2_BACKENDS = ("vanilla", "elu", "performer", "transnormer_t2")
+TABLE2_BACKENDS = ("vanilla", "performer", "elu", "norm_attention")
+
+
+class Unavailable(Exception):
+    """A table that cannot run in this checkout yet; the message says why."""
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    argv = list(argv)
+    extra: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
+    parser = argparse.ArgumentParser(
+        prog="./reproduce.sh", description="Run the sweeps, benchmark and diagnostics behind the paper's tables, then "
+        "build the report (docs/reproduce.md).",
+        epilog="Tables: " + ", ".join(ALL) + "; all = every table; none given = " + " ".join(CORE) + ".",
+    )
+    parser.add_argument("tables", nargs="*", metavar="TABLE", help="tables to reproduce (default: the core claims)")
+    parser.add_argument("--scale", choices=SCALES, default="cpu", help="smoke (seconds), cpu (default), paper (GPUs)")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds per configuration (seed=0..N-1; default 1)")
+    parser.add_argument("--launcher", choices=sorted(LAUNCHERS), default="local",
+                        help="local: one run after another; joblib: parallel processes; slurm: one SLURM job per run")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="results folder (runs/, bench/, ...)")
+    parser.add_argument("--report", type=Path, default=None, help="report folder (default: <results>/report)")
+    parser.add_argument("--wandb", action="store_true", help="log runs to wandb (offline) as well")
+    parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
+    parser.add_argument("--no-report", action="store_true", help="do not build the report at the end")
+    args = parser.parse_args(argv)
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, got {args.seeds}")
+    args.tables = expand_tables(args.tables, parser)
+    args.overrides = extra
+    return args
+
+
+def expand_tables(names: Sequence[str], parser: argparse.ArgumentParser | None = None) -> list[str]:
+    """TABLE arguments -> table names in the paper's order; ``all`` is every table; none: the core claims."""
+    if not names:
+        return list(CORE)
+    wanted = set()
+    for name in names:
+        name = ALIASES.get(name.lower(), name.lower())
+        if name == "all":
+            wanted |= set(ALL)
+        elif name in ALL:
+            wanted.add(name)
+        else:
+            message = f"unknown table {name!r}; valid: {', '.join(ALL)}, all"
+            if parser is None:
+                raise ValueError(message)
+            parser.error(message)
+    return [n for n in ALL if n in wanted]
+
+
+# ------------------------------------------------------------------------------------------ planning
+@dataclass
+class Context:
+    scale: str
+    seeds: int
+    launcher: str
+    layout: Layout
+    overrides: list[str] = field(default_factory=list)
+    wandb: bool = False
+    python: str = sys.executable
+
+    def sweep(self, experiment: str, *extra: str) -> list[str]:
+        seeds = ",".join(str(s) for s in range(self.seeds))
+        return [
+            self.python, "-m", "harness.run", "-m", f"experiment={experiment}", f"scale={self.scale}",
+            f"seed={seeds}", f"hydra/launcher={LAUNCHERS[self.launcher]}", f"run.root={self.layout.runs}",
+            *([] if self.wandb else ["logger=none"]), *extra, *self.overrides,
+        ]
+
+
+@dataclass
+class Step:
+    """One command of a table; ``argv`` may be computed when the step runs (it depends on earlier steps)."""
+
+    describe: str
+    argv: Callable[[], list[str]]
+    skip: Callable[[], str | None] = lambda: None  # a reason to skip (e.g. results already there)
+
+
+def compose(overrides: Sequence[str]) -> Any:
+    """``conf/`` composed with these overrides, Hydra's section included (for the sweep's parameters)."""
+    from hydra import compose as hydra_compose
+    from hydra import initialize_config_dir
+
+    import harness.config  # noqa: F401  (registers the resolvers)
+
+    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+
+
+def check_task(name: str) -> None:
+    import tasks
+
+    try:
+        tasks.task_class(name)
+    except ValueError as err:
+        raise Unavailable(f"task {name!r}: {err}") from None
+
+
+def sweep_tasks(cfg: Any) -> list[str]:
+    """The task names a composed experiment runs: its sweep's ``task`` values, else its task."""
+    params = (cfg.hydra.sweeper.get("params") or {}) if "hydra" in cfg else {}
+    swept = params.get("task")
+    return [t.strip() for t in str(swept).split(",")] if swept else [str(cfg.task.name)]
+
+
+def masked_lm(ctx: Context) -> tuple[list[str], str]:
+    """``(["task=mlm"], "")`` when the masked LM can run at this scale, else ``([], why not)``."""
+    try:
+        check_task("mlm")
+        compose(["task=mlm", f"scale={ctx.scale}", *ctx.overrides])
+    except Unavailable as err:
+        return [], str(err)
+    except Exception as err:
+        return [], f"task=mlm does not compose: {type(err).__name__}: {str(err).splitlines()[0]}"
+    return ["task=mlm"], ""
+
+
+def plan_sweep(name: str, ctx: Context, extra: Sequence[str] = ()) -> tuple[list[str], Any]:
+    """The sweep command of experiment ``name`` and its composed config; raises Unavailable."""
+    if not (CONF_DIR / "experiment" / f"{name}.yaml").is_file():
+        raise Unavailable(f"conf/experiment/{name}.yaml does not exist")
+    try:
+        cfg = compose([f"experiment={name}", f"scale={ctx.scale}", *extra, *ctx.overrides])
+    except Exception as err:
+        raise Unavailable(f"experiment={name} does not compose: {type(err).__name__}: "
+                          f"{str(err).splitlines()[0]}") from None
+    for task in sweep_tasks(cfg):
+        check_task(task)
+    return ctx.sweep(name, *extra), cfg
+
+
+def split_points(n_layers: int) -> str:
+    """Every split point k = 0..L for Table 8; k = L/2 is the preset itself (``null``), shared with Table 4."""
+    return ",".join("null" if 0 < k == n_layers // 2 else f"split:{k}" for k in range(n_layers + 1))
+
+
+def plan_table(name: str, ctx: Context, notes: list[str]) -> list[Step]:
+    """The steps that produce table ``name``; raises Unavailable with the reason."""
+    if name == "table7":
+        return [bench_step(ctx)]
+    extra: list[str] = []
+    if name in ABLATIONS:
+        extra, why = masked_lm(ctx)
+        if why:
+            notes.append(f"{name}: the masked LM is not available ({why}); running on the causal LM (task=lm)")
+    argv, cfg = plan_sweep(name, ctx, extra)
+    if name == "table8":
+        n_layers = int(cfg.model.n_layers)
+        argv = ctx.sweep(name, *extra, f"attention.layer_plan={split_points(n_layers)}")
+    steps = [Step(f"{name}: sweep", lambda argv=argv: argv)]
+    if name == "fig2":
+        steps.append(analysis_step("locality", ctx, ctx.layout.fig2_dir(ctx.scale), fig2_runs))
+    if name == "table2":
+        steps.append(analysis_step("gradient-deviation", ctx, ctx.layout.table2_dir(ctx.scale), table2_runs))
+    return steps
+
+
+def bench_step(ctx: Context) -> Step:
+    out = ctx.layout.bench_dir(ctx.scale)
+    argv = [ctx.python, "-m", "harness.bench", "table7", "--scale", ctx.scale, "--out", str(out), *BENCH[ctx.scale]]
+    return Step("table7: speed benchmark", lambda: argv, lambda: bench_done(out, ctx.scale))
+
+
+def bench_done(out: Path, scale: str) -> str | None:
+    """A reason to skip the benchmark: its results exist for these settings with every cell measured."""
+    settings_file, csv_file = out / "table7.json", out / "table7.csv"
+    if not (settings_file.is_file() and csv_file.is_file()):
+        return None
+    try:
+        settings = json.loads(settings_file.read_text()).get("settings", {})
+    except (OSError, json.JSONDecodeError):
+        return None
+    wanted = dict(zip(BENCH[scale][::2], BENCH[scale][1::2]))
+    lengths = [int(x) for x in wanted.get("--lengths", "1024,3072,5120").split(",")]
+    if settings.get("scale") != scale or list(settings.get("lengths", [])) != lengths:
+        return None
+    import pandas as pd
+
+    rows = pd.read_csv(csv_file)
+    expected = len(settings.get("backends", [])) * len(settings.get("modes", [])) * len(lengths)
+    return f"results for these settings exist ({csv_file})" if len(rows) >= expected > 0 else None
+
+
+def _latest(records: list[RunRecord]) -> dict[tuple[str, int], RunRecord]:
+    chosen: dict[tuple[str, int], RunRecord] = {}
+    for record in sorted(records, key=lambda r: r.updated):
+        chosen[(record.backend, record.seed)] = record
+    return chosen
+
+
+def _plain(record: RunRecord, scale: str, backends: Sequence[str]) -> bool:
+    attention = record.config.get("attention", {})
+    return (record.status == "completed" and record.scale == scale and record.task == "lm"
+            and record.backend in backends and attention.get("layer_plan") is None)
+
+
+def fig2_runs(ctx: Context) -> list[Path]:
+    """The first seed of each Figure 2 backend, the most recent completed run (the Table 4 runs)."""
+    records = [r for r in load_records(ctx.layout.runs) if _plain(r, ctx.scale, FIG2_BACKENDS) and r.seed == 0
+               and not r.config.get("trainer", {}).get("record_gradients")]
+    return [r.run_dir for r in _latest(records).values()]
+
+
+def table2_runs(ctx: Context) -> list[Path]:
+    """Every seed of each Table 2 backend trained with the gradient norms recorded."""
+    records = [r for r in load_records(ctx.layout.runs) if _plain(r, ctx.scale, TABLE2_BACKENDS)
+               and r.config.get("trainer", {}).get("record_gradients")]
+    return [r.run_dir for r in _latest(records).values()]
+
+
+def analysis_step(command: str, ctx: Context, out: Path, runs: Callable[[Context], list[Path]]) -> Step:
+    def argv() -> list[str]:
+        found = runs(ctx)
+        if not found:
+            raise RuntimeError(f"no completed runs to analyse for {command} at scale {ctx.scale}")
+        return [ctx.python, "-m", "harness.analyze", command, *map(str, found), "--out", str(out)]
+
+    return Step(f"{command} on the trained runs -> {out}", argv)
+
+
+# ----------------------------------------------------------------------------------------- running
+@dataclass
+class Outcome:
+    table: str
+    status: str  # done | failed | unavailable | planned
+    detail: str = ""
+    seconds: float = 0.0
+
+
+def run_table(name: str, ctx: Context, dry_run: bool, notes: list[str]) -> Outcome:
+    started = time.perf_counter()
+    try:
+        steps = plan_table(name, ctx, notes)
+    except Unavailable as err:
+        print(f"[{name}] not yet available: {err}", flush=True)
+        return Outcome(name, "unavailable", str(err))
+    for step in steps:
+        reason = step.skip()
+        if reason:
+            print(f"[{name}] {step.describe}: skipped, {reason}", flush=True)
+            continue
+        try:
+            argv = step.argv()
+        except RuntimeError as err:
+            if dry_run:
+                print(f"[{name}] {step.describe}: (after the sweep)", flush=True)
+                continue
+            print(f"[{name}] {step.describe}: failed: {err}", flush=True)
+            return Outcome(name, "failed", str(err), time.perf_counter() - started)
+        print(f"[{name}] {step.describe}:\n  {shlex.join(argv)}", flush=True)
+        if dry_run:
+            continue
+        code = subprocess.run(argv, cwd=REPO).returncode
+        if code != 0:
+            return Outcome(name, "failed", f"{step.describe} exited with {code}", time.perf_counter() - started)
+    return Outcome(name, "planned" if dry_run else "done", "", time.perf_counter() - started)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    layout = Layout(args.results)
+    ctx = Context(args.scale, args.seeds, args.launcher, layout, args.overrides, args.wandb)
+    print(f"reproduce: {' '.join(args.tables)} at scale {args.scale}, {args.seeds} seed(s), launcher "
+          f"{args.launcher}; results in {layout.root}", flush=True)
+    started = time.perf_counter()
+    notes: list[str] = []
+    outcomes = [run_table(name, ctx, args.dry_run, notes) for name in args.tables]
+    report = None
+    if not (args.dry_run or args.no_report):
+        from harness.report.report import build_report
+
+        report = build_report(layout.root, args.report, scales=[args.scale])
+    print(f"\nreproduce: summary ({(time.perf_counter() - started) / 60:.1f} min)")
+    for outcome in outcomes:
+        detail = f": {outcome.detail}" if outcome.detail else ""
+        status = "not yet available" if outcome.status == "unavailable" else outcome.status
+        print(f"  {outcome.table:13s} {status}{detail}" + (f" ({outcome.seconds / 60:.1f} min)" if outcome.seconds
+                                                            else ""))
+    for note in notes:
+        print(f"  note: {note}")
+    if report is not None:
+        print(f"report: {report.parent / args.scale / 'index.md'}")
+    return 1 if any(o.status == "failed" for o in outcomes) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,176 @@
+"""Tables that do not come from training runs' records: Table 7 (the speed benchmark's CSV), Table 2 and
+Figure 2 (the diagnostics' CSVs). Each is found under the results folder, per scale (:class:`Layout`)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from harness.report.build import FAILED, MISSING, OK, BuiltTable, Cell, Row, column_agreement
+from harness.report.paper import paper_number, read_paper
+from harness.report.specs import Column, RunTable
+from harness.report.stats import SeedStats
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything lives under one results folder (``results/`` by default)."""
+
+    root: Path = Path("results")
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    def bench_dir(self, scale: str) -> Path:
+        return self.root / "bench" / scale / "table7"
+
+    def fig2_dir(self, scale: str) -> Path:
+        return self.root / "analysis" / scale / "fig2"
+
+    def table2_dir(self, scale: str) -> Path:
+        return self.root / "analysis" / scale / "table2"
+
+    def bench_csv(self, scale: str) -> Path:
+        return self.bench_dir(scale) / "table7.csv"
+
+    def locality_csv(self, scale: str) -> Path:
+        return self.fig2_dir(scale) / "locality.csv"
+
+    def gradient_csv(self, scale: str) -> Path:
+        return self.table2_dir(scale) / "table2.csv"
+
+    def other_scales(self) -> set[str]:
+        """Scales that have benchmark or diagnostics outputs."""
+        found = set()
+        for folder in (self.root / "bench", self.root / "analysis"):
+            if folder.is_dir():
+                found |= {p.name for p in folder.iterdir() if p.is_dir()}
+        return found
+
+
+def _table(name: str, title: str, paper_file: str, columns: tuple[Column, ...]) -> RunTable:
+    return RunTable(name, title, paper_file, (), columns, lambda record, variant: None)
+
+
+def length_label(n: int) -> str:
+    return f"{n // 1024}K" if n % 1024 == 0 else str(n)
+
+
+def build_table7(layout: Layout, scale: str, paper_dir: Path) -> BuiltTable | None:
+    """Table 7 from the benchmark's ``table7.csv``: one column per (mode, length), ours beside the paper's
+    (a GPU's steps/sec: compare orderings and ratios, not values). Out of memory shows as failed: OOM."""
+    path = layout.bench_csv(scale)
+    if not path.is_file():
+        return None
+    ours = pd.read_csv(path, dtype={"error": str}, keep_default_na=False)
+    paper = read_paper(paper_dir, "table7.csv")
+    pairs = {(str(r["mode"]), int(r["length"])) for _, r in ours.iterrows()}
+    pairs |= {(str(r["mode"]), int(r["length"])) for _, r in paper.iterrows()}
+    modes = ["train", "inference"]
+    pairs = sorted(pairs, key=lambda p: (modes.index(p[0]) if p[0] in modes else 9, p[1]))
+    columns = tuple(Column(f"{m}_{n}", f"{m} {length_label(n)}", "max") for m, n in pairs)
+    spec = _table("table7", "Training and inference speed (steps/sec, higher is better)", "table7.csv", columns)
+
+    labels = dict(zip(paper["backend"], paper["method"]))
+    order = list(dict.fromkeys(list(paper["backend"]) + [str(x) for x in ours.get("label", ours["backend"])]))
+    rows = []
+    for key in order:
+        mine = ours[ours.get("label", ours["backend"]).astype(str) == key]
+        theirs = paper[paper["backend"] == key]
+        cells = {}
+        for (mode, length), column in zip(pairs, columns):
+            found = mine[(mine["mode"] == mode) & (mine["length"].astype(int) == length)]
+            cell = _bench_cell(found.iloc[0]) if len(found) else Cell(MISSING)
+            match = theirs[(theirs["mode"] == mode) & (theirs["length"].astype(int) == length)]
+            cell.paper_text = str(match.iloc[0]["steps_per_sec"]) if len(match) else ""
+            cell.paper = paper_number(cell.paper_text)
+            cells[column.name] = cell
+        label = labels.get(key, key)
+        row = Row(key, label if label == key else f"{label} ({key})", cells,
+                  paper_source=", ".join(sorted(set(theirs["source"]))) if len(theirs) else "")
+        if len(mine) and "parameters" in mine:
+            params = pd.to_numeric(mine["parameters"], errors="coerce").dropna()
+            row.params_m = float(params.iloc[0]) / 1e6 if len(params) else None
+        rows.append(row)
+    return BuiltTable(spec, scale, "lm", rows, column_agreement(spec, rows))
+
+
+def _bench_cell(row: pd.Series) -> Cell:
+    status = str(row["status"])
+    error = str(row.get("error", "") or "")
+    if status == "ok":
+        value = float(row["steps_per_sec"])
+        low = float(row.get("steps_per_sec_min") or value)
+        high = float(row.get("steps_per_sec_max") or value)
+        return Cell(OK, SeedStats(value, 0.0, 1, low, high))
+    if status == "oom" or (status == "skipped" and error.startswith("oom")):
+        return Cell(FAILED, reason="OOM" + (f" ({error})" if status == "skipped" else ""))
+    return Cell(FAILED, reason=f"{status}: {error}" if error else status)
+
+
+def build_table2(layout: Layout, scale: str, paper_dir: Path) -> BuiltTable | None:
+    """Table 2 from the diagnostics' ``table2.csv`` (one line per run: backend, deviation)."""
+    path = layout.gradient_csv(scale)
+    if not path.is_file():
+        return None
+    ours = pd.read_csv(path)
+    paper = read_paper(paper_dir, "table2.csv")
+    column = Column("gradient_deviation", "gradient deviation", "min")
+    spec = _table("table2", "Relative standard deviation of the q/k/v gradients over training", "table2.csv",
+                  (column,))
+    labels = dict(zip(paper["backend"], paper["method"]))
+    order = list(dict.fromkeys(list(paper["backend"]) + [str(b) for b in ours["backend"]]))
+    rows = []
+    for key in order:
+        values = pd.to_numeric(ours.loc[ours["backend"].astype(str) == key, "deviation"], errors="coerce")
+        stats = SeedStats.of(values.dropna().tolist())
+        cell = Cell(OK, stats) if stats else Cell(MISSING)
+        theirs = paper[paper["backend"] == key]
+        cell.paper_text = str(theirs.iloc[0]["gradient_deviation"]) if len(theirs) else ""
+        cell.paper = paper_number(cell.paper_text)
+        rows.append(Row(key, labels.get(key, key), {column.name: cell},
+                        paper_source=str(theirs.iloc[0]["source"]) if len(theirs) else ""))
+    return BuiltTable(spec, scale, "lm", rows, column_agreement(spec, rows))
+
+
+def read_locality(layout: Layout, scale: str) -> pd.DataFrame | None:
+    """Figure 2's curves (``label, layer, mixer, ratio, score``), the mean over layers only."""
+    path = layout.locality_csv(scale)
+    if not path.is_file():
+        return None
+    frame = pd.read_csv(path)
+    return frame[frame["layer"].astype(str) == "all"]
+
+
+def locality_markdown(frame: pd.DataFrame, scale: str, plot: str | None) -> str:
+    """Figure 2 as a table: the locally accumulated attention at a few neighbourhood sizes per model."""
+    ratios = [r for r in (0.05, 0.1, 0.2, 0.4, 0.6) if (frame["ratio"] - r).abs().min() < 1e-9]
+    lines = ["| model | " + " | ".join(f"l(r = {r:g})" for r in ratios) + " |", "|---|" + "---|" * len(ratios)]
+    for label, part in frame.groupby("label", sort=True):
+        scores = [part.loc[(part["ratio"] - r).abs() < 1e-9, "score"] for r in ratios]
+        lines.append(f"| {label} | " + " | ".join(f"{s.iloc[0]:.3f}" if len(s) else "" for s in scores) + " |")
+    out = [
+        "# fig2: Figure 2, locally accumulated attention",
+        "",
+        f"Scale `{scale}`. l(r): the share of attention a token puts within the neighbourhood holding a fraction r "
+        "of the sequence, averaged over tokens, heads and layers (harness/analyze/locality.py). The paper's "
+        "reading: softmax attention puts about 80% of its mass within 40% of the sequence, kernel linear "
+        "attention about 40% (secondary source; the paper gives a figure, no numbers).",
+        "",
+        *lines,
+        "",
+    ]
+    if plot:
+        out += [f"![locality](plots/{plot})", ""]
+    return "\n".join(out)
+
+
+def fig2_status(frame: pd.DataFrame | None) -> str:
+    return "missing" if frame is None or frame.empty else f"{frame['label'].nunique()} models"
+

@@ -1,0 +1,70 @@
+"""What makes a run a variant: how its attention and model settings differ from its backend's defaults.
+
+A table row is a backend with some settings changed (Table 11's ``attention.block_size=32``, Table 10's
+``model.channel_mixer=ffn``). Runs are matched to rows by that difference, not by the sweep that started them:
+the same configuration reached from two sweeps is one run folder, and counts in both tables. The defaults are
+``conf/`` composed for the run's task, backend and scale, as ``python -m harness.run`` would compose them.
+"""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+import harness.config  # noqa: F401  (registers the config resolvers the composed configs use)
+from harness.report.records import RunRecord
+
+log = logging.getLogger(__name__)
+
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
+# model settings that make a variant (sizes do not: they belong to the scale)
+MODEL_AXES = ("channel_mixer", "positional", "norm", "prenorm", "activation", "hidden_dim")
+
+
+class Defaults:
+    """The attention and model sections each (task, backend, scale) gets by default; composed once each."""
+
+    def __init__(self, conf_dir: str | Path = CONF_DIR):
+        self.conf_dir = Path(conf_dir).resolve()
+        self._cache: dict[tuple[str, str, str], dict[str, Any]] = {}
+
+    def sections(self, task: str, backend: str, scale: str) -> dict[str, Any]:
+        key = (task, backend, scale)
+        if key not in self._cache:
+            self._cache[key] = self._compose(task, backend, scale)
+        return self._cache[key]
+
+    def _compose(self, task: str, backend: str, scale: str) -> dict[str, Any]:
+        overrides = [f"task={task}", f"attention={backend}", f"scale={scale}"]
+        try:
+            with initialize_config_dir(config_dir=str(self.conf_dir), version_base="1.3"):
+                cfg = compose(config_name="config", overrides=overrides)
+            resolved = OmegaConf.to_container(cfg, resolve=True)
+            return {"attention": resolved.get("attention", {}), "model": resolved.get("model", {})}
+        except Exception as err:  # a task or scale this checkout cannot compose: fall back to the backend file
+            log.debug("cannot compose %s (%s); using conf/attention/%s.yaml only", overrides, err, backend)
+        path = self.conf_dir / "attention" / f"{backend}.yaml"
+        attention = OmegaConf.to_container(OmegaConf.load(path), resolve=False) if path.is_file() else {}
+        return {"attention": attention, "model": None}
+
+    def variant(self, record: RunRecord) -> dict[str, Any]:
+        """``{"attention.<knob>": value, "model.<axis>": value}`` for every setting that differs from the
+        defaults (``attention.layer_plan`` included); empty for the backend as configured by default."""
+        defaults = self.sections(record.task, record.backend, record.scale)
+        attention = record.config.get("attention", {})
+        changed = {
+            f"attention.{key}": value
+            for key, value in attention.items()
+            if key != "name" and (key not in defaults["attention"] or defaults["attention"][key] != value)
+        }
+        model, default_model = record.config.get("model", {}), defaults["model"]
+        if default_model is not None:
+            changed |= {
+                f"model.{key}": model[key]
+                for key in MODEL_AXES
+                if key in model and key in default_model and model[key] != default_model[key]
+            }
+        return changed

@@ -1,0 +1,164 @@
+"""The registry: names, knobs with defaults, capability flags, and clear errors for bad input."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+import attention_zoo
+from attention_zoo.mixers.gated import GatedAttentionUnit
+from attention_zoo.mixers.transnormer import DiagAttention, NormAttention
+from tests.attention_zoo.cases import D_MODEL, N_HEADS
+
+NAMES = [
+    "vanilla",
+    "elu",
+    "performer",
+    "cosformer",
+    "flash_quad",
+    "flash",
+    "ls",
+    "norm_attention",
+    "diag_attention",
+    "transnormer_t1",
+    "transnormer_t2",
+]
+
+# name: (linear_causal, linear_bidirectional, owns_channel_mixer, prefix_consistent)
+FLAGS = {
+    "vanilla": (False, False, False, True),
+    "elu": (True, True, False, True),
+    "performer": (True, True, False, True),
+    "cosformer": (True, True, False, False),
+    "flash_quad": (False, False, True, False),
+    "flash": (True, True, True, True),
+    "ls": (False, True, False, True),
+    "norm_attention": (True, True, False, True),
+    "diag_attention": (True, True, False, True),
+    "transnormer_t1": (True, True, False, True),
+    "transnormer_t2": (True, True, False, True),
+}
+
+
+def test_available_lists_every_backend():
+    assert attention_zoo.available() == NAMES
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_capability_flags(name):
+    spec = attention_zoo.get_spec(name)
+    assert (spec.linear_causal, spec.linear_bidirectional, spec.owns_channel_mixer, spec.prefix_consistent) == FLAGS[
+        name
+    ]
+    assert not spec.needs_max_length
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_backend_builds_with_its_defaults_and_maps_shapes(name):
+    for causal in (True, False):
+        module = attention_zoo.build_mixer(name, D_MODEL, N_HEADS, causal)
+        assert module(torch.randn(2, 5, D_MODEL)).shape == (2, 5, D_MODEL)
+
+
+def test_knob_defaults():
+    assert attention_zoo.get_spec("flash").knobs["group_size"] == 256
+    assert "group_size" not in attention_zoo.get_spec("flash_quad").knobs
+    assert attention_zoo.get_spec("diag_attention").knobs["block_size"] == 64
+    assert attention_zoo.get_spec("norm_attention").knobs | {} == {
+        "feature_map": "1+elu",
+        "norm": "srmsnorm",
+        "pos": "lrpe",
+        "chunk_size": 64,
+        "bias": True,
+    }
+    assert attention_zoo.get_spec("vanilla").knobs["impl"] == "sdpa"
+    assert attention_zoo.get_spec("cosformer").knobs["max_len"] is None
+
+
+@pytest.mark.parametrize("preset, diag, norm", [
+    ("transnormer_t1", {"inner": "relu", "norm": "srmsnorm"}, {"feature_map": "elu", "norm": "srmsnorm"}),
+    ("transnormer_t2", {"inner": "softmax", "norm": "none"}, {"feature_map": "1+elu", "norm": "srmsnorm"}),
+])
+def test_presets_build_diag_then_norm(preset, diag, norm):
+    """Layers [0, L/2) DiagAttention, [L/2, L) NormAttention, with PAPER.md's knobs (w = 64)."""
+    built = [attention_zoo.build_mixer(preset, D_MODEL, N_HEADS, True, layer_index=i, n_layers=6) for i in range(6)]
+    assert [type(m) for m in built] == [DiagAttention] * 3 + [NormAttention] * 3
+    assert built[0].block_size == 64 and built[0].inner == diag["inner"]
+    assert type(built[0].output_norm).__name__ == {"srmsnorm": "SimpleRMSNorm", "none": "Identity"}[diag["norm"]]
+    assert type(built[5].output_norm).__name__ == "SimpleRMSNorm"
+    assert type(built[0].pos).__name__ == type(built[5].pos).__name__ == "LRPE"
+
+
+def test_flash_modules():
+    flash = attention_zoo.build_mixer("flash", D_MODEL, N_HEADS, True)
+    quad = attention_zoo.build_mixer("flash_quad", D_MODEL, N_HEADS, True)
+    assert isinstance(flash, GatedAttentionUnit) and flash.group_size == 256
+    assert isinstance(quad, GatedAttentionUnit) and quad.group_size is None
+
+
+# --------------------------------------------------------------------------------------------- errors
+def test_unknown_backend_lists_the_valid_names():
+    with pytest.raises(ValueError, match="unknown attention backend 'softmax'") as error:
+        attention_zoo.build_mixer("softmax", D_MODEL, N_HEADS, True)
+    assert all(name in str(error.value) for name in NAMES)
+
+
+def test_unknown_knob_lists_the_valid_knobs():
+    with pytest.raises(ValueError, match="unknown knob") as error:
+        attention_zoo.build_mixer("norm_attention", D_MODEL, N_HEADS, True, block_size=8)
+    assert all(knob in str(error.value) for knob in ("feature_map", "norm", "pos", "chunk_size", "bias"))
+    with pytest.raises(ValueError, match="group_size"):  # FLASH-quad's group size is fixed (no groups)
+        attention_zoo.build_mixer("flash_quad", D_MODEL, N_HEADS, True, group_size=8)
+
+
+BAD_VALUES = [
+    ("vanilla", {"impl": "flash"}, ["sdpa", "math"]),
+    ("vanilla", {"pos": "alibi"}, ["lrpe", "none", "rope"]),
+    ("vanilla", {"attn_dropout": 1.5}, ["[0.0, 1.0)"]),
+    ("elu", {"normalize": "yes"}, ["True", "False"]),
+    ("elu", {"eps": -1.0}, ["[0.0, inf)"]),
+    ("elu", {"chunk_size": 0}, ["positive integer"]),
+    ("performer", {"n_features": 0}, ["positive integer"]),
+    ("performer", {"redraw_interval": -1}, [">= 0"]),
+    ("cosformer", {"eps": 0.0}, ["(0.0, inf)"]),
+    ("cosformer", {"max_len": 0}, ["positive integer"]),
+    ("flash", {"pos": "lrpe"}, ["none", "rope"]),
+    ("flash", {"group_size": 0}, ["positive integer"]),
+    ("flash_quad", {"qk_dim": 7}, ["even"]),
+    ("ls", {"window_size": 7}, ["even"]),
+    ("ls", {"n_landmarks": 0}, ["positive integer"]),
+    ("norm_attention", {"feature_map": "tanh"}, ["elu", "1+elu", "relu", "silu"]),
+    ("norm_attention", {"norm": "groupnorm"}, ["batchnorm", "layernorm", "none", "rmsnorm", "srmsnorm"]),
+    ("norm_attention", {"chunk_size": 2.5}, ["positive integer"]),
+    ("diag_attention", {"inner": "sigmoid"}, ["softmax", "relu"]),
+    ("diag_attention", {"block_size": 0}, ["positive integer"]),
+    ("transnormer_t1", {"layer_index": 4, "n_layers": 4}, ["[0, n_layers=4)"]),
+    ("transnormer_t2", {"block_size": -1}, ["positive integer"]),
+]
+
+
+@pytest.mark.parametrize("name, knobs, valid", [pytest.param(*case, id=f"{case[0]}-{case[1]}") for case in BAD_VALUES])
+def test_bad_knob_value_names_the_knob_and_the_valid_values(name, knobs, valid):
+    with pytest.raises(ValueError) as error:
+        attention_zoo.build_mixer(name, D_MODEL, N_HEADS, True, **knobs)
+    message = str(error.value)
+    assert any(knob in message for knob in knobs), message
+    assert all(v in message for v in valid), message
+
+
+@pytest.mark.parametrize("norm", ["batchnorm"])
+@pytest.mark.parametrize("name", ["norm_attention", "diag_attention"])
+def test_batchnorm_is_refused_in_causal_mode(name, norm):
+    """Batch statistics mix positions: a causal model with BatchNorm would see the future."""
+    with pytest.raises(ValueError, match="valid choices for causal=True"):
+        attention_zoo.build_mixer(name, D_MODEL, N_HEADS, True, norm=norm)
+    attention_zoo.build_mixer(name, D_MODEL, N_HEADS, False, norm=norm)
+
+
+def test_heads_must_divide_the_width():
+    with pytest.raises(ValueError, match="not divisible"):
+        attention_zoo.build_mixer("vanilla", 30, 4, True)
+
+
+def test_odd_head_dim_with_rotary_positions_is_an_error():
+    with pytest.raises(ValueError, match="even head dimension"):
+        attention_zoo.build_mixer("norm_attention", 12, 4, True)  # head_dim 3 with LRPE

@@ -1,0 +1,64 @@
+import json
+
+import pandas as pd
+import pytest
+
+from harness.bench.cli import main
+from harness.bench.table7 import layout, parse_backend, ratio_table
+
+TINY = ["table7", "--scale", "smoke", "--device", "cpu", "--warmup", "0", "--repeats", "1", "--threads", "1"]
+
+
+def test_table7_command_writes_csv_markdown_and_plots(tmp_path):
+    code = main([*TINY, "--backends", "transnormer_t2", "--lengths", "32", "--modes", "train", "--out", str(tmp_path)])
+    assert code == 0
+    table = pd.read_csv(tmp_path / "table7.csv")
+    assert table[["backend", "mode", "length", "status"]].values.tolist() == [["transnormer_t2", "train", 32, "ok"]]
+    assert (table["steps_per_sec"] > 0).all() and table["peak_memory_mib"].notna().all()
+    text = (tmp_path / "table7.md").read_text()
+    assert "| Method | train 32 |" in text and "| TransNormer T2 |" in text
+    env = json.loads((tmp_path / "table7.json").read_text())["environment"]
+    assert env["cpu"] and env["versions"]["torch"] and "load_average_start" in env
+    assert (tmp_path / "table7_speed.png").stat().st_size > 0 and (tmp_path / "table7_memory.png").exists()
+
+
+def test_out_of_memory_is_recorded_and_the_sweep_goes_on(tmp_path):
+    # 2 heads x 32768^2 fp32 scores need 8 GiB: far beyond a 6 GiB address space.
+    code = main([*TINY, "--backends", "vanilla:impl=math", "--lengths", "32768,65536", "--modes", "inference",
+                 "--memory-cap-gb", "6", "--out", str(tmp_path)])
+    assert code == 0
+    table = pd.read_csv(tmp_path / "table7.csv")
+    assert table["status"].tolist() == ["oom", "skipped"]
+    assert "| Transformer (`vanilla:impl=math`) | - | - |" in (tmp_path / "table7.md").read_text()
+
+
+def test_unknown_backend_fails_naming_the_choices(tmp_path, capsys):
+    assert main([*TINY, "--backends", "nosuch", "--out", str(tmp_path)]) == 2
+    assert "vanilla" in capsys.readouterr().err
+
+
+def test_backend_knob_overrides():
+    assert parse_backend("vanilla") == ("vanilla", "vanilla", {})
+    assert parse_backend("vanilla:impl=math,attn_dropout=0.1") == (
+        "vanilla:impl=math,attn_dropout=0.1", "vanilla", {"impl": "math", "attn_dropout": 0.1})
+    with pytest.raises(ValueError, match="key=value"):
+        parse_backend("vanilla:impl")
+
+
+def test_layout_and_ratios_follow_the_paper():
+    rows = [
+        {"label": "vanilla", "backend": "vanilla", "mode": "train", "length": 1024, "status": "ok",
+         "steps_per_sec": 10.0, "error": None},
+        {"label": "vanilla", "backend": "vanilla", "mode": "train", "length": 3072, "status": "oom",
+         "steps_per_sec": None, "error": "RuntimeError"},
+        {"label": "transnormer_t2", "backend": "transnormer_t2", "mode": "train", "length": 1024, "status": "ok",
+         "steps_per_sec": 20.0, "error": None},
+        {"label": "transnormer_t2", "backend": "transnormer_t2", "mode": "train", "length": 3072, "status": "ok",
+         "steps_per_sec": 8.0, "error": None},
+    ]
+    results = pd.DataFrame(rows)
+    table = layout(results, "steps_per_sec", ".3g")
+    assert "| Method | train 1K | train 3K |" in table
+    assert "| Transformer | 10 | - |" in table and "| TransNormer T2 | 20 | 8 |" in table
+    ratios = ratio_table(results, "vanilla")
+    assert "| transnormer_t2 | train | 1K | 2.00 | 1.92 |" in ratios  # paper: 29.41 / 15.34
