@@ -30,6 +30,7 @@ from harness.analyze.plots import (
     locality_figure,
 )
 from harness.analyze.sources import ANALYSIS_FOLDER, AnalysisSource, run_source, untrained_source
+from harness.checkpoint import CheckpointError
 from harness.records import read_record
 
 DEFAULT_OUT = Path("results/analysis")
@@ -56,8 +57,8 @@ def add_source_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--d-model", type=int, default=64)
     parser.add_argument("--n-layers", type=int, default=2)
     parser.add_argument("--n-heads", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=2, help="sequences per batch")
-    parser.add_argument("--batches", type=int, default=1, help="batches to average over")
+    parser.add_argument("--batch-size", type=int, default=4, help="sequences per batch (default 4)")
+    parser.add_argument("--batches", type=int, default=4, help="batches to average over (default 4)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="folder of the comparison across sources")
 
@@ -149,7 +150,11 @@ def gradient_deviation_command(args: argparse.Namespace) -> None:
         table = gradient_deviation(stats, args.window, skip)
         figures = {"gradient_deviation.png": gradient_norms_figure(stats, args.window, args.group)}
         write_outputs(Path(run) / ANALYSIS_FOLDER, {"gradient_deviation.csv": table}, figures)
-        overall = table[(table["layer"].astype(str) == "all") & (table["group"] == args.group)].iloc[0]
+        overall = table[(table["layer"].astype(str) == "all") & (table["group"] == args.group)]
+        if overall.empty:
+            raise ValueError(f"{run}: no gradients of group {args.group!r}; recorded groups: "
+                             f"{sorted(stats['group'].unique())}")
+        overall = overall.iloc[0]
         backend = record.get("backend", Path(run).name)
         rows.append({"label": backend, "backend": backend, "run": str(run), "group": args.group,
                      "window": args.window, "skip": skip, "updates": int(overall["updates"]),
@@ -173,7 +178,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     commands = {"locality": locality_command, "proposition": proposition_command,
                 "gradient-deviation": gradient_deviation_command}
-    commands[args.command](args)
+    try:
+        commands[args.command](args)
+    except (FileNotFoundError, ValueError, CheckpointError) as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
     return 0
 
 

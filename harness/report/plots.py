@@ -37,11 +37,15 @@ def bars(table: BuiltTable) -> Figure | None:
         ys = range(len(labels))
         means = [c.stats.mean if c.status == OK else 0.0 for c in cells]
         errors = [c.stats.std if c.status == OK else 0.0 for c in cells]
-        ax_ours.barh(ys, means, xerr=errors, color="tab:blue", alpha=0.85)
+        drawn = ax_ours.barh(ys, means, xerr=errors, color="tab:blue", alpha=0.85)
+        ax_ours.bar_label(drawn, [f"{m:.4g}" if c.status == OK else "" for m, c in zip(means, cells)], fontsize=7,
+                          padding=2)
         for y, cell in zip(ys, cells):
             if cell.status != OK:
                 ax_ours.text(0, y, f" {cell.status}", va="center", color=STATUS_COLOURS[cell.status], fontsize=8)
-        ax_paper.barh(ys, [c.paper or 0.0 for c in cells], color="tab:grey", alpha=0.85)
+        drawn = ax_paper.barh(ys, [c.paper or 0.0 for c in cells], color="tab:grey", alpha=0.85)
+        ax_paper.bar_label(drawn, [f"{c.paper:.4g}" if c.paper is not None else "" for c in cells], fontsize=7,
+                           padding=2)
         for y, cell in zip(ys, cells):
             if cell.paper is None:
                 ax_paper.text(0, y, f" {cell.paper_text or 'no number'}", va="center", color="grey", fontsize=8)

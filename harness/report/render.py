@@ -8,6 +8,7 @@ from harness.report.build import FAILED, MISSING, OK, RUNNING, BuiltTable, Cell
 from harness.report.stats import RankAgreement
 
 REASON_CHARS = 90
+COMPACT_ABOVE = 3  # metric columns
 
 
 def number(value: float | None) -> str:
@@ -52,22 +53,25 @@ def agreement(value: RankAgreement | None) -> str:
 def table_markdown(table: BuiltTable, plots: Sequence[str], paper_file: str | None) -> str:
     spec = table.spec
     variant_table = spec.label_column == "variant"
+    compact = len(spec.columns) > COMPACT_ABOVE  # wide tables: "ours / paper" in one cell, Δ in the CSV only
     header = [spec.label_column] + (["our setting"] if variant_table else [])
     for column in spec.columns:
-        header += [f"{column.label} (ours)", f"{column.label} (paper)", "Δ"]
+        header += [f"{column.label} (ours / paper)"] if compact else [
+            f"{column.label} (ours)", f"{column.label} (paper)", "Δ"]
     header += ["params M (ours)"] + (["params M (paper)"] if any(r.paper_params_m for r in table.rows) else [])
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for row in table.rows:
         cells = [escape(row.label)] + ([escape(row.detail)] if variant_table else [])
         for column in spec.columns:
             cell = row.cells[column.name]
-            cells += [ours(cell), paper(cell), diff(cell)]
+            cells += [f"{ours(cell)} / {paper(cell) or '–'}"] if compact else [ours(cell), paper(cell), diff(cell)]
         cells.append(number(row.params_m))
         if len(header) > len(cells):
             cells.append(number(row.paper_params_m))
         lines.append("| " + " | ".join(cells) + " |")
 
     counts = table.counts()
+    warned = any(cell.status == OK and cell.reason for row in table.rows for cell in row.cells.values())
     tasks = sorted({c.task for c in spec.columns if c.task}) or [table.task]
     out = [
         f"# {spec.name}: {spec.title}",
@@ -80,8 +84,9 @@ def table_markdown(table: BuiltTable, plots: Sequence[str], paper_file: str | No
         *lines,
         "",
         "Ours: mean over seeds (± sample standard deviation, number of seeds when more than one); Δ = ours − "
-        "paper. ⚠: some seeds failed (see the CSV). Our absolute numbers come from a smaller model and data at "
-        "this scale; compare orderings, not values.",
+        "paper" + (" (in the CSV)" if compact else "") + "."
+        + (" ⚠: some seeds failed (reasons in the CSV)." if warned else "")
+        + " Our absolute numbers come from another model size, data and machine; compare orderings, not values.",
         "",
         "Rank agreement with the paper (Kendall's tau-b over rows with both numbers):",
         "",

@@ -27,7 +27,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.report.records import RunRecord, load_records
 from harness.report.sources import Layout
 from harness.report.specs import ORDER
 
@@ -39,14 +38,18 @@ ALIASES = {"pos": "pos_ablation", "figure2": "fig2"}
 SCALES = ("smoke", "cpu", "paper")
 LAUNCHERS = {"local": "local", "joblib": "joblib", "slurm": "submitit_slurm"}
 ABLATIONS = {"table1", "table3", "table8", "table9", "table10", "table11", "table12", "pos_ablation"}
-# the benchmark's lengths and repetitions per scale (the paper's lengths at cpu and paper scale)
-BENCH = {
-    "smoke": ["--lengths", "64,128", "--warmup", "1", "--repeats", "2", "--timeout-s", "300"],
-    "cpu": ["--lengths", "1024,3072,5120", "--warmup", "1", "--repeats", "3"],
-    "paper": [],
+# the benchmark's settings per scale (options of `python -m harness.bench table7`; the rest its defaults)
+BENCH: dict[str, dict[str, Any]] = {
+    "smoke": {"backends": ["vanilla", "transnormer_t2"], "lengths": [64, 128], "warmup": 1, "repeats": 2,
+              "timeout_s": 300},
+    "cpu": {"lengths": [1024, 3072, 5120], "warmup": 1, "repeats": 3},
+    "paper": {},
 }
-FIG2_BACKENDS = ("vanilla", "elu", "performer", "transnormer_t2")
-TABLE2_BACKENDS = ("vanilla", "performer", "elu", "norm_attention")
+# smoke runs are 20 updates: the gradient deviation's windows must be shorter than the default 50
+ANALYZE_OPTIONS = {("gradient-deviation", "smoke"): ["--window", "5"]}
+# The no-argument run at cpu scale trains each configuration for this many updates (instead of the preset's)
+# so that the core claims fit 45 minutes on 2 cores; ./reproduce.sh TABLE ... keeps the preset's.
+CORE_CPU_STEPS = 200
 
 
 class Unavailable(Exception):
@@ -71,13 +74,27 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="local: one run after another; joblib: parallel processes; slurm: one SLURM job per run")
     parser.add_argument("--results", type=Path, default=Path("results"), help="results folder (runs/, bench/, ...)")
     parser.add_argument("--report", type=Path, default=None, help="report folder (default: <results>/report)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training updates per run (default: the scale's preset; the no-argument run at cpu "
+                        f"scale uses {CORE_CPU_STEPS} to fit 45 minutes)")
     parser.add_argument("--wandb", action="store_true", help="log runs to wandb (offline) as well")
+    parser.add_argument("--progress", action="store_true", help="show the runs' progress bars")
     parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
     parser.add_argument("--no-report", action="store_true", help="do not build the report at the end")
     args = parser.parse_args(argv)
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
+    if args.steps is not None and args.steps < 1:
+        parser.error(f"--steps must be at least 1, got {args.steps}")
+    core = not args.tables
     args.tables = expand_tables(args.tables, parser)
+    user_steps = any(o.lstrip("+~").startswith("trainer.max_steps=") for o in extra)
+    if args.steps is None and core and args.scale == "cpu" and not user_steps:
+        args.steps = CORE_CPU_STEPS
+    if args.steps is not None and not user_steps:
+        extra = [f"trainer.max_steps={args.steps}", *extra]
+    if not args.progress:
+        extra = ["trainer.progress=false", *extra]
     args.overrides = extra
     return args
 
@@ -130,15 +147,16 @@ class Step:
     skip: Callable[[], str | None] = lambda: None  # a reason to skip (e.g. results already there)
 
 
-def compose(overrides: Sequence[str]) -> Any:
-    """``conf/`` composed with these overrides, Hydra's section included (for the sweep's parameters)."""
+def compose(overrides: Sequence[str], hydra_section: bool = True) -> Any:
+    """``conf/`` composed with these overrides, with Hydra's section (the sweep's parameters) or, as a run
+    sees it, without."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
 
     import harness.config  # noqa: F401  (registers the resolvers)
 
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=True)
+        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra_section)
 
 
 def check_task(name: str) -> None:
@@ -203,15 +221,29 @@ def plan_table(name: str, ctx: Context, notes: list[str]) -> list[Step]:
         argv = ctx.sweep(name, *extra, f"attention.layer_plan={split_points(n_layers)}")
     steps = [Step(f"{name}: sweep", lambda argv=argv: argv)]
     if name == "fig2":
-        steps.append(analysis_step("locality", ctx, ctx.layout.fig2_dir(ctx.scale), fig2_runs))
+        steps.append(analysis_step("locality", name, ctx, ctx.layout.fig2_dir(ctx.scale), first_seed_only=True))
     if name == "table2":
-        steps.append(analysis_step("gradient-deviation", ctx, ctx.layout.table2_dir(ctx.scale), table2_runs))
+        steps.append(analysis_step("gradient-deviation", name, ctx, ctx.layout.table2_dir(ctx.scale)))
     return steps
+
+
+def bench_options(scale: str) -> list[str]:
+    options = []
+    for key, value in BENCH[scale].items():
+        flag = "--" + key.replace("_", "-")
+        if key == "backends":
+            options += [flag, *value]
+        elif isinstance(value, list):
+            options += [flag, ",".join(map(str, value))]
+        else:
+            options += [flag, str(value)]
+    return options
 
 
 def bench_step(ctx: Context) -> Step:
     out = ctx.layout.bench_dir(ctx.scale)
-    argv = [ctx.python, "-m", "harness.bench", "table7", "--scale", ctx.scale, "--out", str(out), *BENCH[ctx.scale]]
+    argv = [ctx.python, "-m", "harness.bench", "table7", "--scale", ctx.scale, "--out", str(out),
+            *bench_options(ctx.scale)]
     return Step("table7: speed benchmark", lambda: argv, lambda: bench_done(out, ctx.scale))
 
 
@@ -224,52 +256,48 @@ def bench_done(out: Path, scale: str) -> str | None:
         settings = json.loads(settings_file.read_text()).get("settings", {})
     except (OSError, json.JSONDecodeError):
         return None
-    wanted = dict(zip(BENCH[scale][::2], BENCH[scale][1::2]))
-    lengths = [int(x) for x in wanted.get("--lengths", "1024,3072,5120").split(",")]
-    if settings.get("scale") != scale or list(settings.get("lengths", [])) != lengths:
+    if settings.get("scale") != scale or any(settings.get(k) != v for k, v in BENCH[scale].items()):
         return None
     import pandas as pd
 
-    rows = pd.read_csv(csv_file)
-    expected = len(settings.get("backends", [])) * len(settings.get("modes", [])) * len(lengths)
-    return f"results for these settings exist ({csv_file})" if len(rows) >= expected > 0 else None
+    cells = len(settings.get("backends", [])) * len(settings.get("modes", [])) * len(settings.get("lengths", []))
+    return f"results with these settings exist ({csv_file})" if len(pd.read_csv(csv_file)) >= cells > 0 else None
 
 
-def _latest(records: list[RunRecord]) -> dict[tuple[str, int], RunRecord]:
-    chosen: dict[tuple[str, int], RunRecord] = {}
-    for record in sorted(records, key=lambda r: r.updated):
-        chosen[(record.backend, record.seed)] = record
-    return chosen
+def job_dirs(ctx: Context, experiment: str, extra: Sequence[str]) -> list[Path]:
+    """The run folders of the sweep ``experiment`` (one per backend of its ``attention`` sweep and seed), as
+    ``harness.run`` names them: the configuration's hash, computed the same way."""
+    from harness.config import config_hash, resolved_dict, validate
+    from harness.run import run_dir_for
+
+    base = [f"experiment={experiment}", f"scale={ctx.scale}", f"run.root={ctx.layout.runs}", *extra, *ctx.overrides]
+    backends = str(compose(base).hydra.sweeper.params["attention"]).split(",")
+    folders = []
+    for backend in backends:
+        for seed in range(ctx.seeds):
+            cfg = compose([*base, f"attention={backend.strip()}", f"seed={seed}"], hydra_section=False)
+            folders.append(run_dir_for(validate(cfg), config_hash(resolved_dict(cfg))))
+    return folders
 
 
-def _plain(record: RunRecord, scale: str, backends: Sequence[str]) -> bool:
-    attention = record.config.get("attention", {})
-    return (record.status == "completed" and record.scale == scale and record.task == "lm"
-            and record.backend in backends and attention.get("layer_plan") is None)
+def completed_runs(folders: Sequence[Path]) -> list[Path]:
+    from harness.records import read_record
+
+    return [f for f in folders if (read_record(f) or {}).get("status") == "completed"]
 
 
-def fig2_runs(ctx: Context) -> list[Path]:
-    """The first seed of each Figure 2 backend, the most recent completed run (the Table 4 runs)."""
-    records = [r for r in load_records(ctx.layout.runs) if _plain(r, ctx.scale, FIG2_BACKENDS) and r.seed == 0
-               and not r.config.get("trainer", {}).get("record_gradients")]
-    return [r.run_dir for r in _latest(records).values()]
+def analysis_step(command: str, experiment: str, ctx: Context, out: Path, first_seed_only: bool = False) -> Step:
+    """``python -m harness.analyze <command>`` on the completed runs of the sweep ``experiment``."""
 
-
-def table2_runs(ctx: Context) -> list[Path]:
-    """Every seed of each Table 2 backend trained with the gradient norms recorded."""
-    records = [r for r in load_records(ctx.layout.runs) if _plain(r, ctx.scale, TABLE2_BACKENDS)
-               and r.config.get("trainer", {}).get("record_gradients")]
-    return [r.run_dir for r in _latest(records).values()]
-
-
-def analysis_step(command: str, ctx: Context, out: Path, runs: Callable[[Context], list[Path]]) -> Step:
     def argv() -> list[str]:
-        found = runs(ctx)
+        folders = job_dirs(ctx, experiment, [])
+        found = completed_runs([f for f in folders if not first_seed_only or f.name.startswith("seed0-")])
         if not found:
-            raise RuntimeError(f"no completed runs to analyse for {command} at scale {ctx.scale}")
-        return [ctx.python, "-m", "harness.analyze", command, *map(str, found), "--out", str(out)]
+            raise RuntimeError(f"no completed runs of experiment={experiment} at scale {ctx.scale} to analyse")
+        options = ANALYZE_OPTIONS.get((command, ctx.scale), [])
+        return [ctx.python, "-m", "harness.analyze", command, *map(str, found), "--out", str(out), *options]
 
-    return Step(f"{command} on the trained runs -> {out}", argv)
+    return Step(f"{command} on the runs of experiment={experiment} -> {out}", argv)
 
 
 # ----------------------------------------------------------------------------------------- running

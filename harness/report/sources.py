@@ -130,7 +130,12 @@ def build_table2(layout: Layout, scale: str, paper_dir: Path) -> BuiltTable | No
     for key in order:
         values = pd.to_numeric(ours.loc[ours["backend"].astype(str) == key, "deviation"], errors="coerce")
         stats = SeedStats.of(values.dropna().tolist())
-        cell = Cell(OK, stats) if stats else Cell(MISSING)
+        if stats:
+            cell = Cell(OK, stats)
+        elif len(values):  # runs analysed, but shorter than one window of updates
+            cell = Cell(FAILED, reason="fewer recorded updates than one window (train longer or lower --window)")
+        else:
+            cell = Cell(MISSING)
         theirs = paper[paper["backend"] == key]
         cell.paper_text = str(theirs.iloc[0]["gradient_deviation"]) if len(theirs) else ""
         cell.paper = paper_number(cell.paper_text)

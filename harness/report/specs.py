@@ -244,7 +244,8 @@ TABLES: dict[str, RunTable] = {
             "pos_ablation", "Positional encoding of TransNormer (ppl)", None, ABLATION_TASKS, (PPL,), pos_row,
             label_column="variant",
             rows=(("none+none", "none"), ("sinusoidal+none", "sinusoidal"), ("none+rope", "RoPE"),
-                  ("none+lrpe", "LRPE"), ("sinusoidal+lrpe", "sinusoidal + LRPE (TransNormer's default)")),
+                  ("none+lrpe", "LRPE"), ("sinusoidal+lrpe", "sinusoidal + LRPE (the causal LM's default)"),
+                  ("learned+lrpe", "learned + LRPE (the masked LM's default)")),
             note="Not a table of the paper (no paper numbers); the paper's model uses sinusoidal + LRPE. "
             + ABLATION_NOTE, experiments=("pos_ablation",),
         ),

@@ -70,7 +70,7 @@ class GlueTask(Task):
 
     def __init__(self, cfg: GlueTaskConfig):
         super().__init__(cfg)
-        family, _, glue_name = cfg.name.partition("/")
+        glue_name = cfg.name.partition("/")[2]
         self.format = get_format(glue_name)
         self.glue_name = glue_name
         self.primary_metric = primary_metric(glue_name)
@@ -94,15 +94,21 @@ class GlueTask(Task):
         self._prepare_data()
 
     def _prepare_data(self) -> None:
-        cfg = self.cfg
         self.folder = self._data_folder()
         self.data = {split: read_split(self.folder, self.glue_name, split) for split in self.format.splits}
         self.tokenizer = self._tokenizer()
         for split, examples in self.data.items():
-            ids = self.tokenizer.encode_examples(examples.text_a, examples.text_b, cfg.max_len)
+            ids = self.tokenizer.encode_examples(examples.text_a, examples.text_b, self.max_len)
             dtype = torch.float32 if self.format.is_regression else torch.long
             self.encoded[split] = ([torch.tensor(x, dtype=torch.long) for x in ids],
                                    torch.tensor(examples.labels, dtype=dtype))
+
+    @property
+    def max_len(self) -> int:
+        """Tokens per example: ``task.max_len``, or fewer if the pretrained encoder has fewer positions."""
+        if self.pretrained is not None:
+            return min(self.cfg.max_len, self.pretrained.max_len)
+        return self.cfg.max_len
 
     def _data_folder(self) -> Path:
         cfg = self.cfg
@@ -165,7 +171,7 @@ class GlueTask(Task):
         max_len = self.cfg.max_len
         if self.pretrained is not None:
             self.pretrained.check_compatible(attention, model)
-            max_len = self.pretrained.max_len
+            max_len = self.pretrained.max_len  # the encoder gets exactly the pretrained positions
         encoder = build_encoder(self, attention, model, self.tokenizer.vocab_size, self.tokenizer.pad_id, max_len)
         classifier = SentenceClassifier(encoder, self.format.num_classes, model.get("dropout", 0.1))
         if self.pretrained is not None:

@@ -68,3 +68,16 @@ def test_locality_and_proposition_on_run_folders(runs, tmp_path):
     assert summary.loc["vanilla", "family"] == "softmax" and summary.loc["vanilla", "max"] <= 0.25
     assert summary.loc["elu", "family"] == "kernel" and summary.loc["elu", "entries"] > 0
     assert (runs[1] / "analysis" / "proposition.png").exists()
+
+
+def test_a_folder_without_a_run_is_refused_with_a_message(tmp_path, capsys):
+    assert main(["locality", str(tmp_path)]) == 2
+    assert "no readable run record" in capsys.readouterr().err
+
+
+def test_untrained_models_need_no_run(tmp_path):
+    main(["locality", "--untrained", "vanilla", "transnormer_t2", "--length", "48", "--d-model", "16",
+          "--n-heads", "2", "--batches", "1", "--out", str(tmp_path)])
+    curves = pd.read_csv(tmp_path / "locality.csv")
+    assert set(curves["label"]) == {"vanilla (untrained)", "transnormer_t2 (untrained)"}
+    assert (tmp_path / "locality.png").exists()

@@ -93,18 +93,16 @@ def test_wandb_offline_logs_locally(smoke_config, monkeypatch):
     assert record["status"] == "completed" and len(offline_runs) == 1
 
 
-def test_sweep_records_a_failure_and_goes_on_then_skips_what_completed(tmp_path):
-    """`-m` over two data sources, one of them missing: one completed and one failed record, exit 0;
-    the same sweep again skips the completed run."""
+def test_sweep_records_a_failure_and_goes_on(tmp_path):
+    """`-m` over two data sources, the first one missing: a failed and a completed record, exit status 0."""
     env = {**os.environ, "WANDB_MODE": "disabled", "ATTENTION_ZOO_CACHE": str(tmp_path / "cache")}
     command = [sys.executable, "-m", "harness.run", "-m", "scale=smoke", "logger=none", "trainer.progress=false",
                f"run.root={tmp_path / 'runs'}", "task.data.source=files,builtin",
                f"task.data.path={tmp_path / 'no_such_folder'}", "trainer.max_steps=4"]
-    first = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert first.returncode == 0, first.stderr[-3000:]
+    sweep = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    assert sweep.returncode == 0, sweep.stderr[-3000:]
     records = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("record.json")]
     status = {r["config"]["task"]["data"]["source"]: r for r in records}
     assert status["builtin"]["status"] == "completed"
     assert status["files"]["status"] == "failed" and "wiki.train.tokens" in status["files"]["reason"]
-    second = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert second.returncode == 0 and second.stdout.count("skipped (already completed)") == 1
+    assert "run failed (recorded; the sweep goes on)" in sweep.stdout + sweep.stderr

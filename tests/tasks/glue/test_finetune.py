@@ -55,8 +55,8 @@ def test_finetune_from_auto_found_pretraining(runs, task):
 def test_encoder_starts_from_the_pretrained_weights(runs):
     root, pretrain = runs
     config = json.loads((pretrain / "record.json").read_text())["config"]
-    task = tasks.build({"name": "glue/sst2", "init_from": str(pretrain), "max_len": 32, "train_size": 20, "dev_size": 10,
-                        "data": {"cache_dir": str(root / "cache")}})
+    task = tasks.build({"name": "glue/sst2", "init_from": str(pretrain), "max_len": 32, "train_size": 20,
+                        "dev_size": 10, "data": {"cache_dir": str(root / "cache")}})
     task.prepare()
     model = task.build_model(config["attention"], config["model"])
     saved = torch.load(pretrain / "checkpoints" / "best.pt", weights_only=True)["model"]
@@ -83,3 +83,16 @@ def test_real_glue_files_finetune_a_few_steps(runs, task, sizes):
     record = finetune(root, f"task=glue/{task}", "task.data.source=files", f"task.data.path={REAL_GLUE}")
     assert record["status"] == "completed"
     assert (record["data"]["examples"]["train"], record["data"]["examples"]["dev"]) == sizes
+
+
+def test_from_scratch_without_pretraining(tmp_path):
+    task = tasks.build({"name": "glue/rte", "init_from": None, "train_size": 40, "dev_size": 20, "max_len": 24,
+                        "tokenizer": {"vocab_size": 300}, "data": {"cache_dir": str(tmp_path)}})
+    task.prepare()
+    assert task.splits == ("dev", "dev") and task.primary_metric == "accuracy"
+    model = task.build_model({"name": "vanilla"}, {"d_model": 16, "n_layers": 1, "n_heads": 2, "prenorm": False,
+                                                   "positional": "learned", "dropout": 0.0})
+    batch = next(task.train_batches(batch_size=8, seed=0))
+    assert batch.inputs["tokens"].shape[1] <= 24 and batch.targets.shape == (8,)
+    assert torch.isfinite(task.loss(model(**batch.inputs), batch))
+    assert task.describe()["tokenizer"]["vocab_size"] == 300

@@ -160,7 +160,7 @@ def test_smoke_run(tmp_path, lra_cache, name):
 
 
 def test_table6_sweeps_backends_and_tasks():
-    compose_config("+experiment=table6", "scale=smoke")  # composes
+    compose_config("experiment=table6", "scale=smoke")  # composes
     sweep = OmegaConf.load(f"{CONF_DIR}/experiment/table6.yaml").hydra.sweeper.params
     assert set(sweep.attention.split(",")) >= {"vanilla", "performer", "cosformer", "flash", "ls", "transnormer_t1",
                                                "transnormer_t2", "elu"}

@@ -1,0 +1,137 @@
+"""Tables from synthetic run records: paper rows and columns, seeds, failed and missing cells, variants."""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from harness.report.build import FAILED, MISSING, OK, RUNNING, build_run_table, long_frame
+from harness.report.paper import PAPER_DIR
+from harness.report.records import load_records
+from harness.report.render import table_markdown
+from harness.report.specs import TABLES
+from harness.report.variants import Defaults
+from tests.report.conftest import write_run
+
+T2 = "attention=transnormer_t2"
+
+
+@pytest.fixture(scope="module")
+def defaults():
+    return Defaults()
+
+
+def build(name, runs, defaults, scale="smoke"):
+    return build_run_table(TABLES[name], load_records(runs), scale, PAPER_DIR, defaults)
+
+
+def cells(table, column):
+    return {row.label: row.cells[column] for row in table.rows}
+
+
+def test_table4_seeds_failed_missing_and_paper_values(tmp_path, defaults):
+    write_run(tmp_path, "attention=vanilla", "seed=0", valid=30.0, test=33.0)
+    write_run(tmp_path, "attention=vanilla", "seed=1", valid=32.0, test=35.0)
+    write_run(tmp_path, "attention=elu", status="failed", reason="NonFiniteLossError: the training loss is nan")
+    write_run(tmp_path, "attention=performer", status="running")
+    write_run(tmp_path, T2, valid=31.5, test=34.0, params=2_500_000)
+    table = build("table4", tmp_path, defaults)
+
+    assert [row.label for row in table.rows][:2] == ["Vanilla", "LS"]  # the paper's rows, in its order
+    valid = cells(table, "ppl_val")
+    vanilla = valid["Vanilla"]
+    assert vanilla.status == OK and vanilla.stats.n == 2
+    assert vanilla.stats.mean == pytest.approx(31.0) and vanilla.stats.std == pytest.approx(math.sqrt(2))
+    assert vanilla.paper == pytest.approx(29.63) and vanilla.diff == pytest.approx(31.0 - 29.63)
+    assert cells(table, "ppl_test")["Vanilla"].stats.mean == pytest.approx(34.0)
+    assert valid["1+elu"].status == FAILED and "NonFiniteLossError" in valid["1+elu"].reason
+    assert valid["Performer"].status == RUNNING
+    assert valid["LS"].status == MISSING and valid["LS"].paper == pytest.approx(32.37)
+    t2 = next(row for row in table.rows if row.key == "transnormer_t2")
+    assert t2.params_m == pytest.approx(2.5) and t2.paper_params_m == pytest.approx(155.99)
+
+    # ours orders Vanilla < T2 as the paper does not (29.63 > 29.57): tau = -1 over these two rows
+    assert table.agreement["ppl_val"].n == 2 and table.agreement["ppl_val"].tau == pytest.approx(-1.0)
+    counts = table.counts()
+    assert counts == {OK: 4, FAILED: 2, RUNNING: 2, MISSING: 8}
+
+    markdown = table_markdown(table, [], "table4.csv")
+    assert "failed: NonFiniteLossError: the training loss is nan" in markdown
+    assert "| LS | missing | 32.37 |" in markdown and "31 ± 1.4 (2 seeds)" in markdown
+    frame = long_frame(table)
+    assert len(frame) == 16 and set(frame["status"]) == {OK, FAILED, RUNNING, MISSING}
+    row = frame[(frame["row_key"] == "vanilla") & (frame["column"] == "ppl_val")].iloc[0]
+    assert row["n_seeds"] == 2 and row["diff"] == pytest.approx(1.37) and row["paper_source"] == "paper"
+
+
+def test_a_failed_seed_beside_completed_ones_is_flagged(tmp_path, defaults):
+    write_run(tmp_path, "attention=vanilla", "seed=0", valid=30.0)
+    write_run(tmp_path, "attention=vanilla", "seed=1", status="failed", reason="OOM")
+    cell = cells(build("table4", tmp_path, defaults), "ppl_val")["Vanilla"]
+    assert cell.status == OK and cell.stats.n == 1 and cell.reason.startswith("1 of 2 seeds failed")
+
+
+def test_runs_map_to_ablation_rows_by_their_settings(tmp_path, defaults):
+    write_run(tmp_path, T2, valid=20.0)  # the preset: Table 4's T2, block 64, stacked, Diag/Norm L/2, GLU
+    write_run(tmp_path, T2, "attention.block_size=32", valid=21.0)
+    write_run(tmp_path, T2, "model.channel_mixer=ffn", valid=22.0)
+    write_run(tmp_path, T2, "attention.layer_plan=split:0", valid=23.0)  # smoke: 2 layers
+    write_run(tmp_path, T2, "attention.layer_plan=split:2", valid=24.0)
+    write_run(tmp_path, T2, "attention.layer_plan=reverse_split:1", valid=25.0)
+    write_run(tmp_path, T2, "attention.layer_plan=alternate", valid=26.0)
+
+    assert cells(build("table11", tmp_path, defaults), "ppl")["block 32"].stats.mean == 21.0
+    assert cells(build("table11", tmp_path, defaults), "ppl")["block 64"].stats.mean == 20.0  # not the FFN run
+    assert {k: c.stats.mean for k, c in cells(build("table10", tmp_path, defaults), "ppl").items()} == \
+        {"FFN": 22.0, "GLU": 20.0}
+    split = cells(build("table8", tmp_path, defaults), "ppl")
+    assert {k: c.stats.mean for k, c in split.items()} == {"Norm only": 23.0, "Diag/Norm 6/6": 20.0, "Diag only": 24.0}
+    order = cells(build("table9", tmp_path, defaults), "ppl")
+    assert order["Norm early then Diag"].stats.mean == 25.0 and order["Diag early then Norm"].stats.mean == 20.0
+    combos = cells(build("table12", tmp_path, defaults), "ppl")
+    assert combos["alternating"].stats.mean == 26.0 and combos["stacked"].stats.mean == 20.0
+    assert combos["parallel"].status == MISSING
+    table4 = cells(build("table4", tmp_path, defaults), "ppl_val")
+    assert table4["TransNormer T2"].stats.mean == 20.0  # the variants stay out of Table 4
+
+
+def test_table1_table3_and_extra_rows(tmp_path, defaults):
+    write_run(tmp_path, "+ablation/table1=elu_unscaled", valid=700.0)
+    write_run(tmp_path, "+ablation/table1=norm_rmsnorm", valid=5.0)
+    write_run(tmp_path, "attention=norm_attention", "attention.norm=rmsnorm", valid=99.0)  # with LRPE: not Table 1
+    write_run(tmp_path, "+ablation/table3=elu_then_vanilla", valid=4.0)
+    write_run(tmp_path, "+ablation/table3=elu_then_vanilla", "attention.layer_plan.split=0", valid=6.0)
+    write_run(tmp_path, T2, "attention.block_size=16", valid=30.0)
+
+    table1 = cells(build("table1", tmp_path, defaults), "ppl")
+    assert table1["1+elu without scaling"].stats.mean == 700.0 and table1["NormAttention RMSNorm"].stats.mean == 5.0
+    assert table1["1+elu with scaling"].status == MISSING
+    table3 = build("table3", tmp_path, defaults)
+    assert cells(table3, "ppl")["1+elu early + vanilla late"].stats.mean == 4.0
+    assert [row.key for row in table3.rows][-1] == "elu->vanilla (0/2)"  # a split the paper did not run
+    table11 = build("table11", tmp_path, defaults)
+    assert [row.label for row in table11.rows] == ["block 32", "block 64", "block 128", "block 16", "block 256"]
+    assert cells(table11, "ppl")["block 16"].stats.mean == 30.0 and cells(table11, "ppl")["block 16"].paper is None
+
+
+def test_masked_lm_runs_are_preferred_for_ablations(tmp_path, defaults):
+    write_run(tmp_path, T2, "attention.block_size=32", valid=21.0)
+    assert build("table11", tmp_path, defaults).task == "lm"
+    write_run(tmp_path, "task=mlm", T2, "attention.block_size=32", valid=3.0)
+    table = build("table11", tmp_path, defaults)
+    assert table.task == "mlm" and cells(table, "ppl")["block 32"].stats.mean == 3.0
+
+
+def test_several_configurations_for_one_cell_keep_the_one_with_most_seeds(tmp_path, defaults):
+    write_run(tmp_path, "attention=vanilla", "trainer.lr=0.001", "seed=0", valid=40.0, updated="2026-02-01T00:00:00")
+    write_run(tmp_path, "attention=vanilla", "seed=0", valid=30.0)
+    write_run(tmp_path, "attention=vanilla", "seed=1", valid=30.0)
+    table = build("table4", tmp_path, defaults)
+    cell = cells(table, "ppl_val")["Vanilla"]
+    assert cell.stats.mean == 30.0 and cell.stats.n == 2 and cell.ignored_groups == 1
+    assert any("1 other configuration" in note for note in table.notes)
+
+
+def test_other_scales_are_left_out(tmp_path, defaults):
+    write_run(tmp_path, "attention=vanilla", valid=30.0)
+    assert cells(build("table4", tmp_path, defaults, scale="cpu"), "ppl_val")["Vanilla"].status == MISSING

@@ -1,0 +1,63 @@
+"""The whole report: every table built from what exists (runs, benchmark, diagnostics), with an index."""
+from __future__ import annotations
+
+import pandas as pd
+
+from harness.report import build_report
+from harness.report.__main__ import main
+from tests.report.conftest import write_run
+
+
+def write_bench(folder):
+    folder.mkdir(parents=True)
+    rows = []
+    for backend, speeds in (("vanilla", [20.0, "oom"]), ("transnormer_t2", [30.0, 12.0])):
+        for length, speed in zip((1024, 3072), speeds):
+            ok = speed != "oom"
+            rows.append({"label": backend, "backend": backend, "mode": "train", "length": length,
+                         "status": "ok" if ok else "oom", "steps_per_sec": speed if ok else None,
+                         "peak_memory_mib": 100.0 * length / 1024 if ok else None, "parameters": 1000,
+                         "error": "" if ok else "OutOfMemoryError: CUDA out of memory"})
+    pd.DataFrame(rows).to_csv(folder / "table7.csv", index=False)
+
+
+def test_report_from_runs_benchmark_and_diagnostics(tmp_path):
+    results = tmp_path / "results"
+    runs = results / "runs"
+    write_run(runs, "attention=vanilla", valid=30.0)
+    write_run(runs, "attention=transnormer_t2", valid=28.0)
+    write_run(runs, "attention=elu", status="failed", reason="NonFiniteLossError: nan")
+    write_run(runs, "attention=transnormer_t2", "attention.block_size=32", valid=29.0)
+    write_bench(results / "bench" / "smoke" / "table7")
+    (results / "analysis" / "smoke" / "fig2").mkdir(parents=True)
+    pd.DataFrame({"label": ["vanilla"] * 3 + ["elu"] * 3, "layer": ["all"] * 6, "mixer": ["x"] * 6,
+                  "ratio": [0.0, 0.4, 1.0] * 2, "score": [0.0, 0.8, 1.0, 0.0, 0.4, 1.0]}).to_csv(
+        results / "analysis" / "smoke" / "fig2" / "locality.csv", index=False)
+    (results / "analysis" / "smoke" / "table2").mkdir(parents=True)
+    pd.DataFrame({"backend": ["vanilla", "elu"], "deviation": [0.3, 0.6]}).to_csv(
+        results / "analysis" / "smoke" / "table2" / "table2.csv", index=False)
+
+    index = build_report(results, tables=["table2", "table4", "table7", "table11", "fig2"])
+    out = results / "report" / "smoke"
+    assert index == results / "report" / "index.md" and "[smoke](smoke/index.md)" in index.read_text()
+    page = (out / "index.md").read_text()
+    for name in ("table2.md", "table4.md", "table7.md", "table11.md", "fig2.md", "table4_bars.png",
+                 "table4_curves.png", "table11_block_size.png", "table7_speed.png", "table7_memory.png",
+                 "fig2_locality.png"):
+        assert name in page, name
+        assert (out / name).is_file() or (out / "plots" / name).is_file(), name
+    assert "Machines: test" in page
+    table4 = (out / "table4.md").read_text()
+    assert "failed: NonFiniteLossError: nan" in table4 and "missing" in table4
+    speed = pd.read_csv(out / "table7.csv")
+    oom = speed[(speed["row_key"] == "vanilla") & (speed["column"] == "train_3072")].iloc[0]
+    assert oom["status"] == "failed" and oom["reason"].startswith("OOM") and oom["paper_text"] == "OOM"
+    assert "| 0.8 |" in (out / "fig2.md").read_text().replace("0.800", "0.8")
+    grads = pd.read_csv(out / "table2.csv").set_index("row_key")
+    assert grads.loc["vanilla", "ours_mean"] == 0.3 and grads.loc["performer", "status"] == "missing"
+
+
+def test_command_line_and_an_empty_results_folder(tmp_path, capsys):
+    assert main(["--results", str(tmp_path), "--tables", "table4"]) == 0
+    assert "No runs yet" in (tmp_path / "report" / "index.md").read_text()
+    assert "report:" in capsys.readouterr().out
