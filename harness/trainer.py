@@ -122,6 +122,31 @@ class Trainer:
         if "cuda" in state["rng"] and self.device.type == "cuda":
             torch.cuda.set_rng_state(state["rng"]["cuda"], self.device)
 
+    def _validate(self, model: nn.Module, task: Task, step: int, best: dict) -> tuple[dict, float]:
+        """Evaluate on validation; keep the weights if they are the best so far. Returns the new ``best`` and
+        this evaluation's primary metric."""
+        metrics = self.evaluate(model, task, task.splits[0])
+        value = metrics[task.primary_metric]
+        if self._is_better(task, value, best["value"]):
+            best = {"value": value, "step": step, "metrics": metrics}
+            if self.rank == 0:
+                self.store.save_best({"step": step, "model": model.state_dict(), "metrics": metrics})
+        self._log({f"{task.splits[0]}/{k}": v for k, v in metrics.items()} | {"best_step": best["step"]}, step)
+        return best, value
+
+    def _test_best(self, model: nn.Module, task: Task, step: int) -> dict[str, float]:
+        """Load the best checkpoint and evaluate it once on test; its validation metrics come with it."""
+        valid_name, test_name = task.splits
+        try:
+            best = self.store.load_best()
+            model.load_state_dict(best["model"])
+        except CheckpointError as err:
+            log.warning("the best checkpoint is unusable (%s); evaluating the final weights instead", err)
+            best = {"step": step, "metrics": self.evaluate(model, task, valid_name)}
+        test = {f"{test_name}/{k}": v for k, v in self.evaluate(model, task, test_name).items()}
+        self._log(test, step)
+        return {f"{valid_name}/{k}": v for k, v in best["metrics"].items()} | test | {"best_step": best["step"]}
+
     # -------------------------------------------------------------------------------------------- fit
     def fit(self, model: nn.Module, task: Task) -> FitResult:
         cfg = self.cfg
@@ -169,15 +194,8 @@ class Trainer:
                 window = dict.fromkeys(window, 0)
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
                 started = time.perf_counter()
-                metrics = self.evaluate(model, task, task.splits[0])
+                best, value = self._validate(model, task, step, best)
                 eval_seconds += time.perf_counter() - started
-                value = metrics[task.primary_metric]
-                if self._is_better(task, value, best["value"]):
-                    best = {"value": value, "step": step, "metrics": metrics}
-                    if self.rank == 0:
-                        self.store.save_best({"step": step, "model": model.state_dict(), "metrics": metrics})
-                self._log({f"{task.splits[0]}/{k}": v for k, v in metrics.items()} | {"best_step": best["step"]},
-                          step)
                 bar.set_postfix({task.primary_metric: f"{value:.4g}"})
             if (step % cfg.checkpoint_every == 0 or step == cfg.max_steps) and self.rank == 0:
                 self.store.save(step, self._state(step, model, optimizer, best))
@@ -186,18 +204,8 @@ class Trainer:
             callback.on_fit_end()
 
         started = time.perf_counter()
-        try:
-            best_state = self.store.load_best()
-            model.load_state_dict(best_state["model"])
-        except CheckpointError as err:
-            log.warning("the best checkpoint is unusable (%s); evaluating the final weights instead", err)
-            best_state = {"step": step, "metrics": self.evaluate(model, task, task.splits[0])}
-        test = self.evaluate(model, task, task.splits[1])
+        metrics = self._test_best(model, task, step)
         eval_seconds += time.perf_counter() - started
-        valid_name, test_name = task.splits
-        metrics = {f"{valid_name}/{k}": v for k, v in best_state["metrics"].items()}
-        metrics |= {f"{test_name}/{k}": v for k, v in test.items()} | {"best_step": best_state["step"]}
-        self._log({f"{test_name}/{k}": v for k, v in test.items()}, step)
         peak, kind = peak_memory_mb(self.device)
         return FitResult(
             metrics=metrics,

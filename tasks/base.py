@@ -10,8 +10,12 @@ Example (what the trainer does, in miniature)::
     task = tasks.build({"name": "lm", "data": {"source": "builtin"}, "seq_len": 64})
     task.prepare()                                           # generate/read, tokenise, cache
     model = task.build_model({"name": "transnormer_t2"}, {"d_model": 64, "n_layers": 2, "n_heads": 2})
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
     for step, batch in zip(range(100), task.train_batches(batch_size=8, seed=0)):
+        optimizer.zero_grad()
         (task.loss(model(**batch.inputs), batch) / batch.n_targets).backward()
+        optimizer.step()
+    model.eval()
     metrics = task.metrics()
     for batch in task.eval_batches("valid", batch_size=8):
         metrics.update(*task.metric_inputs(model(**batch.inputs), batch))

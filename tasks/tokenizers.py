@@ -9,7 +9,8 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
@@ -17,6 +18,17 @@ from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, 
 BOS, PAD, EOS, UNK, MASK = "<s>", "<pad>", "</s>", "<unk>", "<mask>"
 SPECIAL_TOKENS = (BOS, PAD, EOS, UNK, MASK)
 TOKENIZER_FILE, VOCAB_FILE, MERGES_FILE = "tokenizer.json", "vocab.json", "merges.txt"
+
+
+@dataclass
+class TokenizerConfig:
+    """Train byte-level BPE on the training texts (``vocab_size`` entries, merges seen ``min_frequency``
+    times), or load GPT-2 style ``vocab`` + ``merges`` files when both are given."""
+
+    vocab_size: int = 8192
+    min_frequency: int = 2
+    vocab: str | None = None
+    merges: str | None = None
 
 
 class BpeTokenizer:
@@ -96,6 +108,23 @@ class BpeTokenizer:
 
     def decode(self, ids: Sequence[int]) -> str:
         return self.tokenizer.decode(list(ids))
+
+
+def tokenizer_from_config(
+    cfg: TokenizerConfig, texts: Callable[[], Iterable[str]], key: str, cache_dir: str | Path
+) -> BpeTokenizer:
+    """Load ``cfg.vocab`` + ``cfg.merges``, or train on ``texts()`` once: the result is cached in
+    ``cache_dir/bpe-<key>`` (``key`` must identify the texts; the settings are added to it here)."""
+    if (cfg.vocab is None) != (cfg.merges is None):
+        raise ValueError("task.tokenizer.vocab and task.tokenizer.merges go together: give both or neither")
+    if cfg.vocab is not None:
+        return BpeTokenizer.from_vocab_merges(Path(cfg.vocab).expanduser(), Path(cfg.merges).expanduser())
+    folder = Path(cache_dir) / f"bpe-{key}-{cfg.vocab_size}-{cfg.min_frequency}"
+    if (folder / TOKENIZER_FILE).is_file():
+        return BpeTokenizer.load(folder)
+    tokenizer = BpeTokenizer.train(texts(), cfg.vocab_size, cfg.min_frequency)
+    tokenizer.save(folder)
+    return tokenizer
 
 
 def _empty(model: models.Model) -> Tokenizer:

@@ -1,9 +1,12 @@
 """Kernel (linear) attention: bidirectional in one product, causal in chunks with a running state.
 
 Causal form: the sequence is cut into chunks of C tokens; inside a chunk the (C x C) masked product is
-used, across chunks a d_k x d_v state per chunk is summed exclusively (a shifted cumulative sum over
+used, across chunks the d_k x d_v states of the earlier chunks are summed (an exclusive prefix sum over
 chunks). Memory is O(N d + N/C d_k d_v): never an N x N matrix nor an N x d_k x d_v cumulative sum.
-All accumulation happens in fp32, whatever the autocast dtype.
+The causal form is one autograd function with a hand-written backward (the gradients are three more
+passes of the same chunked form, two of them anti-causal), so that autograd keeps no chunk-sized
+intermediates and no copies: only q, k, v and the per-chunk states. All accumulation happens in fp32
+(float64 stays float64), whatever the autocast dtype.
 """
 from __future__ import annotations
 
@@ -12,11 +15,14 @@ import torch.nn.functional as F
 
 from attention_zoo.ops.precision import accumulation_dtype
 
+_PREFIX_GROUP = 16  # chunks per group of the two-level prefix sum over chunks
+
 
 def chunked(x: torch.Tensor, chunk_size: int) -> torch.Tensor:
-    """``[..., N, d] -> [..., n_chunks, C, d]``, zero-padding N up to a multiple of C."""
+    """``[..., N, d] -> [..., n_chunks, C, d]``, zero-padding N up to a multiple of C (a view if no padding)."""
     pad = (-x.shape[-2]) % chunk_size
-    x = F.pad(x, (0, 0, 0, pad))
+    if pad:
+        x = F.pad(x, (0, 0, 0, pad))
     return x.unflatten(-2, (x.shape[-2] // chunk_size, chunk_size))
 
 
@@ -29,26 +35,92 @@ def states_of_earlier_chunks(kc: torch.Tensor, vc: torch.Tensor) -> torch.Tensor
     return F.pad(chunk_states.cumsum(dim=-3)[..., :-1, :, :], (0, 0, 0, 0, 1, 0))
 
 
+def exclusive_sum_over_chunks(states: torch.Tensor, reverse: bool = False) -> torch.Tensor:
+    """For ``states[..., n_chunks, dk, dv]``: the sum over the chunks before each chunk (after it when
+    ``reverse``); a chunk's own state is never included.
+
+    Two levels, because a cumulative sum along a strided axis is slow on CPUs: a strictly triangular
+    matrix product inside groups of chunks, then a cumulative sum of the few group totals.
+    """
+    n_chunks, dk, dv = states.shape[-3:]
+    group = min(n_chunks, _PREFIX_GROUP)
+    flat = states.reshape(-1, n_chunks, dk * dv)
+    pad = (-n_chunks) % group
+    if pad:
+        flat = F.pad(flat, (0, 0, 0, pad))
+    groups = flat.unflatten(1, (-1, group))  # [BH, n_groups, group, dk * dv]
+    ones = torch.ones(group, group, dtype=states.dtype, device=states.device)
+    out = torch.matmul(ones.triu(1) if reverse else ones.tril(-1), groups)
+    totals = groups.sum(dim=-2)  # [BH, n_groups, dk * dv]
+    inclusive = totals.cumsum(dim=1)
+    carried = inclusive[:, -1:] - inclusive if reverse else inclusive - totals
+    out += carried[:, :, None]
+    return out.flatten(1, 2)[:, :n_chunks].reshape(states.shape)
+
+
+def _contiguous_chunks(x: torch.Tensor, chunk_size: int, dtype: torch.dtype) -> torch.Tensor:
+    """``[..., N, d] -> [..., n_chunks, C, d]`` in ``dtype``, contiguous (so batched products copy nothing)."""
+    return chunked(x.to(dtype), chunk_size).contiguous()
+
+
+class CausalLinearAttention(torch.autograd.Function):
+    """o_i = sum_{j <= i} (q_i . k_j) v_j, chunked; see ``linear_attention``.
+
+    Backward (G = dO): dq_i = sum_{j <= i} (G_i . v_j) k_j (causal again), dk_j = sum_{i >= j} (G_i . v_j) q_i
+    and dv_j = sum_{i >= j} (q_i . k_j) G_i (anti-causal: the suffix state sum_{i later} q_i G_i^T serves both).
+    """
+
+    @staticmethod
+    def forward(ctx, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, chunk_size: int) -> torch.Tensor:
+        n, dtype = q.shape[-2], accumulation_dtype(q, k, v)
+        qc, kc, vc = (_contiguous_chunks(t, chunk_size, dtype) for t in (q, k, v))
+        before = exclusive_sum_over_chunks(torch.matmul(kc.transpose(-1, -2), vc))  # [..., n_chunks, dk, dv]
+        out = torch.matmul(torch.matmul(qc, kc.transpose(-1, -2)).tril_(), vc)
+        out += torch.matmul(qc, before)
+        ctx.save_for_backward(q, k, v, before)
+        ctx.chunk_size = chunk_size
+        return out.flatten(-3, -2)[..., :n, :].to(v.dtype)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad_out: torch.Tensor):
+        q, k, v, before = ctx.saved_tensors
+        n, dtype, need_q, need_k, need_v = q.shape[-2], before.dtype, *ctx.needs_input_grad[:3]
+        with torch.autocast(device_type=q.device.type, enabled=False):
+            qc, kc, vc, gc = (_contiguous_chunks(t, ctx.chunk_size, dtype) for t in (q, k, v, grad_out))
+            grad_scores = torch.matmul(gc, vc.transpose(-1, -2)).tril_()  # (G_i . v_j) for j <= i
+            dq = dk = dv = None
+            if need_q:
+                dq = torch.matmul(grad_scores, kc)
+                dq += torch.matmul(gc, before.transpose(-1, -2))
+            if need_k or need_v:
+                after = exclusive_sum_over_chunks(torch.matmul(qc.transpose(-1, -2), gc), reverse=True)
+                if need_k:
+                    dk = torch.matmul(grad_scores.transpose(-1, -2), qc)
+                    dk += torch.matmul(vc, after.transpose(-1, -2))
+                if need_v:
+                    dv = torch.matmul(torch.matmul(qc, kc.transpose(-1, -2)).tril_().transpose(-1, -2), gc)
+                    dv += torch.matmul(kc, after)
+        grads = []
+        for grad, x in zip((dq, dk, dv), (q, k, v)):
+            grads.append(None if grad is None else grad.flatten(-3, -2)[..., :n, :].to(x.dtype))
+        return (*grads, None)
+
+
 def linear_attention(
     q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, causal: bool, chunk_size: int = 64
 ) -> torch.Tensor:
     """o_i = sum_j (q_i . k_j) v_j over all j (bidirectional) or j <= i (causal); no normaliser.
 
     ``q, k``: ``[B, H, N, dk]``; ``v``: ``[B, H, N, dv]``. Returns ``[B, H, N, dv]`` in ``v``'s dtype.
-    Padded keys must be zeroed by the caller (a zero key contributes nothing).
+    Padded keys must be zeroed by the caller (a zero key contributes nothing). The causal form supports
+    first derivatives (not double backward).
     """
-    out_dtype = v.dtype
     with torch.autocast(device_type=q.device.type, enabled=False):
+        if causal:
+            return CausalLinearAttention.apply(q, k, v, chunk_size)
         dtype = accumulation_dtype(q, k, v)  # fp32 for low precision, float64 stays float64
-        q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
-        if not causal:
-            return torch.matmul(q, torch.matmul(k.transpose(-1, -2), v)).to(out_dtype)
-        n = q.shape[-2]
-        qc, kc, vc = (chunked(t, chunk_size) for t in (q, k, v))  # [B, H, n_chunks, C, d]
-        causal_mask = torch.ones(chunk_size, chunk_size, dtype=torch.bool, device=q.device).tril()
-        intra = torch.matmul(torch.matmul(qc, kc.transpose(-1, -2)) * causal_mask, vc)
-        out = intra + torch.matmul(qc, states_of_earlier_chunks(kc, vc))
-        return out.flatten(-3, -2)[..., :n, :].to(out_dtype)
+        return torch.matmul(q.to(dtype), torch.matmul(k.to(dtype).transpose(-1, -2), v.to(dtype))).to(v.dtype)
 
 
 def normalized_linear_attention(

@@ -20,6 +20,7 @@ from harness.bench.flops import forward_backward_flops, matmul_peak_flops
 from harness.bench.memory import PeakMemory
 from harness.bench.workloads import NotApplicable, build_workload
 
+MIN_REPEATS = 3
 OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
 
 
@@ -41,6 +42,7 @@ class CellSpec:
     seed: int = 0
     kind: str = "mixer"
     peak_size: int = 4096
+    time_budget_s: float | None = None  # fewer repeats (but at least MIN_REPEATS) for slow cells
 
     @property
     def d_model(self) -> int:
@@ -75,17 +77,21 @@ def measure(spec: CellSpec) -> dict[str, Any]:
         x.grad = None
         module.zero_grad(set_to_none=True)
 
-    memory = PeakMemory(device)
-    memory.reset()
-    for _ in range(spec.warmup):
-        forward_backward()
-    times = []
-    for _ in range(spec.repeats):
+    def timed() -> float:
         _synchronize(device)
         started = time.perf_counter()
         forward_backward()
         _synchronize(device)
-        times.append(time.perf_counter() - started)
+        return time.perf_counter() - started
+
+    memory = PeakMemory(device)
+    memory.reset()
+    warmup_times = [timed() for _ in range(spec.warmup)]
+    repeats = spec.repeats
+    if spec.time_budget_s is not None and warmup_times:
+        affordable = int(spec.time_budget_s // max(warmup_times[-1], 1e-9))
+        repeats = min(repeats, max(MIN_REPEATS, affordable))
+    times = [timed() for _ in range(repeats)]
     flops = forward_backward_flops(spec.backend, module, spec.n, spec.batch, spec.scope)
     return {
         "status": "ok",

@@ -6,7 +6,8 @@
 Every registered backend and two naive baselines (``naive_masked_product``: the masked N x N product;
 ``naive_outer_cumsum``: the cumulative sum of per-token outer products), B=1, 8 heads of 64 (d_model 512),
 fp32 by default. Each cell runs in its own process (``harness.bench.runner``): ``--warmup`` untimed passes,
-then ``--repeats`` timed ones; the median is reported with the min and max. A cell that runs out of
+then ``--repeats`` timed ones (fewer, but at least 3, where the warm-up says they would exceed
+``--time-budget-s``); the median is reported with the min and max. A cell that runs out of
 memory or times out is recorded as such and the longer lengths of that backend and mode are skipped.
 The CSV is rewritten atomically after every cell; beside it go ``<stem>.json`` (machine, settings, the
 machine's fp32 matmul throughput, targets) and ``<stem>.md`` (the tables).
@@ -62,6 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--head-dim", type=int, default=64)
     parser.add_argument("--warmup", type=int, default=1, help="untimed passes per cell (default 1)")
     parser.add_argument("--repeats", type=int, default=5, help="timed passes per cell (default 5)")
+    parser.add_argument("--time-budget-s", type=float, default=None,
+                        help="per cell: fewer repeats (at least 3) when the warm-up pass says they exceed this")
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per cell (default: torch's)")
     parser.add_argument("--timeout-s", type=float, default=1800, help="seconds before a cell is given up")
@@ -83,6 +86,8 @@ def validate(args: argparse.Namespace) -> None:
         _positive("lengths", n)
     if args.warmup < 0:
         raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
+    if args.time_budget_s is not None and args.time_budget_s <= 0:
+        raise ValueError(f"--time-budget-s must be positive, got {args.time_budget_s}")
     if args.memory_cap_gb is not None and args.memory_cap_gb <= 0:
         raise ValueError(f"--memory-cap-gb must be positive, got {args.memory_cap_gb}")
 
@@ -238,7 +243,7 @@ def run(args: argparse.Namespace) -> int:
 
     def spec_for(backend: str, mode: str, n: int, **extra) -> CellSpec:
         return CellSpec(backend, mode, n, args.batch, args.heads, args.head_dim, args.scope, device,
-                        args.warmup, args.repeats, args.threads, **extra)
+                        args.warmup, args.repeats, args.threads, time_budget_s=args.time_budget_s, **extra)
 
     probe = run_in_subprocess(spec_for("", "", 0, kind="matmul_peak", peak_size=args.peak_size),
                               memory_cap_bytes=cap, timeout_s=args.timeout_s)

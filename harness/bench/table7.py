@@ -268,24 +268,48 @@ def layout(results: pd.DataFrame, value: str, fmt: str) -> str:
 
 
 def ratio_table(results: pd.DataFrame, reference: str) -> str:
-    """Each backend's speed over ``reference``'s at the same mode and length: ours beside the paper's."""
-    paper = paper_table()
-    paper = paper[pd_numeric(paper["steps_per_sec"]).notna()].assign(
-        steps_per_sec=lambda t: pd_numeric(t["steps_per_sec"]))
-    speed = {(r["label"], r["mode"], r["length"]): r["steps_per_sec"]
-             for _, r in results[results["status"] == "ok"].iterrows()}
+    """Each backend's speed over ``reference``'s at the same mode and length, ours and, in brackets, the
+    paper's (GPU) where it has both numbers."""
+    paper = paper_table().assign(steps_per_sec=lambda t: pd_numeric(t["steps_per_sec"])).dropna()
     theirs = {(r["backend"], r["mode"], r["length"]): r["steps_per_sec"] for _, r in paper.iterrows()}
-    lines = [f"| backend | mode | length | ours: speed / {reference} | paper (GPU): speed / {reference} |",
-             "|---|---|---|---|---|"]
-    for (label, mode, n), value in speed.items():
+    ok = results[results["status"] == "ok"]
+    speed = {(r["label"], r["mode"], r["length"]): r["steps_per_sec"] for _, r in ok.iterrows()}
+    lengths = sorted(results["length"].unique())
+    lines = ["| backend | mode | " + " | ".join(length_label(n) for n in lengths) + " |",
+             "|---|---|" + "---|" * len(lengths)]
+    for (label, mode), rows in ok.groupby(["label", "mode"], sort=False):
         if label == reference:
             continue
-        ours = speed.get((reference, mode, n))
-        backend = results[results["label"] == label].iloc[0]["backend"]
-        paper_ratio = theirs.get((backend, mode, n)), theirs.get((reference, mode, n))
-        paper_text = f"{paper_ratio[0] / paper_ratio[1]:.2f}" if None not in paper_ratio else "n/a"
-        lines.append(f"| {label} | {mode} | {length_label(n)} | {f'{value / ours:.2f}' if ours else 'n/a'} | "
-                     f"{paper_text} |")
+        backend, cells = rows.iloc[0]["backend"], []
+        for n in lengths:
+            ours, base = speed.get((label, mode, n)), speed.get((reference, mode, n))
+            text = f"{ours / base:.2f}" if ours and base else ""
+            paper_pair = theirs.get((backend, mode, n)), theirs.get((reference, mode, n))
+            if None not in paper_pair:
+                text += f" ({paper_pair[0] / paper_pair[1]:.2f})"
+            cells.append(text)
+        lines.append(f"| {label} | {mode} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def memory_growth_table(results: pd.DataFrame) -> str:
+    """Per backend and mode: peak memory against length, a least-squares line (MiB per 1K tokens, R^2) and
+    the largest growth when the length doubles (2.0 = linear, 4.0 = quadratic)."""
+    import numpy as np
+
+    ok = results[results["status"] == "ok"]
+    lines = ["| backend | mode | MiB per 1K tokens | R^2 of a line | largest growth per doubling |",
+             "|---|---|---|---|---|"]
+    for (label, mode), rows in ok.groupby(["label", "mode"], sort=False):
+        if len(rows) < 2:
+            continue
+        n, mib = rows["length"].to_numpy(float), rows["peak_memory_mib"].to_numpy(float)
+        slope, intercept = np.polyfit(n, mib, 1)
+        r2 = 1 - ((mib - (slope * n + intercept)) ** 2).sum() / max(((mib - mib.mean()) ** 2).sum(), 1e-12)
+        peak = dict(zip(rows["length"], rows["peak_memory_mib"]))
+        doublings = [peak[2 * k] / peak[k] for k in peak if 2 * k in peak and peak[k] > 0]
+        worst = f"{max(doublings):.2f}" if doublings else "n/a"
+        lines.append(f"| {label} | {mode} | {slope * 1024:.0f} | {r2:.3f} | {worst} |")
     return "\n".join(lines)
 
 
@@ -320,8 +344,9 @@ def markdown(results: pd.DataFrame, env: dict[str, Any], settings: dict[str, Any
         "",
         layout(results, "peak_memory_mib", ".0f"),
     ]
+    lines += ["", "## Growth of peak memory with length", "", memory_growth_table(results)]
     if "vanilla" in set(results["label"]):
-        lines += ["", "## Speed relative to vanilla: ours beside the paper's (GPU)", ""]
+        lines += ["", "## Speed relative to vanilla (in brackets: the paper's, on a GPU)", ""]
         lines.append(ratio_table(results, "vanilla"))
     return "\n".join(lines) + "\n"
 

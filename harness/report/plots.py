@@ -49,6 +49,9 @@ def bars(table: BuiltTable) -> Figure | None:
         for y, cell in zip(ys, cells):
             if cell.paper is None:
                 ax_paper.text(0, y, f" {cell.paper_text or 'no number'}", va="center", color="grey", fontsize=8)
+        if all(c.paper is None for c in cells):
+            ax_paper.set_xlim(0, 1)
+            ax_paper.set_xticks([])
         for ax, who in ((ax_ours, f"ours ({table.scale})"), (ax_paper, "paper")):
             ax.set_yticks(list(ys), labels)
             ax.invert_yaxis()

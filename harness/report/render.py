@@ -81,6 +81,9 @@ def table_markdown(table: BuiltTable, plots: Sequence[str], paper_file: str | No
         + (f"Paper numbers: `results/paper/{paper_file}` (column `source`: paper, secondary or unverified)."
            if paper_file else "No paper numbers for this table."),
         "",
+        f"Reproduce: `./reproduce.sh {spec.name} --scale {table.scale}`; this page: "
+        f"`python -m harness.report --scale {table.scale} --tables {spec.name}`.",
+        "",
         *lines,
         "",
         "Ours: mean over seeds (± sample standard deviation, number of seeds when more than one); Δ = ours − "

@@ -168,6 +168,8 @@ def locality_markdown(frame: pd.DataFrame, scale: str, plot: str | None) -> str:
         "reading: softmax attention puts about 80% of its mass within 40% of the sequence, kernel linear "
         "attention about 40% (secondary source; the paper gives a figure, no numbers).",
         "",
+        f"Reproduce: `./reproduce.sh fig2 --scale {scale}`.",
+        "",
         *lines,
         "",
     ]

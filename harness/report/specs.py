@@ -13,7 +13,7 @@ LM first and the causal LM second, and a table shows the first task that has run
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
@@ -55,7 +55,6 @@ class RunTable:
     plot: str = "bars"  # bars | block_size | split
     sort_key: Callable[[str], Any] = str
     note: str = ""
-    experiments: tuple[str, ...] = field(default_factory=tuple)  # conf/experiment files that feed the table
 
 
 # ------------------------------------------------------------------------------------------- row keys
@@ -190,55 +189,53 @@ TABLES: dict[str, RunTable] = {
         RunTable(
             "table1", "NormAttention vs 1+elu with and without scaling (ppl)", "table1.csv", ABLATION_TASKS,
             (PPL,), table1_row, lambda r: f"{r['backend']}:{r['knobs']}", label_column="variant",
-            note=ABLATION_NOTE, experiments=("table1",),
+            note=ABLATION_NOTE,
         ),
         RunTable(
             "table3", "Which layers are linear (1+elu) and which softmax (ppl)", "table3.csv", ABLATION_TASKS,
             (PPL,), table3_row, lambda r: str(r["layer_plan"]), label_column="variant", note=ABLATION_NOTE,
-            experiments=("table3",),
         ),
         RunTable(
             "table4", "Autoregressive language modelling (ppl)", "table4.csv", ("lm",),
             (Column("ppl_val", "ppl valid"), Column("ppl_test", "ppl test", split=1)), backend_row,
-            lambda r: str(r["backend"]), experiments=("table4",),
+            lambda r: str(r["backend"]),
         ),
         RunTable(
             "table5", "GLUE dev after masked-LM pretraining", "table5.csv", ("glue",),
             tuple(Column(n, label, "max", split, task, percent=True) for n, label, task, split in GLUE)
             + (Column("avg", "AVG", "max"),),
-            backend_row, lambda r: str(r["backend"]), average="avg", experiments=("table5",),
+            backend_row, lambda r: str(r["backend"]), average="avg",
         ),
         RunTable(
             "table6", "Long-Range Arena (test accuracy)", "table6.csv", ("lra",),
             tuple(Column(n, label, "max", 1, f"lra/{n}", percent=True) for n, label in LRA)
             + (Column("avg", "AVG", "max"),),
-            backend_row, lambda r: str(r["backend"]), average="avg", experiments=("table6",),
+            backend_row, lambda r: str(r["backend"]), average="avg",
         ),
         RunTable(
             "table8", "Diag/Norm split point (ppl)", "table8.csv", ABLATION_TASKS, (PPL,),
             _transnormer_plan_row("split"), _paper_split_key, label_column="variant", plot="split",
-            sort_key=_fraction_order, note=ABLATION_NOTE, experiments=("table8",),
+            sort_key=_fraction_order, note=ABLATION_NOTE,
         ),
         RunTable(
             "table9", "Order of Diag and Norm layers (ppl)", "table9.csv", ABLATION_TASKS, (PPL,),
             _transnormer_plan_row("split", "reverse_split"), _paper_plan_key, label_column="variant",
-            sort_key=_fraction_order, note=ABLATION_NOTE, experiments=("table9",),
+            sort_key=_fraction_order, note=ABLATION_NOTE,
         ),
         RunTable(
             "table10", "Channel mixer: FFN vs GLU (ppl)", "table10.csv", ABLATION_TASKS, (PPL,),
             _setting_row("model.channel_mixer", "glu"), lambda r: str(r["channel_mixer"]), label_column="variant",
-            note=ABLATION_NOTE, experiments=("table10",),
+            note=ABLATION_NOTE,
         ),
         RunTable(
             "table11", "DiagAttention block size (ppl)", "table11.csv", ABLATION_TASKS, (PPL,),
             _setting_row("attention.block_size", 64), lambda r: str(int(r["block_size"])), label_column="variant",
             rows=(("16", "block 16"), ("256", "block 256")), plot="block_size", sort_key=_int_or_text,
-            note=ABLATION_NOTE, experiments=("table11",),
+            note=ABLATION_NOTE,
         ),
         RunTable(
             "table12", "Combining Diag and Norm: stacked, alternating, parallel (ppl)", "table12.csv",
             ABLATION_TASKS, (PPL,), table12_row, _paper_plan_key, label_column="variant", note=ABLATION_NOTE,
-            experiments=("table12",),
         ),
         RunTable(
             "pos_ablation", "Positional encoding of TransNormer (ppl)", None, ABLATION_TASKS, (PPL,), pos_row,
@@ -247,7 +244,7 @@ TABLES: dict[str, RunTable] = {
                   ("none+lrpe", "LRPE"), ("sinusoidal+lrpe", "sinusoidal + LRPE (the causal LM's default)"),
                   ("learned+lrpe", "learned + LRPE (the masked LM's default)")),
             note="Not a table of the paper (no paper numbers); the paper's model uses sinusoidal + LRPE. "
-            + ABLATION_NOTE, experiments=("pos_ablation",),
+            + ABLATION_NOTE,
         ),
     )
 }

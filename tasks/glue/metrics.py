@@ -9,6 +9,7 @@ import math
 import warnings
 from collections.abc import Mapping
 
+import torch
 from torchmetrics import MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryF1Score, BinaryMatthewsCorrCoef, MulticlassAccuracy
 from torchmetrics.regression import PearsonCorrCoef, SpearmanCorrCoef
@@ -23,6 +24,22 @@ PRIMARY_METRIC = {"cola": "mcc", "mrpc": "f1", "stsb": "pearson"}
 TABLE5_COLUMNS = ("mnli_m", "mnli_mm", "qnli", "qqp", "sst2", "mrpc", "cola")
 
 
+class _NoNan:
+    """A correlation that is 0 instead of NaN when a side is constant (an untrained regressor predicts one
+    value): selecting the best checkpoint must be able to compare it."""
+
+    def compute(self):
+        return torch.nan_to_num(super().compute(), nan=0.0)
+
+
+class Pearson(_NoNan, PearsonCorrCoef):
+    pass
+
+
+class Spearman(_NoNan, SpearmanCorrCoef):
+    pass
+
+
 def primary_metric(task: str) -> str:
     get_format(task)
     return PRIMARY_METRIC.get(task, "accuracy")
@@ -34,7 +51,7 @@ def glue_metrics(task: str) -> MetricCollection:
     if fmt.is_regression:
         with warnings.catch_warnings():  # "will save all targets and predictions": dev sets are small
             warnings.filterwarnings("ignore", message=".*save all targets and predictions", category=UserWarning)
-            return MetricCollection({"pearson": PearsonCorrCoef(), "spearman": SpearmanCorrCoef()})
+            return MetricCollection({"pearson": Pearson(), "spearman": Spearman()})
     if fmt.num_classes == 2:
         metrics = {"accuracy": BinaryAccuracy()}
         if task == "cola":

@@ -143,9 +143,6 @@ class Grammar:
             and premise.negated == hypothesis.negated
         )
 
-    def same_meaning(self, a: Clause, b: Clause) -> bool:
-        return self.entails(a, b) and self.entails(b, a)
-
     def answers(self, clause: Clause, asked: Clause, wh: str) -> bool:
         """Does ``clause`` answer the ``wh`` question about ``asked``: it states the asked slot and agrees
         with every slot the question gives."""

@@ -34,10 +34,10 @@ from tasks.glue.metrics import glue_metrics, primary_metric
 from tasks.glue.pretrained import Pretrained, find_auto, find_pretrained, load_encoder_weights
 from tasks.glue.reader import GlueSplit, read_split
 from tasks.glue.words import Words
-from tasks.mlm.data import TokenizerConfig, describe_tokenizer, tokenizer_digest
+from tasks.mlm.data import describe_tokenizer, tokenizer_digest
 from tasks.mlm.model import SentenceClassifier
 from tasks.mlm.task import TOKENIZER_DIR, build_encoder
-from tasks.tokenizers import TOKENIZER_FILE, BpeTokenizer
+from tasks.tokenizers import BpeTokenizer, TokenizerConfig, tokenizer_from_config
 
 GENERATOR_VERSION = 1  # bump when the built-in generators change what they write
 
@@ -128,20 +128,10 @@ class GlueTask(Task):
     def _tokenizer(self) -> BpeTokenizer:
         if self.pretrained is not None:
             return BpeTokenizer.load(self.pretrained.run_dir / TOKENIZER_DIR)
-        cfg = self.cfg.tokenizer
-        if cfg.vocab is not None or cfg.merges is not None:
-            if cfg.vocab is None or cfg.merges is None:
-                raise ValueError("task.tokenizer.vocab and task.tokenizer.merges go together: give both or neither")
-            return BpeTokenizer.from_vocab_merges(cfg.vocab, cfg.merges)
         train = self.data["train"]
         texts = train.text_a + (train.text_b or [])
-        key = hashlib.sha256(json.dumps([texts, asdict(cfg)]).encode()).hexdigest()[:16]
-        folder = Path(self.cfg.data.cache_dir) / f"bpe-glue-{key}"
-        if (folder / TOKENIZER_FILE).is_file():
-            return BpeTokenizer.load(folder)
-        tokenizer = BpeTokenizer.train(texts, cfg.vocab_size, cfg.min_frequency)
-        tokenizer.save(folder)
-        return tokenizer
+        key = "glue-" + hashlib.sha256(json.dumps(texts).encode()).hexdigest()[:16]
+        return tokenizer_from_config(self.cfg.tokenizer, lambda: texts, key, self.cfg.data.cache_dir)
 
     def save_artifacts(self, run_dir: str | Path) -> None:
         self.tokenizer.save(Path(run_dir) / TOKENIZER_DIR)

@@ -18,21 +18,10 @@ import torch
 
 from tasks.data.cache import load_cached, save_cached
 from tasks.data.wikitext import SPLIT_FILES, cache_key, read_words, split_paths
-from tasks.tokenizers import TOKENIZER_FILE, BpeTokenizer
+from tasks.tokenizers import BpeTokenizer, TokenizerConfig, tokenizer_from_config
 
 RAW_FILES = {split: name.replace(".tokens", ".raw") for split, name in SPLIT_FILES.items()}
 ENCODE_CHUNK = 10_000  # lines encoded per call (bounded memory on WikiText-103)
-
-
-@dataclass
-class TokenizerConfig:
-    """Train byte-level BPE on the training split (``vocab_size`` entries, merges seen ``min_frequency``
-    times), or load GPT-2 style ``vocab`` + ``merges`` files when both are given."""
-
-    vocab_size: int = 8192
-    min_frequency: int = 2
-    vocab: str | None = None
-    merges: str | None = None
 
 
 @dataclass
@@ -62,18 +51,8 @@ def read_lines(path: Path) -> Iterator[str]:
 
 
 def load_tokenizer(cfg: TokenizerConfig, train_file: Path, cache_dir: str | Path) -> BpeTokenizer:
-    """From ``cfg.vocab`` + ``cfg.merges``, or trained on ``train_file`` (cached by file and settings)."""
-    if (cfg.vocab is None) != (cfg.merges is None):
-        raise ValueError("task.tokenizer.vocab and task.tokenizer.merges go together: give both or neither")
-    if cfg.vocab is not None:
-        return BpeTokenizer.from_vocab_merges(Path(cfg.vocab).expanduser(), Path(cfg.merges).expanduser())
-    key = cache_key([train_file], kind="bpe", vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency)
-    folder = Path(cache_dir) / f"bpe-{key}"
-    if (folder / TOKENIZER_FILE).is_file():
-        return BpeTokenizer.load(folder)
-    tokenizer = BpeTokenizer.train(read_lines(train_file), cfg.vocab_size, cfg.min_frequency)
-    tokenizer.save(folder)
-    return tokenizer
+    """From ``cfg.vocab`` + ``cfg.merges``, or trained on the lines of ``train_file`` (cached)."""
+    return tokenizer_from_config(cfg, lambda: read_lines(train_file), cache_key([train_file], kind="bpe"), cache_dir)
 
 
 def tokenizer_digest(tokenizer: BpeTokenizer) -> str:

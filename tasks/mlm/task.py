@@ -26,10 +26,10 @@ from torchmetrics.text import Perplexity
 from tasks.base import IGNORE_INDEX, Batch, Task, TaskConfig
 from tasks.data.synthetic_lm import CorpusConfig
 from tasks.lm import builtin_corpus_folder
-from tasks.mlm.data import TokenizerConfig, describe_tokenizer, load_tokenizer, pack_file, text_files
+from tasks.mlm.data import describe_tokenizer, load_tokenizer, pack_file, text_files
 from tasks.mlm.masking import MaskingConfig, mask_tokens
 from tasks.mlm.model import Encoder, MaskedLanguageModel
-from tasks.tokenizers import SPECIAL_TOKENS, BpeTokenizer
+from tasks.tokenizers import SPECIAL_TOKENS, BpeTokenizer, TokenizerConfig
 
 TOKENIZER_DIR = "tokenizer"  # inside a run folder
 

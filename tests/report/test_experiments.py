@@ -51,7 +51,7 @@ def test_every_job_composes_validates_and_builds(experiment, task):
     if task == "mlm" and experiment not in ABLATIONS:
         pytest.skip("Table 2 runs on the causal LM")
     seen = []
-    for job, cfg in job_configs(experiment, f"task={task}", "scale=smoke"):
+    for _, cfg in job_configs(experiment, f"task={task}", "scale=smoke"):
         typed = validate(cfg)
         assert typed.task.name == task
         model = backbone_options(asdict(typed.model)) | {"causal": task == "lm"}

@@ -71,9 +71,11 @@ def test_backend_or_size_mismatch_fails_clearly(runs):
         finetune(root, "task=glue/cola", "attention=vanilla")
     with pytest.raises(ValueError, match=r"model.d_model: this run 64 vs pretrained 32"):
         finetune(root, "task=glue/cola", f"task.init_from={pretrain}", "model.d_model=64")
+    not_mlm = root / "elsewhere" / "a-cola-run"
+    not_mlm.mkdir(parents=True)
+    (not_mlm / "record.json").write_text(json.dumps({"task": "glue/cola", "status": "completed"}))
     with pytest.raises(ValueError, match="is a 'glue/cola' run, not a masked-LM"):
-        cola_run = next((root / "glue" / "cola").glob("*/*/*"), None) or pytest.skip("no cola run yet")
-        finetune(root, "task=glue/rte", f"task.init_from={cola_run}")
+        finetune(root, "task=glue/rte", f"task.init_from={not_mlm}")
 
 
 @pytest.mark.skipif(not REAL_GLUE.is_dir(), reason="real GLUE files not available")

@@ -112,3 +112,26 @@ def test_bad_sizes_are_rejected(tmp_path, words):
 def test_small_corpus_lexicon_is_rejected():
     with pytest.raises(ValueError, match="n_nouns"):
         Words.from_corpus(CorpusConfig(n_nouns=20))
+
+
+def test_the_grammar_inferences_behind_the_labels(words):
+    from dataclasses import replace
+
+    from tasks.glue.generate import relation
+
+    g, rng = Grammar(words), random.Random(1)
+    clause = g.clause(rng, "beta", place_p=1.0, adjective_p=1.0)
+    reduced = replace(clause, place=None, subject=replace(clause.subject, adjective=None))
+    assert g.entails(clause, reduced) and not g.entails(reduced, clause)
+    assert relation(g, [clause], reduced) == "entailment"
+    assert relation(g, [clause], replace(reduced, negated=True)) == "contradiction"
+    assert relation(g, [clause], g.antonym(clause) or replace(clause, negated=True)) == "contradiction"
+    assert relation(g, [reduced], clause) == "neutral"  # the place and an adjective are added
+    assert relation(g, [clause], g.change(rng, clause, "verb")) == "neutral"
+    for wh in ("who", "what", "where"):
+        assert g.answers(clause, clause, wh)
+        assert not g.answers(replace(clause, negated=True), clause, wh)
+        assert not g.answers(g.change(rng, clause, "verb"), clause, wh)
+    assert g.answers(g.change(rng, clause, "subject"), clause, "who")  # the asked slot may be anything
+    assert not g.answers(g.change(rng, clause, "object"), clause, "who")
+    assert not g.answers(replace(clause, place=None), clause, "where")

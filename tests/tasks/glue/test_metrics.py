@@ -53,3 +53,10 @@ def test_primary_metrics():
 def test_table5_average_reproduces_the_papers(row, avg):
     columns = ("mnli_m", "mnli_mm", "qnli", "qqp", "sst2", "mrpc", "cola")
     assert table5_average(dict(zip(columns, row))) == pytest.approx(avg, abs=0.005)
+
+
+def test_constant_predictions_score_zero_not_nan():
+    with pytest.warns(UserWarning):  # torchmetrics warns about the zero variance
+        stsb = computed("stsb", np.full(20, 2.5, dtype=np.float32), np.linspace(0, 5, 20, dtype=np.float32), chunks=1)
+    assert stsb == {"pearson": 0.0, "spearman": 0.0}
+    assert computed("cola", np.ones(20, dtype=int), np.arange(20) % 2, chunks=1)["mcc"] == 0.0

@@ -1,0 +1,122 @@
+"""./reproduce.sh: arguments, the plan of each table, unavailable tables, and one smoke table end to end."""
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from harness.report import reproduce
+from harness.report.reproduce import (
+    ALL,
+    CORE,
+    CORE_CPU_STEPS,
+    Context,
+    Unavailable,
+    check_task,
+    expand_tables,
+    parse_args,
+    plan_sweep,
+    plan_table,
+    run_table,
+    split_points,
+)
+from harness.report.sources import Layout
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_no_table_is_the_core_claims_at_cpu_scale_within_the_time_budget():
+    args = parse_args([])
+    assert args.tables == CORE and args.scale == "cpu" and args.seeds == 1 and args.launcher == "local"
+    assert f"trainer.max_steps={CORE_CPU_STEPS}" in args.overrides
+
+
+def test_tables_all_aliases_and_options():
+    args = parse_args(["table8", "TABLE4", "pos", "--scale", "smoke", "--seeds", "3", "--launcher", "slurm", "--",
+                       "trainer.lr=1e-3"])
+    assert args.tables == ["table4", "table8", "pos_ablation"]  # the paper's order
+    assert (args.scale, args.seeds, args.launcher) == ("smoke", 3, "slurm")
+    assert args.overrides == ["trainer.progress=false", "trainer.lr=1e-3"]  # explicit tables: the preset's steps
+    assert expand_tables(["all"]) == ALL and expand_tables(["fig2", "all"]) == ALL
+    assert parse_args(["table4", "--steps", "50"]).overrides[-1] == "trainer.max_steps=50"
+    assert "trainer.max_steps=7" in parse_args(["--", "trainer.max_steps=7"]).overrides  # the user's wins
+    assert f"trainer.max_steps={CORE_CPU_STEPS}" not in parse_args(["--", "trainer.max_steps=7"]).overrides
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["table13"], "unknown table 'table13'; valid: table1"),
+    (["--scale", "huge"], "invalid choice: 'huge'"),
+    (["--seeds", "0"], "--seeds must be at least 1"),
+    (["--launcher", "pbs"], "invalid choice: 'pbs'"),
+])
+def test_bad_arguments_are_refused_with_the_valid_choices(argv, message, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        parse_args(argv)
+    assert exit_info.value.code == 2 and message in capsys.readouterr().err
+
+
+def test_sweep_command():
+    ctx = Context("smoke", 2, "slurm", Layout(Path("out")), ["trainer.lr=1e-3"])
+    argv = ctx.sweep("table11", "task=mlm")
+    assert argv[1:] == ["-m", "harness.run", "-m", "experiment=table11", "scale=smoke", "seed=0,1",
+                        "hydra/launcher=submitit_slurm", "run.root=out/runs", "logger=none", "task=mlm",
+                        "trainer.lr=1e-3"]
+
+
+def test_split_points_cover_every_k_and_share_the_preset():
+    assert split_points(4) == "split:0,split:1,null,split:3,split:4"
+    assert split_points(2) == "split:0,null,split:2"
+    assert split_points(1) == "split:0,split:1"
+
+
+def test_unavailable_tables_say_why_and_the_rest_goes_on(capsys, tmp_path):
+    ctx = Context("smoke", 1, "local", Layout(tmp_path))
+    with pytest.raises(Unavailable, match=r"conf/experiment/table99.yaml does not exist"):
+        plan_sweep("table99", ctx)
+    with pytest.raises(Unavailable, match="unknown task 'nope'"):
+        check_task("nope")
+    outcome = run_table("table99", ctx, dry_run=True, notes=[])
+    assert outcome.status == "unavailable" and "not yet available" in capsys.readouterr().out
+
+
+def test_ablations_fall_back_to_the_causal_lm_and_say_so(monkeypatch, tmp_path):
+    ctx = Context("smoke", 1, "local", Layout(tmp_path))
+    monkeypatch.setattr(reproduce, "masked_lm", lambda ctx: ([], "task 'mlm': not implemented yet"))
+    notes: list[str] = []
+    argv = plan_table("table11", ctx, notes)[0].argv()
+    assert "task=mlm" not in argv and notes == [
+        "table11: the masked LM is not available (task 'mlm': not implemented yet); running on the causal LM (task=lm)"]
+    monkeypatch.setattr(reproduce, "masked_lm", lambda ctx: (["task=mlm"], ""))
+    assert "task=mlm" in plan_table("table11", ctx, [])[0].argv()
+
+
+def test_dry_run_prints_every_command(tmp_path):
+    done = subprocess.run(["./reproduce.sh", "table8", "table7", "fig2", "--scale", "smoke", "--dry-run",
+                           "--results", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "experiment=table8" in out and "attention.layer_plan=split:0,null,split:2" in out
+    assert f"harness.bench table7 --scale smoke --out {tmp_path}/bench/smoke/table7" in out
+    assert "experiment=fig2" in out and "locality on the runs of experiment=fig2" in out
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.slow
+def test_one_smoke_table_end_to_end_then_a_rerun_skips_it(tmp_path):
+    command = ["./reproduce.sh", "table10", "--scale", "smoke", "--results", str(tmp_path), "--",
+               "trainer.max_steps=2", "trainer.eval_every=2"]
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "table10       done" in done.stdout
+    table = (tmp_path / "report" / "smoke" / "table10.md").read_text()
+    assert "cells: 2 ok, 0 failed, 0 incomplete, 0 missing" in table
+    records = sorted((tmp_path / "runs").rglob("record.json"))
+    assert len(records) == 2
+    before = [json.loads(p.read_text())["updated"] for p in records]
+
+    again = subprocess.run([*command[:6], "--no-report", *command[6:]], cwd=REPO, capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0 and again.stdout.count("skipped (already completed)") == 2, again.stdout[-3000:]
+    assert [json.loads(p.read_text())["updated"] for p in records] == before
