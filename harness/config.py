@@ -256,7 +256,7 @@ def check_override_keys(overrides: list[str], conf_dir: str) -> None:
     from hydra.core.override_parser.overrides_parser import OverridesParser
 
     try:
-        parsed = OverridesParser.create().parse_overrides([o for o in overrides if not o.startswith("-")])
+        parsed = OverridesParser.create().parse_overrides([o for o in overrides if "=" in o and o[0] != "-"])
     except Exception:
         return
     groups, values = [], []

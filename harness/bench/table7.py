@@ -269,7 +269,7 @@ def layout(results: pd.DataFrame, value: str, fmt: str) -> str:
 
 def ratio_table(results: pd.DataFrame, reference: str) -> str:
     """Each backend's speed over ``reference``'s at the same mode and length, ours and, in brackets, the
-    paper's (GPU) where it has both numbers."""
+    paper's (GPU) where it has both numbers (backends without knob overrides only)."""
     paper = paper_table().assign(steps_per_sec=lambda t: pd_numeric(t["steps_per_sec"])).dropna()
     theirs = {(r["backend"], r["mode"], r["length"]): r["steps_per_sec"] for _, r in paper.iterrows()}
     ok = results[results["status"] == "ok"]
@@ -285,7 +285,7 @@ def ratio_table(results: pd.DataFrame, reference: str) -> str:
             ours, base = speed.get((label, mode, n)), speed.get((reference, mode, n))
             text = f"{ours / base:.2f}" if ours and base else ""
             paper_pair = theirs.get((backend, mode, n)), theirs.get((reference, mode, n))
-            if None not in paper_pair:
+            if None not in paper_pair and label == backend:  # knob overrides are not the paper's model
                 text += f" ({paper_pair[0] / paper_pair[1]:.2f})"
             cells.append(text)
         lines.append(f"| {label} | {mode} | " + " | ".join(cells) + " |")
@@ -309,7 +309,8 @@ def memory_growth_table(results: pd.DataFrame) -> str:
         peak = dict(zip(rows["length"], rows["peak_memory_mib"]))
         doublings = [peak[2 * k] / peak[k] for k in peak if 2 * k in peak and peak[k] > 0]
         worst = f"{max(doublings):.2f}" if doublings else "n/a"
-        lines.append(f"| {label} | {mode} | {slope * 1024:.0f} | {r2:.3f} | {worst} |")
+        fit = f"{r2:.3f}" if len(rows) > 2 else "n/a"  # two points always lie on a line
+        lines.append(f"| {label} | {mode} | {slope * 1024:.0f} | {fit} | {worst} |")
     return "\n".join(lines)
 
 

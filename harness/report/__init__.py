@@ -6,6 +6,17 @@ reads every run record under ``<results>/runs``, the benchmark and diagnostics o
 Markdown, CSV and PNG under ``<out>`` with an index page per scale (see :mod:`harness.report.report`).
 ``./reproduce.sh`` runs the sweeps that feed them (:mod:`harness.report.reproduce`).
 """
-from harness.report.report import build_report
+from __future__ import annotations
+
+from typing import Any
 
 __all__ = ["build_report"]
+
+
+def __getattr__(name: str) -> Any:
+    # imported on first use: ./reproduce.sh --help should not wait for torch and matplotlib
+    if name == "build_report":
+        from harness.report.report import build_report
+
+        return build_report
+    raise AttributeError(f"module 'harness.report' has no attribute {name!r}")

@@ -6,9 +6,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from harness.report.layout import ORDER
 from harness.report.paper import PAPER_DIR
 from harness.report.report import build_report
-from harness.report.specs import ORDER
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -187,6 +187,8 @@ def build_run_table(
         labels.setdefault(key, label)
     extra = sorted((k for k in by_row if k not in labels), key=spec.sort_key)
     order = list(labels) + extra
+    if spec.sort_rows:
+        order.sort(key=spec.sort_key)
 
     rows, notes = [], []
     for key in order:

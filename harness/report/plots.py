@@ -138,9 +138,10 @@ def ablation_curve(table: BuiltTable) -> Figure | None:
 
 
 def lines_by_label(frame: pd.DataFrame, x: str, y: str, label: str, title: str, xlabel: str, ylabel: str,
-                   logy: bool = False, facet: str | None = None) -> Figure:
-    """One line per ``label`` of ``y`` against ``x``; one panel per value of ``facet`` (if given)."""
-    facets = sorted(frame[facet].dropna().unique()) if facet else [None]
+                   logy: bool = False, logx: bool = False, facet: str | None = None) -> Figure:
+    """One line per ``label`` of ``y`` against ``x``; one panel per value of ``facet`` (if given; ``train``
+    before ``inference``)."""
+    facets = sorted(frame[facet].dropna().unique(), key=lambda v: (v != "train", str(v))) if facet else [None]
     figure, axes = plt.subplots(1, len(facets), figsize=(5.5 * len(facets), 4), squeeze=False)
     for ax, value in zip(axes[0], facets):
         part = frame if value is None else frame[frame[facet] == value]
@@ -151,6 +152,8 @@ def lines_by_label(frame: pd.DataFrame, x: str, y: str, label: str, title: str, 
         ax.set_ylabel(ylabel)
         if logy:
             ax.set_yscale("log")
+        if logx:
+            ax.set_xscale("log", base=2)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         if value is not None:

@@ -46,7 +46,7 @@ def diff(cell: Cell) -> str:
 
 def agreement(value: RankAgreement | None) -> str:
     if value is None:
-        return "n/a (fewer than two rows with both numbers)"
+        return "n/a (needs two rows with both numbers, and numbers that differ)"
     return f"τ = {value.tau:+.2f} (p = {value.p:.2g}, {value.n} rows)"
 
 

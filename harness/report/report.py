@@ -17,10 +17,11 @@ from pathlib import Path
 
 from harness.report import plots
 from harness.report.build import BuiltTable, build_run_table, long_frame
+from harness.report.layout import Layout
 from harness.report.paper import PAPER_DIR
 from harness.report.records import RunRecord, load_records
 from harness.report.render import agreement, escape, table_markdown
-from harness.report.sources import Layout, build_table2, build_table7, locality_markdown, read_locality
+from harness.report.sources import build_table2, build_table7, locality_markdown, read_locality
 from harness.report.specs import ORDER, OTHER_TABLES, TABLES
 from harness.report.variants import Defaults
 from tasks.data.atomic import atomic_write, write_text
@@ -101,11 +102,11 @@ def _bench_figures(layout: Layout, scale: str, table: BuiltTable) -> dict[str, o
     if not ok.empty:
         label = "label" if "label" in ok else "backend"
         figures["speed"] = plots.lines_by_label(ok, "length", "steps_per_sec", label, f"speed vs length ({scale})",
-                                                "sequence length", "steps / sec", logy=True, facet="mode")
+                                                "sequence length", "steps / sec", logy=True, logx=True, facet="mode")
         if "peak_memory_mib" in ok:
             figures["memory"] = plots.lines_by_label(ok, "length", "peak_memory_mib", label,
                                                      f"peak memory vs length ({scale})", "sequence length",
-                                                     "peak memory (MiB)", logy=True, facet="mode")
+                                                     "peak memory (MiB)", logy=True, logx=True, facet="mode")
     return figures
 
 

@@ -27,8 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from harness.report.sources import Layout
-from harness.report.specs import ORDER
+from harness.report.layout import ORDER, Layout
 
 REPO = Path(__file__).resolve().parents[2]
 CONF_DIR = REPO / "conf"

@@ -2,56 +2,15 @@
 Figure 2 (the diagnostics' CSVs). Each is found under the results folder, per scale (:class:`Layout`)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
 from harness.report.build import FAILED, MISSING, OK, BuiltTable, Cell, Row, column_agreement
+from harness.report.layout import Layout
 from harness.report.paper import paper_number, read_paper
 from harness.report.specs import Column, RunTable
 from harness.report.stats import SeedStats
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Where everything lives under one results folder (``results/`` by default)."""
-
-    root: Path = Path("results")
-
-    @property
-    def runs(self) -> Path:
-        return self.root / "runs"
-
-    @property
-    def report(self) -> Path:
-        return self.root / "report"
-
-    def bench_dir(self, scale: str) -> Path:
-        return self.root / "bench" / scale / "table7"
-
-    def fig2_dir(self, scale: str) -> Path:
-        return self.root / "analysis" / scale / "fig2"
-
-    def table2_dir(self, scale: str) -> Path:
-        return self.root / "analysis" / scale / "table2"
-
-    def bench_csv(self, scale: str) -> Path:
-        return self.bench_dir(scale) / "table7.csv"
-
-    def locality_csv(self, scale: str) -> Path:
-        return self.fig2_dir(scale) / "locality.csv"
-
-    def gradient_csv(self, scale: str) -> Path:
-        return self.table2_dir(scale) / "table2.csv"
-
-    def other_scales(self) -> set[str]:
-        """Scales that have benchmark or diagnostics outputs."""
-        found = set()
-        for folder in (self.root / "bench", self.root / "analysis"):
-            if folder.is_dir():
-                found |= {p.name for p in folder.iterdir() if p.is_dir()}
-        return found
 
 
 def _table(name: str, title: str, paper_file: str, columns: tuple[Column, ...]) -> RunTable:

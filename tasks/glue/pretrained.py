@@ -85,9 +85,10 @@ def find_pretrained(init_from: str) -> Pretrained:
     raise FileNotFoundError(f"task.init_from={init_from!r}: no such run folder or checkpoint file (or use 'auto')")
 
 
-def find_auto(root: str | Path, attention: Mapping[str, Any], model: Mapping[str, Any]) -> Pretrained:
+def find_auto(root: str | Path, attention: Mapping[str, Any], model: Mapping[str, Any],
+              seed: int | None = None) -> Pretrained:
     """The newest completed masked-LM run under ``<root>/mlm/<backend>/`` with these attention and model
-    settings (dropout rates aside)."""
+    settings (dropout rates aside), one with training seed ``seed`` first if there is one."""
     folder = Path(root) / "mlm" / str(attention["name"])
     candidates = []
     for record_file in sorted(folder.glob(f"*/*/{RECORD_FILE}")):
@@ -96,14 +97,14 @@ def find_auto(root: str | Path, attention: Mapping[str, Any], model: Mapping[str
             continue
         run = Pretrained(record_file.parent, record_file.parent / BEST_CHECKPOINT, record["config"])
         if not run.mismatch(attention, model):
-            candidates.append((record.get("finished", ""), run))
+            candidates.append((record.get("config", {}).get("seed") == seed, record.get("finished", ""), run))
     if not candidates:
         raise FileNotFoundError(
             f"task.init_from=auto: no completed masked-LM run under {folder} with attention={dict(attention)} and "
             f"these model settings; pretrain one first (python -m harness.run task=mlm attention={attention['name']} "
             "scale=<the same scale>) or give task.init_from=<run folder>"
         )
-    return max(candidates, key=lambda c: c[0])[1]
+    return max(candidates, key=lambda c: c[:2])[2]
 
 
 def load_encoder_weights(encoder: nn.Module, pretrained: Pretrained) -> None:

@@ -46,6 +46,7 @@ GENERATOR_VERSION = 1  # bump when the built-in generators change what they writ
 class GlueTaskConfig(TaskConfig):
     """``max_len``: tokens per example including ``<s>``/``</s>`` (longer pairs are cut, the longer text
     first); ``train_size``/``dev_size``: examples of the built-in data (``dev_size`` per dev split);
+    ``pretrain_seed``: ``init_from=auto`` prefers a pretraining run of this seed (the run's own by default);
     ``tokenizer``: only without ``init_from``; ``corpus``/``corpus_seed``: the built-in corpus whose words
     the built-in data uses when the pretraining run does not say (it had real data, or there is none)."""
 
@@ -53,6 +54,7 @@ class GlueTaskConfig(TaskConfig):
     max_len: int = 512
     init_from: str | None = "auto"
     pretrain_root: str = "results/runs"
+    pretrain_seed: int | None = None
     train_size: int = 4000
     dev_size: int = 500
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
@@ -156,7 +158,7 @@ class GlueTask(Task):
     # ----------------------------------------------------------------------------------------- model
     def build_model(self, attention: Mapping[str, Any], model: Mapping[str, Any]) -> nn.Module:
         if self.cfg.init_from == "auto" and self.pretrained is None:
-            self.pretrained = find_auto(self.cfg.pretrain_root, attention, model)
+            self.pretrained = find_auto(self.cfg.pretrain_root, attention, model, self.cfg.pretrain_seed)
             self._prepare_data()
         max_len = self.cfg.max_len
         if self.pretrained is not None:

@@ -4,7 +4,7 @@ import pandas as pd
 import pytest
 
 from harness.bench.cli import main
-from harness.bench.table7 import layout, parse_backend, ratio_table
+from harness.bench.table7 import layout, memory_growth_table, parse_backend, ratio_table
 
 TINY = ["table7", "--scale", "smoke", "--device", "cpu", "--warmup", "0", "--repeats", "1", "--threads", "1"]
 
@@ -61,4 +61,15 @@ def test_layout_and_ratios_follow_the_paper():
     assert "| Method | train 1K | train 3K |" in table
     assert "| Transformer | 10 | - |" in table and "| TransNormer T2 | 20 | 8 |" in table
     ratios = ratio_table(results, "vanilla")
-    assert "| transnormer_t2 | train | 1K | 2.00 | 1.92 |" in ratios  # paper: 29.41 / 15.34
+    assert "| backend | mode | 1K | 3K |" in ratios
+    assert "| transnormer_t2 | train | 2.00 (1.92) |  |" in ratios  # paper: 29.41 / 15.34; vanilla OOM at 3K
+
+
+def test_memory_growth_tells_linear_from_quadratic():
+    lengths = [1024, 2048, 4096]
+    rows = [{"label": label, "backend": label, "mode": "train", "length": n, "status": "ok",
+             "peak_memory_mib": 100 + (n / 1024 if label == "linear" else (n / 1024) ** 2) * 50}
+            for label in ("linear", "quadratic") for n in lengths]
+    table = memory_growth_table(pd.DataFrame(rows))
+    assert "| linear | train | 50 | 1.000 | 1.50 |" in table  # 150, 200, 300 MiB: affine, below 2x
+    assert "| quadratic | train |" in table and table.strip().endswith("| 3.00 |")

@@ -110,7 +110,7 @@ def test_table1_table3_and_extra_rows(tmp_path, defaults):
     assert cells(table3, "ppl")["1+elu early + vanilla late"].stats.mean == 4.0
     assert [row.key for row in table3.rows][-1] == "elu->vanilla (0/2)"  # a split the paper did not run
     table11 = build("table11", tmp_path, defaults)
-    assert [row.label for row in table11.rows] == ["block 32", "block 64", "block 128", "block 16", "block 256"]
+    assert [row.label for row in table11.rows] == ["block 16", "block 32", "block 64", "block 128", "block 256"]
     assert cells(table11, "ppl")["block 16"].stats.mean == 30.0 and cells(table11, "ppl")["block 16"].paper is None
 
 
@@ -135,3 +135,12 @@ def test_several_configurations_for_one_cell_keep_the_one_with_most_seeds(tmp_pa
 def test_other_scales_are_left_out(tmp_path, defaults):
     write_run(tmp_path, "attention=vanilla", valid=30.0)
     assert cells(build("table4", tmp_path, defaults, scale="cpu"), "ppl_val")["Vanilla"].status == MISSING
+
+
+def test_split_rows_follow_the_share_of_diag_layers(tmp_path, defaults):
+    for k, value in ((1, 21.0), (3, 23.0)):
+        write_run(tmp_path, T2, f"attention.layer_plan=split:{k}", valid=value, scale="cpu")  # 4 layers
+    table = build("table8", tmp_path, defaults, scale="cpu")
+    assert [row.key for row in table.rows] == ["split:0", "split:1/4", "split:half", "split:3/4", "split:1"]
+    assert [row.detail for row in table.rows if row.records] == ["Diag 1 + Norm 3", "Diag 3 + Norm 1"]
+    assert [row.cells["ppl"].paper for row in table.rows] == [4.23, None, 3.82, None, 4.75]

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from harness.report import reproduce
+from harness.report.layout import Layout
 from harness.report.reproduce import (
     ALL,
     CORE,
@@ -22,7 +23,6 @@ from harness.report.reproduce import (
     run_table,
     split_points,
 )
-from harness.report.sources import Layout
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -92,15 +92,21 @@ def test_ablations_fall_back_to_the_causal_lm_and_say_so(monkeypatch, tmp_path):
     assert "task=mlm" in plan_table("table11", ctx, [])[0].argv()
 
 
-def test_dry_run_prints_every_command(tmp_path):
-    done = subprocess.run(["./reproduce.sh", "table8", "table7", "fig2", "--scale", "smoke", "--dry-run",
-                           "--results", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=300)
-    assert done.returncode == 0, done.stderr
-    out = done.stdout
+def test_dry_run_prints_every_command(tmp_path, capsys):
+    argv = ["table8", "table7", "fig2", "--scale", "smoke", "--dry-run", "--results", str(tmp_path)]
+    assert reproduce.main(argv) == 0
+    out = capsys.readouterr().out
     assert "experiment=table8" in out and "attention.layer_plan=split:0,null,split:2" in out
     assert f"harness.bench table7 --scale smoke --out {tmp_path}/bench/smoke/table7" in out
     assert "experiment=fig2" in out and "locality on the runs of experiment=fig2" in out
     assert not (tmp_path / "runs").exists()
+
+
+def test_the_shell_script_passes_its_arguments_on():
+    done = subprocess.run(["./reproduce.sh", "--help"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "--launcher {joblib,local,slurm}" in done.stdout
+    done = subprocess.run(["./reproduce.sh", "table0"], cwd=REPO, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2 and "unknown table 'table0'" in done.stderr
 
 
 @pytest.mark.slow

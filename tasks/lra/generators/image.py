@@ -23,6 +23,7 @@ from tasks.lra.data.cifar import GRAY_WEIGHTS, RELEASE_FOLDER, SIDE, TEST_FILES,
 from tasks.lra.generators import write_file
 
 LRA_SIZES = {"train": 50_000, "test": 10_000}
+MAX_CONTRAST = 160.0
 
 
 class DigitPainter:
@@ -30,6 +31,8 @@ class DigitPainter:
                  min_contrast: float = 80.0, noise: float = 8.0):
         if not 4 <= min_size <= max_size <= SIDE:
             raise ValueError(f"need 4 <= min_size <= max_size <= {SIDE}, got {min_size} and {max_size}")
+        if not 0 <= min_contrast <= MAX_CONTRAST:  # colour pairs are drawn by rejection: keep it likely
+            raise ValueError(f"min_contrast must be in [0, {MAX_CONTRAST}], got {min_contrast}")
         self.rng, self.sizes, self.max_rotation = rng, (min_size, max_size), max_rotation
         self.min_contrast, self.noise = min_contrast, noise
 

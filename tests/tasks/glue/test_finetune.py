@@ -98,3 +98,21 @@ def test_from_scratch_without_pretraining(tmp_path):
     assert batch.inputs["tokens"].shape[1] <= 24 and batch.targets.shape == (8,)
     assert torch.isfinite(task.loss(model(**batch.inputs), batch))
     assert task.describe()["tokenizer"]["vocab_size"] == 300
+
+
+def test_auto_prefers_the_same_seed_then_the_newest(tmp_path):
+    from tasks.glue.pretrained import find_auto
+
+    attention, model = {"name": "elu", "chunk_size": 64}, {"d_model": 32, "dropout": 0.1}
+    for name, seed, finished, d_model in (("a", 0, "2026-01-02", 32), ("b", 1, "2026-01-01", 32),
+                                          ("c", 2, "2026-01-03", 64)):
+        run = tmp_path / "mlm" / "elu" / "cpu" / name
+        (run / "checkpoints").mkdir(parents=True)
+        (run / "checkpoints" / "best.pt").write_bytes(b"")
+        config = {"seed": seed, "attention": attention, "model": {**model, "d_model": d_model, "dropout": 0.0}}
+        (run / "record.json").write_text(json.dumps({"task": "mlm", "status": "completed", "finished": finished,
+                                                     "config": config}))
+    assert find_auto(tmp_path, attention, model, seed=1).run_dir.name == "b"
+    assert find_auto(tmp_path, attention, model, seed=7).run_dir.name == "a"  # newest of the matching ones
+    with pytest.raises(FileNotFoundError, match="no completed masked-LM run"):
+        find_auto(tmp_path, {**attention, "chunk_size": 32}, model)

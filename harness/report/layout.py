@@ -1,0 +1,51 @@
+"""Where the report's inputs and outputs live, and the tables it knows (no heavy imports: ./reproduce.sh
+parses its arguments with these alone)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+# every table of the paper that the report builds, in the paper's order (pos_ablation is ours)
+ORDER = ["table1", "table2", "table3", "table4", "table5", "table6", "table7", "table8", "table9", "table10",
+         "table11", "table12", "pos_ablation", "fig2"]
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Where everything lives under one results folder (``results/`` by default)."""
+
+    root: Path = Path("results")
+
+    @property
+    def runs(self) -> Path:
+        return self.root / "runs"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report"
+
+    def bench_dir(self, scale: str) -> Path:
+        return self.root / "bench" / scale / "table7"
+
+    def fig2_dir(self, scale: str) -> Path:
+        return self.root / "analysis" / scale / "fig2"
+
+    def table2_dir(self, scale: str) -> Path:
+        return self.root / "analysis" / scale / "table2"
+
+    def bench_csv(self, scale: str) -> Path:
+        return self.bench_dir(scale) / "table7.csv"
+
+    def locality_csv(self, scale: str) -> Path:
+        return self.fig2_dir(scale) / "locality.csv"
+
+    def gradient_csv(self, scale: str) -> Path:
+        return self.table2_dir(scale) / "table2.csv"
+
+    def other_scales(self) -> set[str]:
+        """Scales that have benchmark or diagnostics outputs."""
+        found = set()
+        for folder in (self.root / "bench", self.root / "analysis"):
+            if folder.is_dir():
+                found |= {p.name for p in folder.iterdir() if p.is_dir()}
+        return found
