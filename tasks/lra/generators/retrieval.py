@@ -2,11 +2,12 @@
 
 Each document has a main topic (one of the first ``n_topics`` of ``words.TOPIC_WORDS``) and
 ``distractor_topics`` others: it holds ``main`` keywords of its main topic and ``main - gap`` keywords of
-each distractor topic, all scattered uniformly over filler prose (``documents.compose_document``). A document's topic is thus only decided by
-counting over all of it, not by its opening. A pair is labelled 1 when both documents have the same main
-topic (standing in for AAN's "paper 1 cites paper 2") and 0 otherwise; half the pairs of each split are
-positive. Files: ``tsv_data/new_aan_pairs.{train,eval,test}.tsv``, no header, columns
-``label id1 id2 text1 text2`` with the label written ``1.0``/``0.0`` and ids like ``T00-00042``.
+each distractor topic, all scattered uniformly over filler prose (``documents.compose_document``). With
+distractor topics, a document's topic is only decided by counting over all of it, not by its opening.
+A pair is labelled 1 when both documents have the same main topic (standing in for AAN's "paper 1 cites
+paper 2") and 0 otherwise; half the pairs of each split are positive. Files:
+``tsv_data/new_aan_pairs.{train,eval,test}.tsv``, no header, columns ``label id1 id2 text1 text2`` with
+the label written ``1.0``/``0.0`` and ids like ``T00-00042``.
 Defaults follow AAN: 147,086 / 18,090 / 17,437 pairs; documents 1000-4000 bytes.
 """
 from __future__ import annotations

@@ -131,6 +131,11 @@ def test_retrieval_aan_format_balance_and_labels(tmp_path):
         assert (_main_topic(text1) == _main_topic(text2)) == (label == "1.0")
     splits = read_aan(tmp_path / "a")
     assert {k: len(v) for k, v in splits.items()} == sizes
+    write_retrieval(tmp_path / "c", seed=2, sizes=sizes, min_bytes=100, max_bytes=200, main=3, distractor_topics=0,
+                    n_topics=2)
+    topics = {_main_topic(line.split("\t")[3]) for line in
+              (tmp_path / "c" / "tsv_data" / "new_aan_pairs.test.tsv").read_text().splitlines()}
+    assert topics == set(list(TOPIC_WORDS)[:2])
 
 
 # --------------------------------------------------------------------------------------------- Image
@@ -146,6 +151,8 @@ def test_image_cifar_records_from_digits(tmp_path):
     assert grey.std(axis=1).min() > 10  # a visible digit on every canvas
     with pytest.raises(ValueError, match="equal data batches"):
         write_image(tmp_path / "c", sizes={"train": 501, "test": 1})
+    with pytest.raises(ValueError, match=r"min_contrast must be in \[0, 160"):
+        write_image(tmp_path / "c", sizes={"train": 5, "test": 1}, min_contrast=200)
 
 
 # ---------------------------------------------------------------------------------------- Pathfinder
