@@ -8,7 +8,7 @@ regardless.
 """
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -88,25 +88,37 @@ def _value(record: RunRecord, column: Column) -> float | None:
     return value
 
 
-def choose_group(records: list[RunRecord]) -> tuple[list[RunRecord], int]:
-    """The runs of the group with the most completed seeds (then the most recent), and how many other
-    groups there were."""
+def choose_group(records: list[RunRecord], context: str | None = None) -> tuple[list[RunRecord], int]:
+    """The runs of one group: first a group sharing ``context`` (the settings of the rest of the column),
+    then the one with the most completed seeds, then the most recent; and how many other groups there were."""
     groups: dict[str, list[RunRecord]] = defaultdict(list)
     for record in records:
         groups[record.group].append(record)
     ranked = sorted(
         groups.values(),
-        key=lambda runs: (sum(r.status == "completed" for r in runs), max(r.updated for r in runs)),
+        key=lambda runs: (runs[0].context == context, sum(r.status == "completed" for r in runs),
+                          max(r.updated for r in runs)),
         reverse=True,
     )
     chosen = sorted(ranked[0], key=lambda r: r.seed)
     return chosen, len(ranked) - 1
 
 
-def make_cell(records: list[RunRecord], column: Column) -> Cell:
+def dominant_context(rows: Iterable[list[RunRecord]]) -> str | None:
+    """The context (:attr:`RunRecord.context`) that the most rows have a completed run with (ties: the one with
+    the most completed runs)."""
+    rows_with, runs_with = Counter(), Counter()
+    for runs in rows:
+        done = [r.context for r in runs if r.status == "completed"]
+        rows_with.update(set(done))
+        runs_with.update(done)
+    return max(rows_with, key=lambda c: (rows_with[c], runs_with[c])) if rows_with else None
+
+
+def make_cell(records: list[RunRecord], column: Column, context: str | None = None) -> Cell:
     if not records:
         return Cell(MISSING)
-    chosen, ignored = choose_group(records)
+    chosen, ignored = choose_group(records, context)
     completed = [r for r in chosen if r.status == "completed"]
     values = [v for v in (_value(r, column) for r in completed) if v is not None]
     failed = [r for r in chosen if r.status == "failed"]
@@ -190,6 +202,10 @@ def build_run_table(
     if spec.sort_rows:
         order.sort(key=spec.sort_key)
 
+    def runs(key: str, column: Column) -> list[RunRecord]:
+        return [r for r in by_row.get(key, []) if _task_matches(r.task, column.task or task)]
+
+    contexts = {c.name: dominant_context(runs(key, c) for key in order) for c in spec.columns}
     rows, notes = [], []
     for key in order:
         paper_row = paper_rows.get(key, {})
@@ -197,15 +213,16 @@ def build_run_table(
         for column in spec.columns:
             if column.name == spec.average:
                 continue
-            wanted = column.task or task
-            cell = make_cell([r for r in by_row.get(key, []) if _task_matches(r.task, wanted)], column)
+            cell = make_cell(runs(key, column), column, contexts[column.name])
             cell.paper_text = str(paper_row.get(column.name, ""))
             cell.paper = paper_number(cell.paper_text)
+            where = f"{labels.get(key, key)} / {column.label}"
             if cell.ignored_groups:
-                notes.append(
-                    f"{labels.get(key, key)} / {column.label}: {cell.ignored_groups} other configuration(s) also "
-                    "match; shown: the one with the most completed seeds, then the most recent"
-                )
+                notes.append(f"{where}: {cell.ignored_groups} other configuration(s) also match; shown: one with the "
+                             "column's training settings, then the most completed seeds, then the most recent")
+            if cell.records and cell.records[0].context != contexts[column.name]:
+                notes.append(f"{where}: run with other training, data or model-size settings than the rest of the "
+                             "column (compare with care)")
             cells[column.name] = cell
         if spec.average:
             cells[spec.average] = _average_cell(cells, str(paper_row.get(spec.average, "")))

@@ -67,6 +67,16 @@ class RunRecord:
         """Hash of the configuration without the seed: runs that differ only by seed share it."""
         return config_hash({k: v for k, v in self.config.items() if k != "seed"})
 
+    @cached_property
+    def context(self) -> str:
+        """Hash of what is not the row's business: the configuration without the seed, the attention section
+        and the model's variant settings (sizes, data, training). A fair table compares runs that share it."""
+        from harness.report.variants import MODEL_AXES
+
+        config = {k: v for k, v in self.config.items() if k not in ("seed", "attention")}
+        config["model"] = {k: v for k, v in config.get("model", {}).items() if k not in MODEL_AXES}
+        return config_hash(config)
+
     @property
     def n_layers(self) -> int:
         return int(self.config.get("model", {}).get("n_layers", 0))

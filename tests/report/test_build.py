@@ -144,3 +144,18 @@ def test_split_rows_follow_the_share_of_diag_layers(tmp_path, defaults):
     assert [row.key for row in table.rows] == ["split:0", "split:1/4", "split:half", "split:3/4", "split:1"]
     assert [row.detail for row in table.rows if row.records] == ["Diag 1 + Norm 3", "Diag 3 + Norm 1"]
     assert [row.cells["ppl"].paper for row in table.rows] == [4.23, None, 3.82, None, 4.75]
+
+
+def test_cells_prefer_the_training_settings_of_the_rest_of_the_column(tmp_path, defaults):
+    for backend in ("vanilla", "elu", "performer"):
+        write_run(tmp_path, f"attention={backend}", "trainer.max_steps=20", valid=30.0)
+    for seed in (0, 1):  # more seeds, more recent, but trained longer than the rest of the column
+        write_run(tmp_path, "attention=elu", "trainer.max_steps=40", f"seed={seed}", valid=20.0,
+                  updated="2026-03-01T00:00:00")
+    write_run(tmp_path, "attention=transnormer_t2", "trainer.max_steps=40", valid=25.0)
+    table = build("table4", tmp_path, defaults)
+    valid = cells(table, "ppl_val")
+    assert valid["1+elu"].stats.mean == 30.0 and valid["1+elu"].ignored_groups == 1
+    assert valid["TransNormer T2"].stats.mean == 25.0  # the only run it has, flagged
+    assert any(n.startswith("TransNormer T2 / ppl valid: run with other training") for n in table.notes)
+    assert not any(n.startswith("Vanilla") for n in table.notes)
