@@ -206,7 +206,7 @@ def build_run_table(
         return [r for r in by_row.get(key, []) if _task_matches(r.task, column.task or task)]
 
     contexts = {c.name: dominant_context(runs(key, c) for key in order) for c in spec.columns}
-    rows, notes = [], []
+    rows, notes = [], defaultdict(list)  # (row, note) -> the columns it applies to
     for key in order:
         paper_row = paper_rows.get(key, {})
         cells = {}
@@ -216,13 +216,14 @@ def build_run_table(
             cell = make_cell(runs(key, column), column, contexts[column.name])
             cell.paper_text = str(paper_row.get(column.name, ""))
             cell.paper = paper_number(cell.paper_text)
-            where = f"{labels.get(key, key)} / {column.label}"
+            label = labels.get(key, key)
             if cell.ignored_groups:
-                notes.append(f"{where}: {cell.ignored_groups} other configuration(s) also match; shown: one with the "
-                             "column's training settings, then the most completed seeds, then the most recent")
+                notes[label, f"{cell.ignored_groups} other configuration(s) also match, not shown (shown: the one "
+                       "with the column's training settings, then the most seeds, then the most recent)"].append(
+                    column.label)
             if cell.records and cell.records[0].context != contexts[column.name]:
-                notes.append(f"{where}: run with other training, data or model-size settings than the rest of the "
-                             "column (compare with care)")
+                notes[label, "run with other training, data or model-size settings than the rest of the column "
+                       "(compare with care)"].append(column.label)
             cells[column.name] = cell
         if spec.average:
             cells[spec.average] = _average_cell(cells, str(paper_row.get(spec.average, "")))
@@ -234,7 +235,8 @@ def build_run_table(
             row.params_m = total / 1e6 if total else None
         row.paper_params_m = paper_number(str(paper_row.get("params_m", "")))
         rows.append(row)
-    return BuiltTable(spec, scale, task, rows, column_agreement(spec, rows), notes)
+    lines = [f"{label} ({', '.join(columns)}): {note}" for (label, note), columns in notes.items()]
+    return BuiltTable(spec, scale, task, rows, column_agreement(spec, rows), lines)
 
 
 def _average_cell(cells: dict[str, Cell], paper_text: str) -> Cell:

@@ -129,7 +129,7 @@ def test_several_configurations_for_one_cell_keep_the_one_with_most_seeds(tmp_pa
     table = build("table4", tmp_path, defaults)
     cell = cells(table, "ppl_val")["Vanilla"]
     assert cell.stats.mean == 30.0 and cell.stats.n == 2 and cell.ignored_groups == 1
-    assert any("1 other configuration" in note for note in table.notes)
+    assert table.notes[0].startswith("Vanilla (ppl valid, ppl test): 1 other configuration(s) also match")
 
 
 def test_other_scales_are_left_out(tmp_path, defaults):
@@ -157,5 +157,6 @@ def test_cells_prefer_the_training_settings_of_the_rest_of_the_column(tmp_path, 
     valid = cells(table, "ppl_val")
     assert valid["1+elu"].stats.mean == 30.0 and valid["1+elu"].ignored_groups == 1
     assert valid["TransNormer T2"].stats.mean == 25.0  # the only run it has, flagged
-    assert any(n.startswith("TransNormer T2 / ppl valid: run with other training") for n in table.notes)
+    assert "TransNormer T2 (ppl valid, ppl test): run with other training, data or model-size settings" in \
+        "\n".join(table.notes)
     assert not any(n.startswith("Vanilla") for n in table.notes)
