@@ -24,7 +24,6 @@ from omegaconf import DictConfig
 from torch import nn
 
 import tasks
-from harness.analyze.gradient_deviation import GradientRecorder
 from harness.config import ConfigError, RunConfig, check_override_keys, config_hash, resolved_dict, validate
 from harness.metrics_log import MetricsLogger
 from harness.records import git_commit, host, is_completed, now, read_record, versions, write_record
@@ -78,7 +77,11 @@ def execute(cfg: DictConfig, experiment: str | None = None) -> dict[str, Any]:
         task.save_artifacts(run_dir)
         name = f"{typed.task.name}/{typed.attention.name}/{typed.scale.name}/seed{typed.seed}"
         logger = MetricsLogger(run_dir, typed.logger, run_id=digest[:16], name=name, config=resolved)
-        callbacks = [GradientRecorder(model, run_dir)] if typed.trainer.record_gradients else []
+        callbacks = []
+        if typed.trainer.record_gradients:  # imported only when on: recording off costs nothing
+            from harness.analyze.gradient_deviation import GradientRecorder
+
+            callbacks.append(GradientRecorder(model, run_dir))
         trainer = Trainer(typed.trainer, run_dir, typed.seed, logger, resume=typed.run.resume, callbacks=callbacks)
         result = trainer.fit(model, task)
     except BaseException as err:

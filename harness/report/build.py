@@ -166,10 +166,11 @@ def describe_plan(plan: Any, n_layers: int) -> str:
 
 
 def _choose_task(spec: RunTable, keyed: list[tuple[RunRecord, str]]) -> str:
-    for task in spec.tasks:
-        if any(_task_matches(record.task, task) for record, _ in keyed):
-            return task
-    return spec.tasks[-1]
+    """The task with the most rows completed; on a tie the first of ``spec.tasks`` (the paper's)."""
+    def filled(task: str) -> int:
+        return len({key for record, key in keyed if record.status == "completed" and _task_matches(record.task, task)})
+
+    return max(spec.tasks, key=lambda task: (filled(task), -spec.tasks.index(task)))
 
 
 def build_run_table(

@@ -30,7 +30,8 @@ REPO = Path(__file__).resolve().parents[2]
 def test_no_table_is_the_core_claims_at_cpu_scale_within_the_time_budget():
     args = parse_args([])
     assert args.tables == CORE and args.scale == "cpu" and args.seeds == 1 and args.launcher == "local"
-    assert f"trainer.max_steps={CORE_CPU_STEPS}" in args.overrides
+    assert f"trainer.max_steps={CORE_CPU_STEPS}" in args.overrides and args.ablation_task == "lm"
+    assert parse_args(["table1"]).ablation_task == "auto" and parse_args(["--scale", "smoke"]).ablation_task == "auto"
 
 
 def test_tables_all_aliases_and_options():
@@ -90,6 +91,8 @@ def test_ablations_fall_back_to_the_causal_lm_and_say_so(monkeypatch, tmp_path):
         "table11: the masked LM is not available (task 'mlm': not implemented yet); running on the causal LM (task=lm)"]
     monkeypatch.setattr(reproduce, "masked_lm", lambda ctx: (["task=mlm"], ""))
     assert "task=mlm" in plan_table("table11", ctx, [])[0].argv()
+    ctx.ablation_task, notes = "lm", []
+    assert "task=mlm" not in plan_table("table11", ctx, notes)[0].argv() and "on the causal LM" in notes[0]
 
 
 def test_dry_run_prints_every_command(tmp_path, capsys):

@@ -11,8 +11,9 @@ from omegaconf import OmegaConf
 import tasks
 from harness.config import ConfigError, validate
 from harness.run import execute
-from tasks.lra.data.examples import Examples
+from tasks.lra.data.examples import BYTE_OFFSET, Examples
 from tasks.lra.model import pool
+from tasks.lra.source import downsample
 from tasks.lra.splits import load_or_make_splits, make_splits
 from tests.tasks.lra import fixtures
 from tests.tasks.lra.conftest import CONF_DIR, SMOKE, compose_config
@@ -165,3 +166,24 @@ def test_table6_sweeps_backends_and_tasks():
     assert set(sweep.attention.split(",")) >= {"vanilla", "performer", "cosformer", "flash", "ls", "transnormer_t1",
                                                "transnormer_t2", "elu"}
     assert set(sweep.task.split(",")) == {f"lra/{n}" for n in ("text", "listops", "retrieval", "pathfinder", "image")}
+
+
+# -------------------------------------------------------------------------------------------- the cache
+def test_downsample_averages_blocks():
+    pixels = np.zeros((4, 4), dtype=np.int16)
+    pixels[:2, :2], pixels[2:, 2:] = 100, 51  # one block bright, one block half-bright
+    pixels[0, 0] = 104
+    pooled = downsample(Examples(([pixels.reshape(-1) + BYTE_OFFSET],), np.zeros(1), ["a"]), side=4, factor=2)
+    assert (pooled.inputs[0][0] - BYTE_OFFSET).tolist() == [101, 0, 0, 51]
+    with pytest.raises(ValueError, match="task.pool=3 must divide the image side 4"):
+        downsample(pooled, side=4, factor=3)
+
+
+def test_builtin_data_is_generated_once(lra_cache):
+    first = smoke_task("listops", lra_cache)
+    marker = first.root / "generated.json"
+    stamp = marker.stat().st_mtime_ns
+    again = smoke_task("listops", lra_cache)
+    assert again.root == first.root and marker.stat().st_mtime_ns == stamp
+    other = smoke_task("listops", lra_cache, "task.data.seed=1")
+    assert other.root != first.root
