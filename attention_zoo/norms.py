@@ -17,7 +17,7 @@ class SimpleRMSNorm(nn.Module):
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         wide = x.to(accumulation_dtype(x))
         norm = wide.norm(dim=-1, keepdim=True) * self.scale
-        return (wide / (norm + self.eps)).to(x.dtype)
+        return (wide * (norm + self.eps).reciprocal()).to(x.dtype)  # one reciprocal per row, not D divisions
 
 
 class RMSNorm(nn.Module):

@@ -62,15 +62,17 @@ def causal_logscaled_linear_attention(
     with torch.autocast(device_type=q.device.type, enabled=False):
         dtype = accumulation_dtype(q, k, v)
         q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
-        B, H, n, _ = q.shape
+        B, H = q.shape[:2]
         v = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)  # normaliser as an extra column
         state = q.new_zeros(B, H, k.shape[-1], v.shape[-1])
         reference = q.new_full((B, H), _FLOOR)
         tril = torch.ones(chunk_size, chunk_size, dtype=torch.bool, device=q.device).tril()
         outputs = []
-        for start in range(0, n, chunk_size):
-            qc, kc, vc = (t[:, :, start : start + chunk_size] for t in (q, k, v))
-            sc = k_log_scale[:, :, start : start + chunk_size].to(dtype)
+        # split once (not sliced per chunk): a slice's backward writes a full-length gradient, which
+        # would make the backward pass quadratic in N
+        chunks = (t.split(chunk_size, dim=-2) for t in (q, k, v))
+        log_scales = k_log_scale.to(dtype).split(chunk_size, dim=-1)
+        for qc, kc, vc, sc in zip(*chunks, log_scales):
             c = qc.shape[-2]
             query_ref = torch.maximum(reference[..., None], sc.cummax(dim=-1).values)  # [B, H, c]
             rel = (sc[..., None, :] - query_ref[..., :, None]).masked_fill(~tril[:c, :c], -torch.inf)

@@ -4,8 +4,8 @@ Causal form: the sequence is cut into chunks of C tokens; inside a chunk the (C 
 used, across chunks the d_k x d_v states of the earlier chunks are summed (an exclusive prefix sum over
 chunks). Memory is O(N d + N/C d_k d_v): never an N x N matrix nor an N x d_k x d_v cumulative sum.
 The causal form is one autograd function with a hand-written backward (the gradients are three more
-passes of the same chunked form, two of them anti-causal), so that autograd keeps no chunk-sized
-intermediates and no copies: only q, k, v and the per-chunk states. All accumulation happens in fp32
+passes of the same chunked form, two of them anti-causal), so that autograd keeps only q, k, v, the masked
+in-chunk scores (N x C) and the per-chunk states. All accumulation happens in fp32
 (float64 stays float64), whatever the autocast dtype.
 """
 from __future__ import annotations
@@ -75,16 +75,17 @@ class CausalLinearAttention(torch.autograd.Function):
         n, dtype = q.shape[-2], accumulation_dtype(q, k, v)
         qc, kc, vc = (_contiguous_chunks(t, chunk_size, dtype) for t in (q, k, v))
         before = exclusive_sum_over_chunks(torch.matmul(kc.transpose(-1, -2), vc))  # [..., n_chunks, dk, dv]
-        out = torch.matmul(torch.matmul(qc, kc.transpose(-1, -2)).tril_(), vc)
+        scores = torch.matmul(qc, kc.transpose(-1, -2)).tril_()  # [..., n_chunks, C, C]: O(N C), kept for dv
+        out = torch.matmul(scores, vc)
         out += torch.matmul(qc, before)
-        ctx.save_for_backward(q, k, v, before)
+        ctx.save_for_backward(q, k, v, before, scores)
         ctx.chunk_size = chunk_size
         return out.flatten(-3, -2)[..., :n, :].to(v.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
-        q, k, v, before = ctx.saved_tensors
+        q, k, v, before, scores = ctx.saved_tensors
         n, dtype, need_q, need_k, need_v = q.shape[-2], before.dtype, *ctx.needs_input_grad[:3]
         with torch.autocast(device_type=q.device.type, enabled=False):
             qc, kc, vc, gc = (_contiguous_chunks(t, ctx.chunk_size, dtype) for t in (q, k, v, grad_out))
@@ -99,7 +100,7 @@ class CausalLinearAttention(torch.autograd.Function):
                     dk = torch.matmul(grad_scores.transpose(-1, -2), qc)
                     dk += torch.matmul(vc, after.transpose(-1, -2))
                 if need_v:
-                    dv = torch.matmul(torch.matmul(qc, kc.transpose(-1, -2)).tril_().transpose(-1, -2), gc)
+                    dv = torch.matmul(scores.transpose(-1, -2), gc)
                     dv += torch.matmul(kc, after)
         grads = []
         for grad, x in zip((dq, dk, dv), (q, k, v)):
