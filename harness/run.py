@@ -4,6 +4,8 @@ Compose ``conf/`` -> validate -> (skip if the run folder's record says completed
 -> build and prepare the task -> build the model -> train -> write the run record. The run folder is
 ``<run.root>/<task>/<backend>/<scale>/seed<seed>-<hash>``, so starting the same configuration again finds
 its checkpoints and resumes. In a sweep, a failing run is recorded as failed and the sweep goes on.
+Under ``torchrun`` every process runs this; rank 0 alone writes the record, logs and checkpoints
+(``harness.distributed``, ``harness.trainer``).
 """
 from __future__ import annotations
 
@@ -24,6 +26,7 @@ from omegaconf import DictConfig
 from torch import nn
 
 import tasks
+from harness import distributed
 from harness.config import ConfigError, RunConfig, check_override_keys, config_hash, resolved_dict, validate
 from harness.metrics_log import MetricsLogger
 from harness.records import git_commit, host, is_completed, now, read_record, versions, write_record
@@ -48,13 +51,28 @@ def execute(cfg: DictConfig, experiment: str | None = None) -> dict[str, Any]:
     """Run the experiment ``cfg`` (composed by Hydra) and return its record; raises on failure (after
     recording it) and ConfigError before any work when the configuration is invalid."""
     typed = validate(cfg)
+    process = distributed.setup(typed.trainer.device)
+    try:
+        return _execute(cfg, typed, experiment, process)
+    finally:
+        distributed.teardown()
+
+
+def _execute(cfg: DictConfig, typed: RunConfig, experiment: str | None,
+             process: distributed.ProcessInfo) -> dict[str, Any]:
     resolved = resolved_dict(cfg)
     digest = config_hash(resolved)
     run_dir = run_dir_for(typed, digest)
+
+    def save(record: dict[str, Any]) -> None:
+        if process.is_main:
+            write_record(run_dir, record)
+
     previous = read_record(run_dir)
     if typed.run.skip_completed and is_completed(previous, digest):
         log.info("skipping %s: completed with the same config hash", run_dir)
-        print(f"skipped (already completed): {run_dir}")
+        if process.is_main:
+            print(f"skipped (already completed): {run_dir}")
         return previous
 
     record: dict[str, Any] = {
@@ -62,33 +80,37 @@ def execute(cfg: DictConfig, experiment: str | None = None) -> dict[str, Any]:
         "backend": typed.attention.name, "scale": typed.scale.name, "seed": typed.seed, "experiment": experiment,
         "started": now(), "versions": versions(), "git": git_commit(), "host": host(), "config": resolved,
     }
-    write_record(run_dir, record)
+    save(record)
     started = time.perf_counter()
     logger = None
     try:
         random.seed(typed.seed)
         torch.manual_seed(typed.seed)
         task = tasks.build(typed.task)
-        task.prepare()
+        with distributed.main_process_first():  # one process generates and caches the data
+            task.prepare()
         model = task.build_model(typed.attention.as_mapping(), asdict(typed.model))
         record["parameters"] = count_parameters(model)
         record["data"] = task.describe()
-        write_record(run_dir, record)
-        task.save_artifacts(run_dir)
+        save(record)
+        if process.is_main:
+            task.save_artifacts(run_dir)
         name = f"{typed.task.name}/{typed.attention.name}/{typed.scale.name}/seed{typed.seed}"
-        logger = MetricsLogger(run_dir, typed.logger, run_id=digest[:16], name=name, config=resolved)
+        logger = MetricsLogger(run_dir, typed.logger, run_id=digest[:16], name=name, config=resolved,
+                               enabled=process.is_main)
         callbacks = []
         if typed.trainer.record_gradients:  # imported only when on: recording off costs nothing
             from harness.analyze.gradient_deviation import GradientRecorder
 
             callbacks.append(GradientRecorder(model, run_dir))
-        trainer = Trainer(typed.trainer, run_dir, typed.seed, logger, resume=typed.run.resume, callbacks=callbacks)
+        trainer = Trainer(typed.trainer, run_dir, typed.seed, logger, resume=typed.run.resume,
+                          rank=process.rank, world_size=process.world_size, callbacks=callbacks)
         result = trainer.fit(model, task)
     except BaseException as err:
         reason = f"{type(err).__name__}: {err}"
         record |= {"status": "failed", "reason": reason, "traceback": traceback.format_exc(limit=-8),
                    "wall_seconds": time.perf_counter() - started, "finished": now()}
-        write_record(run_dir, record)
+        save(record)
         if logger is not None:
             logger.close(failed=True)
         raise
@@ -104,11 +126,13 @@ def execute(cfg: DictConfig, experiment: str | None = None) -> dict[str, Any]:
         "train_seconds": result.train_seconds, "eval_seconds": result.eval_seconds,
         "wall_seconds": time.perf_counter() - started, "resumed_from": result.resumed_from, "finished": now(),
     }
-    path = write_record(run_dir, record)
+    record["processes"] = process.world_size
+    save(record)
     logger.summary(result.metrics | record["throughput"])
     logger.close()
-    print(summary(record), flush=True)
-    log.info("record: %s", path)
+    if process.is_main:
+        print(summary(record), flush=True)
+        log.info("record: %s", run_dir / "record.json")
     return record
 
 

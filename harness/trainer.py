@@ -6,6 +6,11 @@ metric, then evaluates that checkpoint once on the test split. A checkpoint ever
 updates holds everything needed to continue bit-for-bit: weights, optimiser, update count, random state and
 the best-so-far; starting the same run again resumes from it (the data order is a function of the update
 count, see ``Task.train_batches``).
+
+Under ``torchrun`` (``rank``/``world_size`` > 1) the model is wrapped in DistributedDataParallel: each process
+takes its slice of every global batch, gradients are averaged across processes, the loss is normalised by the
+global number of targets (so P processes train the same model as one process with the same global batch),
+evaluation metrics are reduced over all processes, and only rank 0 logs and writes checkpoints.
 """
 from __future__ import annotations
 
@@ -21,8 +26,10 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from harness import distributed
 from harness.checkpoint import CheckpointError, CheckpointStore
 from harness.config import TrainerConfig
 from harness.metrics_log import MetricsLogger
@@ -52,9 +59,9 @@ class FitResult:
 def resolve_device(choice: str) -> torch.device:
     if choice == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("trainer.device=cuda but no CUDA device is available; use trainer.device=cpu or auto")
-    if choice == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(choice)
+    if choice == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda", torch.cuda.current_device())  # under torchrun: this process's GPU
 
 
 class Trainer:
@@ -65,6 +72,7 @@ class Trainer:
         # and on_fit_end(); e.g. harness.analyze.gradient_deviation.GradientRecorder
         self.callbacks = list(callbacks)
         self.rank, self.world_size = rank, world_size
+        self.is_main = rank == 0
         self.run_dir = Path(run_dir)
         self.store = CheckpointStore(self.run_dir / "checkpoints", keep=cfg.keep_checkpoints)
         self.device = resolve_device(cfg.device)
@@ -129,7 +137,7 @@ class Trainer:
         value = metrics[task.primary_metric]
         if self._is_better(task, value, best["value"]):
             best = {"value": value, "step": step, "metrics": metrics}
-            if self.rank == 0:
+            if self.is_main:
                 self.store.save_best({"step": step, "model": model.state_dict(), "metrics": metrics})
         self._log({f"{task.splits[0]}/{k}": v for k, v in metrics.items()} | {"best_step": best["step"]}, step)
         return best, value
@@ -137,6 +145,7 @@ class Trainer:
     def _test_best(self, model: nn.Module, task: Task, step: int) -> dict[str, float]:
         """Load the best checkpoint and evaluate it once on test; its validation metrics come with it."""
         valid_name, test_name = task.splits
+        distributed.barrier()  # rank 0 has finished writing the best checkpoint
         try:
             best = self.store.load_best()
             model.load_state_dict(best["model"])
@@ -151,6 +160,10 @@ class Trainer:
     def fit(self, model: nn.Module, task: Task) -> FitResult:
         cfg = self.cfg
         model.to(self.device)
+        train_model = model
+        if self.world_size > 1:  # gradients averaged across processes during backward
+            device_ids = [self.device.index] if self.device.type == "cuda" else None
+            train_model = DistributedDataParallel(model, device_ids=device_ids)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
                                       weight_decay=cfg.weight_decay)
         step, best = 0, {"value": None, "step": None, "metrics": {}}
@@ -175,7 +188,7 @@ class Trainer:
             lr = learning_rate(cfg, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss_sum, n_targets, n_tokens, grad_norm = self._update(model, task, optimizer, batches, step)
+            loss_sum, n_targets, n_tokens, grad_norm = self._update(train_model, task, optimizer, batches, step)
             step += 1
             elapsed = time.perf_counter() - started
             train_seconds += elapsed
@@ -197,10 +210,10 @@ class Trainer:
                 best, value = self._validate(model, task, step, best)
                 eval_seconds += time.perf_counter() - started
                 bar.set_postfix({task.primary_metric: f"{value:.4g}"})
-            if (step % cfg.checkpoint_every == 0 or step == cfg.max_steps) and self.rank == 0:
+            if (step % cfg.checkpoint_every == 0 or step == cfg.max_steps) and self.is_main:
                 self.store.save(step, self._state(step, model, optimizer, best))
         bar.close()
-        for callback in self.callbacks:
+        for callback in self.callbacks if self.is_main else ():
             callback.on_fit_end()
 
         started = time.perf_counter()
@@ -216,32 +229,38 @@ class Trainer:
         )
 
     def _update(self, model, task, optimizer, batches, step) -> tuple[float, int, int, float]:
-        """One optimiser update over ``accumulation`` micro-batches; every target weighs the same."""
+        """One optimiser update over ``accumulation`` micro-batches on every process; every target weighs the
+        same. Returns the loss summed over all targets, the global target and token counts, the gradient norm."""
         micro = [next(batches) for _ in range(self.accumulation)]
-        n_targets = sum(b.n_targets for b in micro)
+        local_counts = [sum(b.n_targets for b in micro), sum(b.n_tokens for b in micro)]
+        n_targets, n_tokens = (int(c) for c in distributed.all_reduce_sum(torch.tensor(local_counts)))
         model.train()
         optimizer.zero_grad(set_to_none=True)
         loss_sum = torch.zeros((), device=self.device)
-        for batch in micro:
+        for index, batch in enumerate(micro):
             batch = batch.to(self.device)
-            with self.autocast():
-                outputs = model(**batch.inputs)
-            loss = task.loss(outputs, batch)
-            (loss / n_targets).backward()
+            last = index == len(micro) - 1
+            sync = contextlib.nullcontext() if last or self.world_size == 1 else model.no_sync()
+            with sync:
+                with self.autocast():
+                    outputs = model(**batch.inputs)
+                loss = task.loss(outputs, batch)
+                # DistributedDataParallel averages gradients over processes: times world_size, they sum
+                (loss / n_targets * self.world_size).backward()
             loss_sum += loss.detach().float()
-        loss_value = float(loss_sum)
+        loss_value = float(distributed.all_reduce_sum(loss_sum))
         if not math.isfinite(loss_value):
             raise NonFiniteLossError(
                 f"the training loss is {loss_value} at update {step + 1}; stopping. Lower trainer.lr, set "
                 "trainer.clip_norm, or use trainer.precision=fp32"
             )
-        for callback in self.callbacks:
-            callback.on_gradients(model, step + 1)
+        for callback in self.callbacks if self.is_main else ():
+            callback.on_gradients(getattr(model, "module", model), step + 1)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.clip_norm or math.inf))
         if not math.isfinite(grad_norm):
             raise NonFiniteLossError(f"the gradient norm is {grad_norm} at update {step + 1}; stopping")
         optimizer.step()
-        return loss_value, n_targets, sum(b.n_tokens for b in micro), grad_norm
+        return loss_value, n_targets, n_tokens, grad_norm
 
 
 def peak_memory_mb(device: torch.device) -> tuple[float, str]:

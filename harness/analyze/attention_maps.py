@@ -244,16 +244,34 @@ def _long_short_map(mixer: LongShortAttention, x, key_valid) -> AttentionMap:
         P = torch.softmax(logits, dim=-2)  # [B, H, N, r]
         sees = valid.any(-1)[:, None, None].expand(B, N, r)
     P = P.to(k.dtype)
-    k_global = mixer.global_norm(torch.matmul(P.transpose(-1, -2), k))  # [B, H, G, d]
-    v_global = mixer.global_norm(torch.matmul(P.transpose(-1, -2), v))
+    k_global = mixer.normalize(mixer.global_norm, torch.matmul(P.transpose(-1, -2), k))  # [B, H, G, d]
+    v_global = mixer.normalize(mixer.global_norm, torch.matmul(P.transpose(-1, -2), v))
 
-    keys = torch.cat([mixer.local_norm(k), k_global], dim=-2)
-    values = torch.cat([mixer.local_norm(v), v_global], dim=-2)
+    keys = torch.cat([mixer.normalize(mixer.local_norm, k), k_global], dim=-2)
+    values = torch.cat([mixer.normalize(mixer.local_norm, v), v_global], dim=-2)
     mask = torch.cat([local, sees], dim=-1)[:, None]  # [B, 1, N, N + G]
     logits_qk = torch.matmul(q, keys.transpose(-1, -2)) * d**-0.5
+    if mixer.relative_positions:
+        logits_qk = logits_qk + _long_short_relative_logits(mixer, q * d**-0.5, keys[..., :N, :], k_global.shape[-2])
     weights = torch.softmax(logits_qk.masked_fill(~mask, -math.inf), dim=-1)
     probs = weights[..., :N] + torch.matmul(weights[..., N:], P.transpose(-1, -2))
     return AttentionMap(weights, values, probs, "local softmax + landmark mass spread over its tokens")
+
+
+def _long_short_relative_logits(mixer: LongShortAttention, scaled_q, k_local, n_global: int) -> torch.Tensor:
+    """``[B, H, N, N + G]``: the causal relative-position terms of the mixer's docstring (local distance
+    i - j, clamped where the key is not seen anyway; global key g seen from segment s: s r - 1 - g)."""
+    B, H, N, _ = scaled_q.shape
+    w, r = mixer.window_size, mixer.rank
+    pos = torch.arange(N, device=scaled_q.device)
+    local_pos, global_pos = mixer.position_projections(2 * w, n_global)  # [H, 2w, d], [H, G, d]
+    by_distance = torch.matmul(scaled_q + mixer.position_bias[:, None], local_pos.transpose(-1, -2))
+    distance = (pos[:, None] - pos[None, :]).clamp(0, 2 * w - 1)
+    local = by_distance.gather(-1, distance.expand(B, H, N, N))
+    local = local + torch.einsum("hd,bhnd->bhn", mixer.content_bias, k_local)[:, :, None, :]
+    by_index = torch.matmul(scaled_q, global_pos.transpose(-1, -2))  # [B, H, N, G]
+    index = ((pos // w)[:, None] * r - 1 - torch.arange(n_global, device=pos.device)[None, :]).clamp_min(0)
+    return torch.cat([local, by_index.gather(-1, index.expand(B, H, N, n_global))], dim=-1)
 
 
 MATERIALISERS: dict[type, Callable[[nn.Module, torch.Tensor, torch.Tensor | None], AttentionMap]] = {

@@ -265,35 +265,74 @@ def gated_attention_unit(module, knobs, x):
     return affine(module.out_proj, u * (weights @ v))
 
 
+def sinusoids(distances: torch.Tensor, width: int) -> torch.Tensor:
+    """``[P, width]``: E(p)_j = sin(p / 10000^(2j/width)) for j < width/2, then the cosines (Transformer-XL)."""
+    j = torch.arange(width // 2, dtype=torch.float64, device=distances.device)
+    angles = distances.to(torch.float64)[:, None] / 10000.0 ** (2 * j / width)
+    return torch.cat([torch.sin(angles), torch.cos(angles)], dim=-1)
+
+
+def dual_layer_norm(kind: str, layer: nn.LayerNorm | None, x: torch.Tensor) -> torch.Tensor:
+    """DualLN on ``x[H, M, d]``: over each head's d (``head``), over the merged H d (``model``), or none."""
+    if kind == "none":
+        return x
+    if kind == "head":
+        return layer_norm(layer, x)
+    return split_heads(layer_norm(layer, merge_heads(x)), x.shape[0])
+
+
 def long_short(module, knobs, x):
     """One softmax per query over [local window keys, global low-rank keys], written as an explicit
-    N x (N + landmarks) masked matrix. DualLN: local keys/values and global keys/values normalised apart."""
+    N x (N + landmarks) masked matrix. DualLN: local keys/values and global keys/values normalised apart.
+    Causal relative positions (Transformer-XL style, the authors' autoregressive code), q' = q / sqrt(d):
+    local logit (q'_i + u) . k_j + (q'_i + v) . W_r E(i - j); global logit for vector m of segment c, seen
+    from segment s: q'_i . K_bar_(c, m) + q'_i . (W_c E((s - 1 - c) r + r - 1 - m) + b_c)."""
     q, k, v = qkv(module, x)
     n, (H, d), w = x.shape[0], (module.n_heads, module.head_dim), knobs["window_size"]
     rank = knobs["segment_landmarks"] if module.causal else knobs["n_landmarks"]
+    dual_ln = knobs["dual_ln"] or ("model" if module.causal else "head")
     logits = affine(module.to_landmarks, x).reshape(n, H, rank).transpose(0, 1)  # [H, N, r]
     i = torch.arange(n, device=x.device)
     segment = i // w
     if module.causal:  # own segment up to i, plus the whole previous segment
         local = (i[None, :] >= segment[:, None] * w - w) & (i[None, :] <= i[:, None])
-        k_global, v_global, global_segment = [], [], []
+        k_global, v_global, global_segment, global_rank = [], [], [], []
         for c in range(segment.max().item() + 1):
             members = segment == c
             p = torch.softmax(logits[:, members], dim=1)  # over the positions of segment c
             k_global.append(p.transpose(-1, -2) @ k[:, members])
             v_global.append(p.transpose(-1, -2) @ v[:, members])
             global_segment += [c] * rank
+            global_rank += list(range(rank))
         k_global, v_global = torch.cat(k_global, dim=1), torch.cat(v_global, dim=1)
-        glob = torch.tensor(global_segment, device=x.device)[None, :] < segment[:, None]
+        global_segment = torch.tensor(global_segment, device=x.device)
+        glob = global_segment[None, :] < segment[:, None]
     else:  # own segment plus half a segment on each side; r landmarks of the whole sequence
         local = (i[None, :] >= segment[:, None] * w - w // 2) & (i[None, :] < (segment[:, None] + 1) * w + w // 2)
         p = torch.softmax(logits, dim=1)
         k_global, v_global = p.transpose(-1, -2) @ k, p.transpose(-1, -2) @ v
         glob = torch.ones(n, rank, dtype=torch.bool, device=x.device)
-    keys = torch.cat([layer_norm(module.local_norm, k), layer_norm(module.global_norm, k_global)], dim=1)
-    values = torch.cat([layer_norm(module.local_norm, v), layer_norm(module.global_norm, v_global)], dim=1)
+    k_local, v_local = (dual_layer_norm(dual_ln, module.local_norm, t) for t in (k, v))
+    k_global, v_global = (dual_layer_norm(dual_ln, module.global_norm, t) for t in (k_global, v_global))
+    q = q / math.sqrt(d)
+    local_logits = q @ k_local.transpose(-1, -2)  # [H, N, N]
+    global_logits = q @ k_global.transpose(-1, -2)  # [H, N, landmarks]
+    if module.causal and knobs["relative_positions"]:
+        width = H * d
+        distance = (i[:, None] - i[None, :]).clamp_min(0)  # only j <= i is ever allowed
+        r_local = split_heads(sinusoids(distance.flatten(), width) @ module.window_position_proj.weight.t(), H)
+        r_local = r_local.reshape(H, n, n, d)  # [H, i, j, d]: W_r E(i - j)
+        u, v_bias = module.content_bias[:, None, :], module.position_bias[:, None, :]
+        local_logits = (q + u) @ k_local.transpose(-1, -2) + ((q + v_bias)[:, :, None, :] * r_local).sum(-1)
+        global_rank = torch.tensor(global_rank, device=x.device)
+        index = (segment[:, None] - 1 - global_segment[None, :]) * rank + rank - 1 - global_rank[None, :]
+        r_global = split_heads(affine(module.segment_position_proj, sinusoids(index.clamp_min(0).flatten(), width)), H)
+        r_global = r_global.reshape(H, n, -1, d)  # [H, i, (c, m), d]
+        global_logits = global_logits + (q[:, :, None, :] * r_global).sum(-1)
+    scores = torch.cat([local_logits, global_logits], dim=-1)
+    values = torch.cat([v_local, v_global], dim=1)
     allowed = torch.cat([local, glob], dim=1)  # [N, N + landmarks]
-    out = masked_softmax(q @ keys.transpose(-1, -2) / math.sqrt(d), allowed) @ values
+    out = masked_softmax(scores, allowed) @ values
     return finish(module, out)
 
 

@@ -9,6 +9,7 @@ from tests.attention_zoo.cases import (
     DEFAULT_CASES,
     LENGTHS,
     SMALL_CASES,
+    SMALL_KNOBS,
     assert_close,
     build,
     gradients,
@@ -23,8 +24,10 @@ from tests.attention_zoo.reference import reference_forward
 TOL_FLOAT64 = 1e-10
 
 
-def check_against_reference(name, knobs, causal, x, mask=None, device="cpu"):
+def check_against_reference(name, knobs, causal, x, mask=None, device="cpu", prepare=None):
     module = build(name, causal, knobs, device=device)
+    if prepare is not None:
+        prepare(module)
     x = x.clone().requires_grad_(True)
     weight = torch.randn(x.shape, generator=torch.Generator().manual_seed(3), dtype=x.dtype).to(device)
     actual = module(x, mask)
@@ -91,6 +94,8 @@ KNOB_VARIANTS = [
     ("flash_quad", {"pos": "none", "expansion": 1, "qk_dim": 8}),
     ("flash", {"pos": "none", "group_size": 16, "qk_dim": 8}),
     ("ls", {"window_size": 8, "n_landmarks": 1, "segment_landmarks": 1}),
+    ("ls", {"window_size": 8, "segment_landmarks": 3, "relative_positions": False}),
+    *[("ls", {"window_size": 8, "n_landmarks": 3, "dual_ln": kind}) for kind in ("model", "head", "none")],
     *[("norm_attention", {"feature_map": f, "chunk_size": 16}) for f in ("elu", "1+elu", "relu", "silu")],
     *[("norm_attention", {"norm": n, "chunk_size": 16}) for n in ("srmsnorm", "rmsnorm", "layernorm", "none")],
     *[("norm_attention", {"pos": p, "chunk_size": 16}) for p in ("none", "rope")],
@@ -109,6 +114,27 @@ KNOB_VARIANTS = [
 @pytest.mark.parametrize("name, knobs", [pytest.param(n, k, id=f"{n}-{k}") for n, k in KNOB_VARIANTS])
 def test_knob_variants_match_reference(name, knobs, causal):
     check_against_reference(name, knobs, causal, inputs(2, 50), padding_mask([50, 33], 50, "right"))
+
+
+def randomize_ls_offsets(module):
+    """Transformer-LS's u, v start at zero and its DualLNs at the identity: move them, so that the outputs
+    (not only the gradients) depend on every term of the logits."""
+    generator = torch.Generator().manual_seed(4)
+    with torch.no_grad():
+        for name, p in module.named_parameters():
+            if name.startswith(("content_bias", "position_bias", "local_norm", "global_norm")):
+                p.add_(0.5 * torch.randn(p.shape, generator=generator, dtype=p.dtype))
+
+
+@pytest.mark.parametrize("dual_ln", ["model", "head"])
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
+@pytest.mark.parametrize("length", [1, 63, 64, 65])
+def test_ls_with_moved_position_biases_and_norms_matches_reference(length, causal, dual_ln):
+    knobs = SMALL_KNOBS["ls"] | {"dual_ln": dual_ln}
+    check_against_reference("ls", knobs, causal, inputs(2, length), prepare=randomize_ls_offsets)
+    lengths = [length, max(length - 20, 1)]
+    mask = padding_mask(lengths, length, "scattered")
+    check_against_reference("ls", knobs, causal, inputs(2, length), mask, prepare=randomize_ls_offsets)
 
 
 @pytest.mark.parametrize("name", ["norm_attention", "diag_attention"])

@@ -126,6 +126,8 @@ BAD_VALUES = [
     ("flash_quad", {"qk_dim": 7}, ["even"]),
     ("ls", {"window_size": 7}, ["even"]),
     ("ls", {"n_landmarks": 0}, ["positive integer"]),
+    ("ls", {"dual_ln": "batch"}, ["model", "head", "none"]),
+    ("ls", {"relative_positions": "yes"}, ["True", "False"]),
     ("norm_attention", {"feature_map": "tanh"}, ["elu", "1+elu", "relu", "silu"]),
     ("norm_attention", {"norm": "groupnorm"}, ["batchnorm", "layernorm", "none", "rmsnorm", "srmsnorm"]),
     ("norm_attention", {"chunk_size": 2.5}, ["positive integer"]),
@@ -162,3 +164,23 @@ def test_heads_must_divide_the_width():
 def test_odd_head_dim_with_rotary_positions_is_an_error():
     with pytest.raises(ValueError, match="even head dimension"):
         attention_zoo.build_mixer("norm_attention", 12, 4, True)  # head_dim 3 with LRPE
+
+
+def test_ls_relative_positions_need_an_even_width():
+    with pytest.raises(ValueError, match="relative_positions"):
+        attention_zoo.build_mixer("ls", 5, 5, True)  # sin/cos pairs of a width-5 embedding
+    attention_zoo.build_mixer("ls", 5, 5, True, relative_positions=False)
+    attention_zoo.build_mixer("ls", 5, 5, False)  # bidirectional: no relative positions
+
+
+def test_causal_ls_has_the_parameters_of_the_authors_autoregressive_layer():
+    """D = 512, 8 heads, rank 1, with q/k/v/out biases (their use_bias=True): 4 (D^2 + D) projections, the
+    dynamic projection D -> H r (+ bias), W_r (no bias), W_c (+ bias), u and v [H, d], two LayerNorm(D)."""
+    D, H = 512, 8
+    with torch.device("meta"):
+        module = attention_zoo.build_mixer("ls", D, H, True, segment_landmarks=1)
+    expected = 4 * (D * D + D) + (D * H + H) + D * D + (D * D + D) + 2 * D + 2 * 2 * D
+    assert sum(p.numel() for p in module.parameters()) == expected
+    with torch.device("meta"):  # bidirectional: no relative positions, DualLN over each head's d by default
+        module = attention_zoo.build_mixer("ls", D, H, False, n_landmarks=1)
+    assert sum(p.numel() for p in module.parameters()) == 4 * (D * D + D) + (D * H + H) + 2 * 2 * (D // H)

@@ -1,0 +1,110 @@
+"""Data-parallel training under torchrun (gloo, 2 CPU processes): the same model as one process with the same
+global batch, one record and one set of checkpoints, evaluation over all examples, resume across a change of
+the number of processes."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from harness import distributed
+from harness.run import execute
+from tests.harness.conftest import SMOKE, compose_config
+
+REPO = Path(__file__).resolve().parents[2]
+# 4 examples per process and micro-batch: one process accumulates 2 micro-batches, two processes 1 each
+RUN = ("trainer.max_steps=6", "trainer.global_batch_size=8", "trainer.micro_batch_size=4",
+       "trainer.checkpoint_every=3", "trainer.eval_every=3", "trainer.device=cpu", "model.dropout=0.0")
+# Loss sums are reduced in a different order across processes: equal up to float32 rounding.
+TOLERANCE = {"rtol": 1e-4, "atol": 1e-6}
+
+
+def torchrun(root: Path, processes: int, *overrides: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={processes}",
+               "-m", "harness.run", *SMOKE, f"run.root={root}", *RUN, *overrides]
+    env = {**os.environ, "WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1"}
+    return subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=600)
+
+
+def final_weights(run_dir: Path) -> dict[str, torch.Tensor]:
+    latest = max((run_dir / "checkpoints").glob("step_*.pt"))
+    return torch.load(latest, map_location="cpu", weights_only=True)["model"]
+
+
+def logged(run_dir: Path) -> list[dict[str, float]]:
+    """The metrics.jsonl lines without wall-clock figures."""
+    lines = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines()]
+    return [{k: v for k, v in line.items() if k != "time" and not k.endswith("_per_sec")} for line in lines]
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], **TOLERANCE, msg=lambda m, name=name: f"{name}: {m}")
+
+
+@pytest.fixture(scope="module")
+def single_process(tmp_path_factory):
+    """The reference: one process, the same global batch by accumulation."""
+    root = tmp_path_factory.mktemp("single")
+    record = execute(compose_config(*SMOKE, f"run.root={root}", *RUN))
+    return record, Path(record["run_dir"])
+
+
+def test_two_processes_train_the_same_model_as_one(tmp_path, single_process):
+    reference, reference_dir = single_process
+    result = torchrun(tmp_path / "runs", 2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = {p.parent for p in (tmp_path / "runs").rglob("record.json")}
+    record = json.loads((run_dir / "record.json").read_text())
+    assert record["status"] == "completed" and record["processes"] == 2
+    assert record["config_hash"] == reference["config_hash"]  # the number of processes is not configuration
+    assert_same_weights(final_weights(reference_dir), final_weights(run_dir))
+    # evaluation covers every example, shared between the processes and reduced: the same perplexity
+    for key, value in reference["metrics"].items():
+        assert record["metrics"][key] == pytest.approx(value, rel=1e-4), key
+    # one writer, and the same training curve: loss, gradient norm (after the reduction), learning rate
+    ours, theirs = logged(run_dir), logged(reference_dir)
+    assert [line.keys() for line in ours] == [line.keys() for line in theirs]
+    for line, expected in zip(ours, theirs):
+        assert line == pytest.approx(expected, rel=1e-4), line["step"]
+    assert "skipped" not in result.stdout
+
+
+def test_resume_with_a_different_number_of_processes(tmp_path, single_process):
+    """Two processes reach step 3 and stop; one process resumes from that checkpoint to the end."""
+    reference, reference_dir = single_process
+    root = tmp_path / "runs"
+    result = torchrun(root, 2)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = {p.parent for p in root.rglob("record.json")}
+    for path in (run_dir / "checkpoints").glob("step_00000006.pt*"):
+        path.unlink()  # as if stopped after the checkpoint of step 3
+    record = json.loads((run_dir / "record.json").read_text())
+    (run_dir / "record.json").write_text(json.dumps(record | {"status": "running"}))
+
+    resumed = execute(compose_config(*SMOKE, f"run.root={root}", *RUN))
+    assert resumed["resumed_from"] == 3 and resumed["processes"] == 1
+    assert_same_weights(final_weights(reference_dir), final_weights(run_dir))
+
+
+def test_single_process_without_torchrun(monkeypatch):
+    for name in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(name, raising=False)
+    info = distributed.setup("cpu")
+    assert (info.rank, info.world_size, info.is_main, info.distributed) == (0, 1, True, False)
+    assert not distributed.is_active()
+    values = torch.tensor([1.0, 2.0])
+    assert torch.equal(distributed.all_reduce_sum(values), values)
+
+
+def test_invalid_placement_is_reported(monkeypatch):
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.setenv("RANK", "2")
+    with pytest.raises(RuntimeError, match="RANK=2, WORLD_SIZE=2"):
+        distributed.from_environment()
