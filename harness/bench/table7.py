@@ -16,6 +16,8 @@ does not change the cost) and the vocabulary is ``--vocab-size`` (random tokens)
 - the same precision for every backend (``--precision fp32``, or ``bf16`` autocast);
 - peak memory above the baseline taken once the model, optimiser and inputs exist
   (``harness.bench.memory``: CPU peak resident set size, CUDA allocator peak);
+- CPU cells run on glibc's heap, as the kernel benchmark's (``harness.bench.runner``: no page faults on every
+  step from freed blocks handed back to the kernel);
 - ``--memory-cap-gb`` (CPU: the process's address space, default 80% of RAM; CUDA: a fraction of the
   device, default all of it): a cell that runs out of memory is recorded as OOM, the longer lengths of that
   backend and mode are skipped, and the sweep goes on.
