@@ -232,8 +232,9 @@ class Trainer:
         """One optimiser update over ``accumulation`` micro-batches on every process; every target weighs the
         same. Returns the loss summed over all targets, the global target and token counts, the gradient norm."""
         micro = [next(batches) for _ in range(self.accumulation)]
-        local_counts = [sum(b.n_targets for b in micro), sum(b.n_tokens for b in micro)]
-        n_targets, n_tokens = (int(c) for c in distributed.all_reduce_sum(torch.tensor(local_counts)))
+        counts = [sum(b.n_targets for b in micro), sum(b.n_tokens for b in micro)]
+        local_counts = torch.tensor(counts, device=self.device)  # on the device: NCCL reduces CUDA tensors only
+        n_targets, n_tokens = (int(c) for c in distributed.all_reduce_sum(local_counts))
         model.train()
         optimizer.zero_grad(set_to_none=True)
         loss_sum = torch.zeros((), device=self.device)
