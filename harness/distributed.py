@@ -68,13 +68,6 @@ def teardown() -> None:
         dist.destroy_process_group()
 
 
-def device_for(info: ProcessInfo, device: torch.device) -> torch.device:
-    """Each GPU process on its own device; CPU processes share the CPU."""
-    if device.type == "cuda" and info.distributed:
-        return torch.device("cuda", info.local_rank)
-    return device
-
-
 def is_active() -> bool:
     return dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1
 
