@@ -67,6 +67,7 @@ class BuiltTable:
     rows: list[Row]
     agreement: dict[str, RankAgreement | None]
     notes: list[str] = field(default_factory=list)
+    baseline: Row | None = None  # the trivial predictor's scores (spec.baseline), shown below the rows
 
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys((OK, FAILED, RUNNING, MISSING), 0)
@@ -237,7 +238,29 @@ def build_run_table(
         row.paper_params_m = paper_number(str(paper_row.get("params_m", "")))
         rows.append(row)
     lines = [f"{label} ({', '.join(columns)}): {note}" for (label, note), columns in notes.items()]
-    return BuiltTable(spec, scale, task, rows, column_agreement(spec, rows), lines)
+    baseline = baseline_row(spec, rows) if spec.baseline else None
+    return BuiltTable(spec, scale, task, rows, column_agreement(spec, rows), lines, baseline)
+
+
+def baseline_row(spec: RunTable, rows: list[Row]) -> Row | None:
+    """The trivial predictor's score per column, from the runs shown (the same data gives every run the same
+    value; the mean covers columns whose runs saw different data). None when no run records one."""
+    cells = {}
+    for column in spec.columns:
+        if column.name == spec.average:
+            continue
+        values = []
+        for row in rows:
+            for record in row.cells[column.name].records:
+                value = record.baseline_value(column.split)
+                if value is not None:
+                    values.append(value * 100.0 if column.percent and abs(value) <= 1.0 else value)
+        cells[column.name] = Cell(OK, SeedStats.of([sum(values) / len(values)])) if values else Cell(MISSING)
+    if all(cell.status == MISSING for cell in cells.values()):
+        return None
+    if spec.average:
+        cells[spec.average] = _average_cell(cells, "")
+    return Row(spec.baseline.replace(" ", "_"), spec.baseline, cells)
 
 
 def _average_cell(cells: dict[str, Cell], paper_text: str) -> Cell:
@@ -262,14 +285,15 @@ def column_agreement(spec: RunTable, rows: list[Row]) -> dict[str, RankAgreement
 def long_frame(table: BuiltTable) -> pd.DataFrame:
     """One line per (row, column): everything the Markdown shows, and the run folders behind it."""
     lines = []
-    for row in table.rows:
+    for row in table.rows + ([table.baseline] if table.baseline else []):
         for column in table.spec.columns:
             cell = row.cells[column.name]
             stats = cell.stats
             lines.append({
                 "table": table.spec.name, "scale": table.scale, "task": column.task or table.task,
                 "row_key": row.key, "row": row.label, "setting": row.detail, "column": column.name,
-                "status": cell.status, "ours_mean": stats.mean if stats else None,
+                "status": "baseline" if row is table.baseline else cell.status,
+                "ours_mean": stats.mean if stats else None,
                 "ours_std": stats.std if stats else None, "n_seeds": stats.n if stats else 0,
                 "ours_min": stats.low if stats else None, "ours_max": stats.high if stats else None,
                 "paper": cell.paper, "paper_text": cell.paper_text, "paper_source": row.paper_source,

@@ -43,6 +43,11 @@ def bars(table: BuiltTable) -> Figure | None:
         for y, cell in zip(ys, cells):
             if cell.status != OK:
                 ax_ours.text(0, y, f" {cell.status}", va="center", color=STATUS_COLOURS[cell.status], fontsize=8)
+        floor = table.baseline.cells[column.name] if table.baseline is not None else None
+        if floor is not None and floor.status == OK:
+            ax_ours.axvline(floor.stats.mean, color="tab:red", linestyle="--", linewidth=1,
+                            label=f"{table.baseline.label} {floor.stats.mean:.4g}")
+            ax_ours.legend(loc="lower right", fontsize=7)
         drawn = ax_paper.barh(ys, [c.paper or 0.0 for c in cells], color="tab:grey", alpha=0.85)
         ax_paper.bar_label(drawn, [f"{c.paper:.4g}" if c.paper is not None else "" for c in cells], fontsize=7,
                            padding=2)
@@ -88,7 +93,8 @@ def training_curves(table: BuiltTable) -> Figure | None:
         ax.grid(alpha=0.3)
     if any(record.raw.get("primary_metric", {}).get("name") == "perplexity" for _, record, _ in curves):
         ax_valid.set_yscale("log")
-    ax_valid.legend(fontsize=7, loc="best")
+    if ax_valid.lines:
+        ax_valid.legend(fontsize=7, loc="best")
     figure.suptitle(f"{table.spec.name}: training curves ({table.scale}, first seed of each row)", fontsize=11)
     figure.tight_layout()
     return figure

@@ -95,6 +95,20 @@ class RunRecord:
         value = values[min(index, len(values) - 1)]
         return float(value) if value is not None else None
 
+    def baseline_value(self, index: int) -> float | None:
+        """The primary metric of the trivial predictor (the training split's commonest class) on evaluation split
+        ``index``, where the task records it: ``data.majority_baseline.<split>`` (GLUE) or
+        ``data.splits.<split>.majority_baseline`` (LRA)."""
+        splits = [k for k in self.raw.get("primary_metric") or {} if k not in ("name", "mode")]
+        if not splits:
+            return None
+        split = splits[min(index, len(splits) - 1)]
+        data = self.raw.get("data") or {}
+        value = (data.get("majority_baseline") or {}).get(split)
+        if value is None:
+            value = ((data.get("splits") or {}).get(split) or {}).get("majority_baseline")
+        return float(value) if value is not None else None
+
     def metric(self, key: str) -> float | None:
         value = (self.raw.get("metrics") or {}).get(key)
         return float(value) if value is not None else None

@@ -69,6 +69,12 @@ def table_markdown(table: BuiltTable, plots: Sequence[str], paper_file: str | No
         if len(header) > len(cells):
             cells.append(number(row.paper_params_m))
         lines.append("| " + " | ".join(cells) + " |")
+    if table.baseline is not None:
+        cells = [f"*{escape(table.baseline.label)}*"] + ([""] if variant_table else [])
+        for column in spec.columns:
+            value = ours(table.baseline.cells[column.name])
+            cells += [f"{value} / –"] if compact else [value, "", ""]
+        lines.append("| " + " | ".join(cells + [""] * (len(header) - len(cells))) + " |")
 
     counts = table.counts()
     warned = any(cell.status == OK and cell.reason for row in table.rows for cell in row.cells.values())
@@ -89,7 +95,9 @@ def table_markdown(table: BuiltTable, plots: Sequence[str], paper_file: str | No
         "Ours: mean over seeds (± sample standard deviation, number of seeds when more than one); Δ = ours − "
         "paper" + (" (in the CSV)" if compact else "") + "."
         + (" ⚠: some seeds failed (reasons in the CSV)." if warned else "")
-        + " Our absolute numbers come from another model size, data and machine; compare orderings, not values.",
+        + " Our absolute numbers come from another model size, data and machine; compare orderings, not values."
+        + (f" *{table.baseline.label}*: the score of always predicting the training split's commonest class, on "
+           "our data (a model below it has learnt nothing)." if table.baseline is not None else ""),
         "",
         "Rank agreement with the paper (Kendall's tau-b over rows with both numbers):",
         "",

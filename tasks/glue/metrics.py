@@ -32,6 +32,19 @@ class _NoNan:
         return torch.nan_to_num(super().compute(), nan=0.0)
 
 
+class Matthews(BinaryMatthewsCorrCoef):
+    """Matthews correlation as GLUE scores it (scikit-learn): 0 when either side is constant. torchmetrics
+    returns an epsilon-regularised limit there instead (+0.13 for always predicting the majority of a 2:1 set),
+    which would credit a classifier that has collapsed to one class."""
+
+    def compute(self) -> torch.Tensor:
+        tn, fp, fn, tp = self.confmat.reshape(-1).double()
+        denominator = ((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)).sqrt()
+        if denominator == 0:
+            return torch.zeros((), device=self.confmat.device)
+        return ((tp * tn - fp * fn) / denominator).float()
+
+
 class Pearson(_NoNan, PearsonCorrCoef):
     pass
 
@@ -55,7 +68,7 @@ def glue_metrics(task: str) -> MetricCollection:
     if fmt.num_classes == 2:
         metrics = {"accuracy": BinaryAccuracy()}
         if task == "cola":
-            metrics["mcc"] = BinaryMatthewsCorrCoef()
+            metrics["mcc"] = Matthews()
         if task in ("mrpc", "qqp"):
             metrics["f1"] = BinaryF1Score()
         return MetricCollection(metrics)

@@ -196,4 +196,19 @@ class GlueTask(Task):
         }
         if self.pretrained is not None:
             facts["init_from"] = self.pretrained.describe()
+        facts["majority_baseline"] = self.majority_baseline()
         return facts
+
+    def majority_baseline(self) -> dict[str, float]:
+        """The primary metric of a constant prediction on each evaluation split: the training split's
+        commonest class (its mean score for STS-B, whose correlations are then 0). The floor a model must
+        beat; a model that predicts one class scores exactly this."""
+        train = self.encoded["train"][1]
+        constant = train.mean() if self.format.is_regression else torch.bincount(train).argmax()
+        floor = {}
+        for split in self.format.eval_splits:
+            labels = self.encoded[split][1]
+            metrics = self.metrics()
+            metrics.update(constant.expand_as(labels).to(labels.dtype), labels)
+            floor[split] = float(metrics.compute()[self.primary_metric])
+        return floor

@@ -45,6 +45,7 @@ def write_run(
     scale: str = "smoke",
     updated: str = "2026-01-01T00:00:00+00:00",
     curve: bool = True,
+    data: dict[str, Any] | None = None,
 ) -> Path:
     """Write ``record.json`` (and a short ``metrics.jsonl``) for the run ``overrides`` would start."""
     cfg = compose_config(f"scale={scale}", f"run.root={runs}", *overrides)
@@ -67,6 +68,8 @@ def write_run(
         record["finished"] = updated
     if status == "failed":
         record["reason"] = reason
+    if data is not None:
+        record["data"] = data
     (run_dir / "record.json").write_text(json.dumps(record))
     if curve:
         lines = [{"step": s, "train/loss": 5.0 / s} for s in (1, 2, 3)] + [{"step": 3, f"valid/{metric}": valid}]

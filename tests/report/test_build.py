@@ -160,3 +160,22 @@ def test_cells_prefer_the_training_settings_of_the_rest_of_the_column(tmp_path, 
     assert "TransNormer T2 (ppl valid, ppl test): run with other training, data or model-size settings" in \
         "\n".join(table.notes)
     assert not any(n.startswith("Vanilla") for n in table.notes)
+
+
+def test_majority_class_row_below_the_backends(tmp_path, defaults):
+    per_split = {"splits": {"valid": {"majority_baseline": 0.49}, "test": {"majority_baseline": 0.5}}}  # LRA's
+    for backend, value in (("vanilla", 0.6), ("transnormer_t2", 0.7)):
+        write_run(tmp_path, "task=lra/text", f"attention={backend}", valid=value, data=per_split)
+    write_run(tmp_path, "task=lra/listops", "attention=vanilla", valid=0.3, test=0.35,
+              data={"majority_baseline": {"valid": 0.17, "test": 0.16}})  # GLUE's layout: {split: value}
+    write_run(tmp_path, "task=lra/image", "attention=vanilla", valid=0.3)  # a task that records none
+    table = build("table6", tmp_path, defaults)
+
+    floor = table.baseline.cells
+    assert floor["text"].stats.mean == pytest.approx(50.0) and floor["listops"].stats.mean == pytest.approx(16.0)
+    assert floor["image"].status == MISSING and floor["avg"].status == MISSING
+    assert all(row.key != "majority_class" for row in table.rows) and table.counts()[OK] == 4
+    assert "| *majority class* | 50 / – | 16 / – | missing / – |" in table_markdown(table, [], "table6.csv")
+    frame = long_frame(table)
+    assert frame[frame["status"] == "baseline"]["ours_mean"].dropna().tolist() == pytest.approx([50.0, 16.0])
+    assert build("table4", tmp_path, defaults).baseline is None  # perplexity tables have none

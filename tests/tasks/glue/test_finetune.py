@@ -116,3 +116,24 @@ def test_auto_prefers_the_same_seed_then_the_newest(tmp_path):
     assert find_auto(tmp_path, attention, model, seed=7).run_dir.name == "a"  # newest of the matching ones
     with pytest.raises(FileNotFoundError, match="no completed masked-LM run"):
         find_auto(tmp_path, {**attention, "chunk_size": 32}, model)
+
+
+@pytest.mark.parametrize("name", ["cola", "mrpc", "mnli", "stsb"])
+def test_majority_baseline_is_the_score_of_a_constant_prediction(tmp_path, name):
+    task = tasks.build({"name": f"glue/{name}", "init_from": None, "train_size": 60, "dev_size": 30, "max_len": 24,
+                        "tokenizer": {"vocab_size": 300}, "data": {"cache_dir": str(tmp_path)}})
+    task.prepare()
+    floor = task.describe()["majority_baseline"]
+    assert set(floor) == set(task.format.eval_splits)
+    train = task.data["train"].labels
+    commonest = max(set(train), key=train.count)
+    for split, value in floor.items():
+        labels = task.data[split].labels
+        if name in ("cola", "stsb"):  # a constant predictor is uncorrelated with the labels
+            expected = 0.0
+        elif name == "mrpc":  # F1 of the positive class
+            share = labels.count(1) / len(labels)
+            expected = 2 * share / (1 + share) if commonest == 1 else 0.0
+        else:
+            expected = labels.count(commonest) / len(labels)
+        assert value == pytest.approx(expected, abs=1e-6), split

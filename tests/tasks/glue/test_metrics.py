@@ -60,3 +60,14 @@ def test_constant_predictions_score_zero_not_nan():
         stsb = computed("stsb", np.full(20, 2.5, dtype=np.float32), np.linspace(0, 5, 20, dtype=np.float32), chunks=1)
     assert stsb == {"pearson": 0.0, "spearman": 0.0}
     assert computed("cola", np.ones(20, dtype=int), np.arange(20) % 2, chunks=1)["mcc"] == 0.0
+
+
+@pytest.mark.parametrize("constant", [0, 1])
+def test_matthews_of_a_collapsed_classifier_is_zero_as_scikit_learn(constant):
+    target = (np.arange(30) % 3 > 0).astype(int)  # 2:1, as CoLA's dev set
+    preds = np.full(30, constant)
+    assert matthews_corrcoef(target, preds) == 0.0
+    assert computed("cola", preds, target)["mcc"] == 0.0
+    almost = preds.copy()
+    almost[:2] = 1 - constant  # one class predicted twice: a small correlation, the same as scikit-learn's
+    assert computed("cola", almost, target)["mcc"] == pytest.approx(matthews_corrcoef(target, almost), abs=1e-6)
