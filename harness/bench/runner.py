@@ -1,12 +1,11 @@
 """Run one cell in a fresh Python process, so that its memory is measured cleanly and a crash, an
 out-of-memory or a timeout is recorded as such instead of ending the sweep.
 
-CPU cells run with glibc's heap serving every allocation (``CPU_ALLOCATOR_ENV``). PyTorch's CPU allocator
-does not cache, and glibc hands any block above its mmap threshold (at most 32 MiB) straight back to the
-kernel: at N = 16K every [8, N, 64] fp32 tensor is such a block, so each pass would page-fault ~1.2 GB of
-fresh zeroed memory (measured: 300,000 minor faults per forward+backward of norm_attention), a cost of the
-allocator that swamps the kernels' own. This is what jemalloc or tcmalloc, which PyTorch's CPU tuning guide
-recommends, also avoid. Set the variables yourself to override them (e.g. ``MALLOC_MMAP_MAX_=65536``).
+CPU cells run with glibc's heap serving every allocation (``CPU_ALLOCATOR_ENV``; why: harness/allocator.py):
+at N = 16K every [8, N, 64] fp32 tensor is above glibc's mmap threshold, so with its defaults each pass would
+page-fault ~1.2 GB of fresh zeroed memory (measured: 300,000 minor faults per forward+backward of
+norm_attention), a cost of the allocator that swamps the kernels' own. Set the variables yourself to override
+them (e.g. ``MALLOC_MMAP_MAX_=65536``).
 """
 from __future__ import annotations
 
@@ -21,10 +20,10 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from harness.allocator import CPU_ALLOCATOR_ENV
 from harness.bench.cell import CellSpec
 
 ROOT = Path(__file__).resolve().parents[2]
-CPU_ALLOCATOR_ENV = {"MALLOC_MMAP_MAX_": "0", "MALLOC_TRIM_THRESHOLD_": str(2**40)}  # heap only, never trimmed
 
 
 def address_space_cap(cap_bytes: int):
