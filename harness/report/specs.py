@@ -215,6 +215,7 @@ TABLES: dict[str, RunTable] = {
             tuple(Column(n, label, "max", 1, f"lra/{n}", percent=True) for n, label in LRA)
             + (Column("avg", "AVG", "max"),),
             backend_row, lambda r: str(r["backend"]), average="avg", baseline=MAJORITY,
+            rows=(("ls", "LS"), ("elu", "1+elu")),  # swept beside the paper's rows (conf/experiment/table6.yaml)
         ),
         RunTable(
             "table8", "Diag/Norm split point (ppl)", "table8.csv", ABLATION_TASKS, (PPL,),
