@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -210,5 +211,7 @@ class GlueTask(Task):
             labels = self.encoded[split][1]
             metrics = self.metrics()
             metrics.update(constant.expand_as(labels).to(labels.dtype), labels)
-            floor[split] = float(metrics.compute()[self.primary_metric])
+            with warnings.catch_warnings():  # "the variance of predictions is close to zero": by design here
+                warnings.filterwarnings("ignore", message=".*variance of predictions", category=UserWarning)
+                floor[split] = float(metrics.compute()[self.primary_metric])
         return floor
