@@ -6,9 +6,9 @@ activations in again, zeroed by the kernel. For Performer at LRA's cpu scale ([6
 that is 60% of a forward+backward (1.56 s -> 0.55 s per layer with the heap). jemalloc or tcmalloc, which
 PyTorch's CPU tuning guide recommends, avoid it the same way. The cost: the process keeps its peak memory.
 
-Benchmark cells get it through the environment (``CPU_ALLOCATOR_ENV``, read by glibc at start); a training
-run sets it with ``mallopt`` when it starts. Set ``MALLOC_MMAP_MAX_`` or ``MALLOC_TRIM_THRESHOLD_`` yourself to
-keep your own choice, or ``ATTENTION_ZOO_CPU_ALLOCATOR=system`` to leave glibc's defaults.
+Benchmark cells get it through the environment (``CPU_ALLOCATOR_ENV``, read by glibc at start); the trainer
+sets it with ``mallopt`` when it trains on CPU. Set ``MALLOC_MMAP_MAX_`` or ``MALLOC_TRIM_THRESHOLD_`` yourself
+to keep your own choice, or ``ATTENTION_ZOO_CPU_ALLOCATOR=system`` to leave glibc's defaults.
 """
 from __future__ import annotations
 

@@ -27,7 +27,6 @@ from torch import nn
 
 import tasks
 from harness import distributed
-from harness.allocator import keep_freed_memory
 from harness.config import ConfigError, RunConfig, check_override_keys, config_hash, resolved_dict, validate
 from harness.metrics_log import MetricsLogger
 from harness.records import git_commit, host, is_completed, now, read_record, versions, write_record
@@ -53,8 +52,6 @@ def execute(cfg: DictConfig, experiment: str | None = None) -> dict[str, Any]:
     recording it) and ConfigError before any work when the configuration is invalid."""
     typed = validate(cfg)
     process = distributed.setup(typed.trainer.device)
-    if typed.trainer.device == "cpu" or not torch.cuda.is_available():
-        keep_freed_memory()  # glibc keeps freed activations (harness/allocator.py): up to 2.8x faster steps
     try:
         return _execute(cfg, typed, experiment, process)
     finally:
