@@ -14,7 +14,7 @@ from typing import Any
 
 import torch
 
-from tasks.data.atomic import write_json
+from zoo_io.atomic import write_json
 
 RECORD_FILE = "record.json"
 PACKAGES = ("torch", "hydra-core", "omegaconf", "torchmetrics", "wandb", "numpy", "attention-zoo")
@@ -62,8 +62,8 @@ def read_record(run_dir: str | Path) -> dict[str, Any] | None:
         return None
     try:
         return json.loads(path.read_text())
-    except json.JSONDecodeError:
-        return None  # an unreadable record means the run is redone
+    except (ValueError, UnicodeDecodeError):
+        return None  # for readers; the run itself moves an unreadable record aside (harness.run_folder)
 
 
 def write_record(run_dir: str | Path, record: dict[str, Any]) -> Path:

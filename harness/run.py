@@ -30,6 +30,7 @@ from harness import distributed
 from harness.config import ConfigError, RunConfig, check_override_keys, config_hash, resolved_dict, validate
 from harness.metrics_log import MetricsLogger
 from harness.records import git_commit, host, is_completed, now, read_record, versions, write_record
+from harness.run_folder import Repairs, RunLock, RunLockedError, read_record_or_repair, remove_stale_temporaries
 from harness.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -63,12 +64,32 @@ def _execute(cfg: DictConfig, typed: RunConfig, experiment: str | None,
     resolved = resolved_dict(cfg)
     digest = config_hash(resolved)
     run_dir = run_dir_for(typed, digest)
+    lock = RunLock(run_dir)
+    if process.is_main:  # one writer per run folder; the OS drops the lock if this process dies
+        lock.acquire()
+    try:
+        return _execute_locked(typed, experiment, process, resolved, digest, run_dir)
+    finally:
+        lock.release()
+
+
+def _execute_locked(typed: RunConfig, experiment: str | None, process: distributed.ProcessInfo,
+                    resolved: dict[str, Any], digest: str, run_dir: Path) -> dict[str, Any]:
+    repairs = Repairs()
 
     def save(record: dict[str, Any]) -> None:
         if process.is_main:
+            record["repairs"] = repairs.items
             write_record(run_dir, record)
 
-    previous = read_record(run_dir)
+    if process.is_main:
+        previous = read_record_or_repair(run_dir, repairs)
+        remove_stale_temporaries(run_dir, repairs)
+    else:
+        previous = read_record(run_dir)
+    distributed.barrier()  # every process has read the record before rank 0 rewrites it
+    if previous is not None:
+        repairs.merge(previous.get("repairs") or [])
     if typed.run.skip_completed and is_completed(previous, digest):
         log.info("skipping %s: completed with the same config hash", run_dir)
         if process.is_main:
@@ -97,14 +118,14 @@ def _execute(cfg: DictConfig, typed: RunConfig, experiment: str | None,
             task.save_artifacts(run_dir)
         name = f"{typed.task.name}/{typed.attention.name}/{typed.scale.name}/seed{typed.seed}"
         logger = MetricsLogger(run_dir, typed.logger, run_id=digest[:16], name=name, config=resolved,
-                               enabled=process.is_main)
+                               enabled=process.is_main, repairs=repairs)
         callbacks = []
         if typed.trainer.record_gradients:  # imported only when on: recording off costs nothing
             from harness.analyze.gradient_deviation import GradientRecorder
 
             callbacks.append(GradientRecorder(model, run_dir))
         trainer = Trainer(typed.trainer, run_dir, typed.seed, logger, resume=typed.run.resume,
-                          rank=process.rank, world_size=process.world_size, callbacks=callbacks)
+                          rank=process.rank, world_size=process.world_size, callbacks=callbacks, repairs=repairs)
         result = trainer.fit(model, task)
     except BaseException as err:
         reason = f"{type(err).__name__}: {err}"
@@ -124,7 +145,8 @@ def _execute(cfg: DictConfig, typed: RunConfig, experiment: str | None,
         "throughput": {"steps_per_sec": result.steps_per_sec, "tokens_per_sec": result.tokens_per_sec},
         "peak_memory_mb": result.peak_memory_mb, "memory_kind": result.memory_kind,
         "train_seconds": result.train_seconds, "eval_seconds": result.eval_seconds,
-        "wall_seconds": time.perf_counter() - started, "resumed_from": result.resumed_from, "finished": now(),
+        "wall_seconds": time.perf_counter() - started, "resumed_from": result.resumed_from,
+        "segments": result.segments, "finished": now(),
     }
     record["processes"] = process.world_size
     save(record)
@@ -169,6 +191,11 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             log.error("invalid configuration, run skipped: %s", err)
             return None
         raise SystemExit(f"invalid configuration: {err}") from None
+    except RunLockedError as err:  # never recorded as failed: the record belongs to the live writer
+        if multirun:
+            log.warning("run skipped, it is running elsewhere: %s", err)
+            return None
+        raise SystemExit(f"run not started: {err}") from None
     except Exception as err:
         if not multirun:
             raise

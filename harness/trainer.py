@@ -31,11 +31,13 @@ from tqdm.auto import tqdm
 
 from harness import distributed
 from harness.allocator import keep_freed_memory
-from harness.checkpoint import CheckpointError, CheckpointStore
+from harness.checkpoint import CheckpointError, CheckpointStore, load_verified
 from harness.config import TrainerConfig
 from harness.metrics_log import MetricsLogger
+from harness.run_folder import Repairs
 from harness.schedules import learning_rate
 from tasks.base import Task
+from zoo_io.faults import fault_point
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +56,7 @@ class FitResult:
     peak_memory_mb: float
     memory_kind: str
     resumed_from: int | None = None
+    segments: int = 1  # processes that trained this run: 1 + the number of resumes; the figures above sum them
     history: list[dict[str, Any]] = field(default_factory=list)
 
 
@@ -67,15 +70,18 @@ def resolve_device(choice: str) -> torch.device:
 
 class Trainer:
     def __init__(self, cfg: TrainerConfig, run_dir: str | Path, seed: int, logger: MetricsLogger | None = None,
-                 resume: bool = True, rank: int = 0, world_size: int = 1, callbacks: Sequence[Any] = ()):
+                 resume: bool = True, rank: int = 0, world_size: int = 1, callbacks: Sequence[Any] = (),
+                 repairs: Repairs | None = None):
         self.cfg, self.seed, self.logger, self.resume = cfg, seed, logger, resume
+        self.repairs = repairs if repairs is not None else Repairs()
         # callbacks: objects with on_gradients(model, step) (gradients of update `step`, before clipping)
         # and on_fit_end(); e.g. harness.analyze.gradient_deviation.GradientRecorder
         self.callbacks = list(callbacks)
         self.rank, self.world_size = rank, world_size
         self.is_main = rank == 0
         self.run_dir = Path(run_dir)
-        self.store = CheckpointStore(self.run_dir / "checkpoints", keep=cfg.keep_checkpoints)
+        self.store = CheckpointStore(self.run_dir / "checkpoints", keep=cfg.keep_checkpoints, repairs=self.repairs,
+                                     writable=self.is_main)
         self.device = resolve_device(cfg.device)
         if self.device.type == "cpu":
             keep_freed_memory()  # glibc keeps freed activations (harness/allocator.py): up to 2.8x faster steps
@@ -109,6 +115,7 @@ class Trainer:
             with self.autocast():
                 outputs = model(**batch.inputs)
             metrics.update(*task.metric_inputs(outputs, batch))
+            fault_point("evaluate", split)
         return {name: float(value) for name, value in metrics.compute().items()}
 
     def _progress(self) -> bool:
@@ -119,12 +126,17 @@ class Trainer:
             return True
         return value < best if task.primary_mode == "min" else value > best
 
-    def _state(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, best: dict) -> dict:
+    def _state(self, step: int, model: nn.Module, optimizer: torch.optim.Optimizer, best: dict,
+               progress: dict) -> dict:
+        """Everything a resume needs to continue as if never stopped, the run's bookkeeping included: its
+        metric lines so far, its summed speed figures and its repairs."""
         rng = {"torch": torch.get_rng_state()}
         if self.device.type == "cuda":
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
+        progress["peak_memory_mb"] = max(progress["peak_memory_mb"], peak_memory_mb(self.device)[0])
         return {"step": step, "model": model.state_dict(), "optimizer": optimizer.state_dict(), "rng": rng,
-                "best": best}
+                "best": best, "progress": dict(progress), "repairs": list(self.repairs.items),
+                "metrics_lines": list(self.logger.lines) if self.logger is not None else []}
 
     def _restore(self, state: dict, model: nn.Module, optimizer: torch.optim.Optimizer) -> None:
         model.load_state_dict(state["model"])
@@ -145,19 +157,63 @@ class Trainer:
         self._log({f"{task.splits[0]}/{k}": v for k, v in metrics.items()} | {"best_step": best["step"]}, step)
         return best, value
 
-    def _test_best(self, model: nn.Module, task: Task, step: int) -> dict[str, float]:
+    def _load_best(self, best_step: int | None) -> dict | None:
+        """The best checkpoint; if it is damaged or from another step, the step checkpoint of the best step
+        where one is kept; else None (the caller tests the final weights). Each fallback is a repair."""
+        try:
+            best = self.store.load_best()
+            if best_step is None or best["step"] == best_step:
+                return best
+            problem = f"best.pt holds step {best['step']}, the run's best is step {best_step}"
+        except CheckpointError as err:
+            problem = f"the best checkpoint is unusable: {err}"
+        try:
+            state = load_verified(self.store.path(best_step)) if best_step is not None else None
+        except CheckpointError:
+            state = None
+        if state is not None:
+            self.repairs.add(problem, self.store.best_path, f"tested the step checkpoint of step {best_step}")
+            return {"step": best_step, "model": state["model"], "metrics": state["best"]["metrics"]}
+        self.repairs.add(problem, self.store.best_path, "evaluating the final weights instead")
+        return None
+
+    def _test_best(self, model: nn.Module, task: Task, step: int, best_step: int | None) -> dict[str, float]:
         """Load the best checkpoint and evaluate it once on test; its validation metrics come with it."""
         valid_name, test_name = task.splits
         distributed.barrier()  # rank 0 has finished writing the best checkpoint
-        try:
-            best = self.store.load_best()
+        best = self._load_best(best_step)
+        if best is not None:
             model.load_state_dict(best["model"])
-        except CheckpointError as err:
-            log.warning("the best checkpoint is unusable (%s); evaluating the final weights instead", err)
+        else:
             best = {"step": step, "metrics": self.evaluate(model, task, valid_name)}
         test = {f"{test_name}/{k}": v for k, v in self.evaluate(model, task, test_name).items()}
         self._log(test, step)
         return {f"{valid_name}/{k}": v for k, v in best["metrics"].items()} | test | {"best_step": best["step"]}
+
+    def _resume(self, model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[int, dict, dict, int | None]:
+        """Restore the newest trustworthy checkpoint (or start afresh) and make the metrics file match it.
+        Returns the update count, the best-so-far, the run's summed figures and the step resumed from."""
+        step, best, state = 0, {"value": None, "step": None, "metrics": {}}, None
+        progress = {"train_seconds": 0.0, "eval_seconds": 0.0, "steps": 0, "tokens": 0, "peak_memory_mb": 0.0,
+                    "segments": 1}
+        if not self.resume:
+            self.store.discard_all("run.resume=false")
+        else:
+            state = self.store.load_latest()
+        if state is not None:
+            self._restore(state, model, optimizer)
+            step, best = state["step"], state["best"]
+            saved = state.get("progress", progress)
+            progress = saved | {"segments": saved.get("segments", 1) + 1}
+            self.repairs.merge(state.get("repairs", []))
+        if self.logger is not None:
+            dropped = self.logger.resume(step, state.get("metrics_lines") if state else None)
+            if state is not None:
+                self.repairs.add(f"resumed at update {step} (segment {progress['segments']})",
+                                 self.store.path(step), f"dropped {dropped} metric line(s) logged after that "
+                                 "checkpoint; the updates after it are redone", resumed_from=step,
+                                 dropped_metric_lines=dropped)
+        return step, best, progress, (step if state is not None else None)
 
     # -------------------------------------------------------------------------------------------- fit
     def fit(self, model: nn.Module, task: Task) -> FitResult:
@@ -169,21 +225,12 @@ class Trainer:
             train_model = DistributedDataParallel(model, device_ids=device_ids)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
                                       weight_decay=cfg.weight_decay)
-        step, best = 0, {"value": None, "step": None, "metrics": {}}
-        state = self.store.load_latest() if self.resume else None
-        resumed_from = None
-        if state is not None:
-            self._restore(state, model, optimizer)
-            step, best, resumed_from = state["step"], state["best"], state["step"]
-        if self.logger is not None:
-            self.logger.resume_from(step)
+        step, best, progress, resumed_from = self._resume(model, optimizer)
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
 
         batches = task.train_batches(cfg.micro_batch_size, self.seed, start=step * self.accumulation,
                                      rank=self.rank, world_size=self.world_size)
-        train_seconds = eval_seconds = 0.0
-        steps_done = tokens_done = 0
         window = {"loss": 0.0, "targets": 0, "tokens": 0, "seconds": 0.0, "steps": 0}
         bar = tqdm(total=cfg.max_steps, initial=step, desc="train", dynamic_ncols=True, disable=not self._progress())
         while step < cfg.max_steps:
@@ -194,9 +241,9 @@ class Trainer:
             loss_sum, n_targets, n_tokens, grad_norm = self._update(train_model, task, optimizer, batches, step)
             step += 1
             elapsed = time.perf_counter() - started
-            train_seconds += elapsed
-            steps_done += 1
-            tokens_done += n_tokens
+            progress["train_seconds"] += elapsed
+            progress["steps"] += 1
+            progress["tokens"] += n_tokens
             for key, value in zip(("loss", "targets", "tokens", "seconds", "steps"),
                                   (loss_sum, n_targets, n_tokens, elapsed, 1)):
                 window[key] += value
@@ -211,24 +258,26 @@ class Trainer:
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
                 started = time.perf_counter()
                 best, value = self._validate(model, task, step, best)
-                eval_seconds += time.perf_counter() - started
+                progress["eval_seconds"] += time.perf_counter() - started
                 bar.set_postfix({task.primary_metric: f"{value:.4g}"})
             if (step % cfg.checkpoint_every == 0 or step == cfg.max_steps) and self.is_main:
-                self.store.save(step, self._state(step, model, optimizer, best))
+                self.store.save(step, self._state(step, model, optimizer, best, progress))
         bar.close()
         for callback in self.callbacks if self.is_main else ():
             callback.on_fit_end()
 
         started = time.perf_counter()
-        metrics = self._test_best(model, task, step)
-        eval_seconds += time.perf_counter() - started
+        metrics = self._test_best(model, task, step, best["step"])
+        progress["eval_seconds"] += time.perf_counter() - started
         peak, kind = peak_memory_mb(self.device)
+        train_seconds = progress["train_seconds"]
         return FitResult(
             metrics=metrics,
-            steps_per_sec=steps_done / train_seconds if train_seconds else 0.0,
-            tokens_per_sec=tokens_done / train_seconds if train_seconds else 0.0,
-            train_seconds=train_seconds, eval_seconds=eval_seconds, peak_memory_mb=peak, memory_kind=kind,
-            resumed_from=resumed_from,
+            steps_per_sec=progress["steps"] / train_seconds if train_seconds else 0.0,
+            tokens_per_sec=progress["tokens"] / train_seconds if train_seconds else 0.0,
+            train_seconds=train_seconds, eval_seconds=progress["eval_seconds"],
+            peak_memory_mb=max(peak, progress["peak_memory_mb"]), memory_kind=kind, resumed_from=resumed_from,
+            segments=progress["segments"],
         )
 
     def _update(self, model, task, optimizer, batches, step) -> tuple[float, int, int, float]:

@@ -6,7 +6,7 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from tasks.data.atomic import atomic_write
+from zoo_io.atomic import atomic_write
 
 
 def write_csv(frame: pd.DataFrame, path: Path) -> Path:

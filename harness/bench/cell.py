@@ -15,10 +15,10 @@ from typing import Any
 
 import torch
 
-from harness.bench.files import write_json
 from harness.bench.flops import forward_backward_flops, matmul_peak_flops
 from harness.bench.memory import PeakMemory
 from harness.bench.workloads import NotApplicable, build_workload
+from zoo_io.atomic import write_json
 
 MIN_REPEATS = 3
 OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")

@@ -28,9 +28,9 @@ from typing import Any
 
 from harness.bench import targets as target_checks
 from harness.bench.cell import CellSpec
-from harness.bench.files import write_json, write_text
 from harness.bench.runner import ROOT, run_in_subprocess
 from harness.bench.workloads import MODES, SCOPES, backend_names, check_backends, is_linear
+from zoo_io.atomic import write_json, write_text
 
 DEFAULT_LENGTHS = (1024, 2048, 4096, 8192, 16384)
 DEFAULT_OUT = ROOT / "results" / "bench" / "kernels.csv"

@@ -45,7 +45,7 @@ from harness.bench.cell import is_out_of_memory
 from harness.bench.kernels import cpu_name
 from harness.bench.memory import PeakMemory
 from harness.bench.runner import ROOT, run_in_subprocess
-from tasks.data.atomic import write_json, write_text
+from zoo_io.atomic import write_json, write_text
 
 if TYPE_CHECKING:
     import pandas as pd

@@ -13,7 +13,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from harness.report.build import OK, BuiltTable  # noqa: E402
-from tasks.data.atomic import atomic_write  # noqa: E402
+from zoo_io.atomic import atomic_write  # noqa: E402
 
 STATUS_COLOURS = {"failed": "tab:red", "running": "tab:orange", "missing": "grey"}
 

@@ -24,7 +24,7 @@ from harness.report.render import agreement, escape, table_markdown
 from harness.report.sources import build_table2, build_table7, locality_markdown, read_locality
 from harness.report.specs import ORDER, OTHER_TABLES, TABLES
 from harness.report.variants import Defaults
-from tasks.data.atomic import atomic_write, write_text
+from zoo_io.atomic import atomic_write, write_text
 
 log = logging.getLogger(__name__)
 

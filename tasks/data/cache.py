@@ -7,7 +7,7 @@ from typing import Any
 
 import torch
 
-from tasks.data.atomic import torch_save
+from zoo_io.atomic import torch_save
 
 
 def save_cached(path: str | Path, obj: Any) -> None:

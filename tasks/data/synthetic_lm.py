@@ -31,7 +31,7 @@ import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from tasks.data.atomic import write_json, write_text
+from zoo_io.atomic import write_json, write_text
 
 SPLIT_SEEDS = {"train": 1, "valid": 2, "test": 3}
 DETERMINERS = {"sg": ["a", "this", "every"], "pl": ["these", "some", "many"]}

@@ -19,9 +19,7 @@ genres absent from training.
 from __future__ import annotations
 
 import csv
-import os
 import random
-import tempfile
 from collections.abc import Callable, Mapping
 from dataclasses import replace
 from pathlib import Path
@@ -29,6 +27,7 @@ from pathlib import Path
 from tasks.glue.formats import GlueFormat, get_format
 from tasks.glue.sentences import FORMS, QUESTION_FRAMES, QUESTION_GAPS, Clause, Grammar, text
 from tasks.glue.words import DOMAIN_NAMES, INTENSIFIERS, Words
+from zoo_io.atomic import atomic_write
 
 MNLI_MATCHED = DOMAIN_NAMES[:3]
 MNLI_MISMATCHED = DOMAIN_NAMES[3:]
@@ -318,9 +317,8 @@ def generate(task: str, directory: str | Path, sizes: Mapping[str, int], seed: i
 
 
 def _write_tsv(path: Path, fmt: GlueFormat, split: str, rows: list[Row]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
+    def write(tmp: str) -> None:
+        with open(tmp, "w", encoding="utf-8", newline="") as f:
             writer = csv.writer(f, delimiter="\t", quoting=csv.QUOTE_NONE, lineterminator="\n")
             if fmt.headers[split] is not None:
                 writer.writerow(fmt.headers[split])
@@ -328,8 +326,5 @@ def _write_tsv(path: Path, fmt: GlueFormat, split: str, rows: list[Row]) -> None
                 if len(row) != fmt.columns(split) or any("\t" in c or "\n" in c for c in row):
                     raise AssertionError(f"a generated GLUE {fmt.name} row does not fit the format: {row}")
                 writer.writerow(row)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+
+    atomic_write(path, write)

@@ -20,12 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from tasks.data.atomic import write_json
 from tasks.data.cache import load_cached, save_cached
 from tasks.lra.data.examples import BYTE_OFFSET, Examples
 from tasks.lra.generators.pathfinder import Geometry
 from tasks.lra.specs import LraSpec
 from tasks.lra.splits import SPLITS, load_or_make_splits
+from zoo_io.atomic import write_json
 
 FORMAT_VERSION = 1  # bump when a generator, reader or the tensor layout changes what lands in the cache
 COMPLETE = "generated.json"

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tasks.data.atomic import write_json
 from tasks.lra.data.examples import Examples
+from zoo_io.atomic import write_json
 
 SPLITS = ("train", "valid", "test")
 

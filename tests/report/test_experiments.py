@@ -13,6 +13,7 @@ from attention_zoo import build_backbone
 from harness.config import resolved_dict, validate
 from harness.report.reproduce import split_points
 from tasks.base import backbone_options
+from tests.conftest import requires_extra
 from tests.report.conftest import CONF_DIR
 
 EXPERIMENTS = ("table1", "table2", "table3", "table8", "table9", "table10", "table11", "table12", "pos_ablation")
@@ -94,6 +95,8 @@ def test_table1_variants():
 @pytest.mark.filterwarnings("ignore::UserWarning")  # Hydra: launcher files named like the plugins' schemas
 @pytest.mark.parametrize("launcher", ["local", "joblib", "submitit_local", "submitit_slurm"])
 def test_launchers_compose(launcher):
+    if launcher != "local":
+        requires_extra("slurm")
     cfg = compose_hydra(f"hydra/launcher={launcher}", "experiment=table11")
     target = cfg.hydra.launcher._target_
     assert target.split(".")[-1] == {"local": "BasicLauncher", "joblib": "JoblibLauncher",

@@ -8,12 +8,14 @@ from pathlib import Path
 import pytest
 
 from harness.report.records import load_records
+from tests.conftest import requires_extra
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
 def test_submitit_local_runs_a_smoke_sweep(tmp_path):
+    requires_extra("slurm")
     command = [
         sys.executable, "-m", "harness.run", "-m", "hydra/launcher=submitit_local", "hydra.launcher.timeout_min=10",
         "scale=smoke", "logger=none", "trainer.progress=false", "attention=vanilla,elu", "trainer.max_steps=2",
