@@ -4,18 +4,24 @@ Public API:
 - ``available()``: every backend name.
 - ``build_mixer(name, d_model, n_heads, causal, **knobs)``: one token mixer.
 - ``build_backbone(attention, model=None, **sizes)``: blocks, norms, channel mixers and a layer plan.
+- ``register(name, builder, *, linear_causal, linear_bidirectional, ...)``: add your own backend (also a
+  decorator, and an entry point group ``attention_zoo.backends`` for plugins); docs/add_your_attention.md.
 """
 from attention_zoo.backbone import Backbone, BackboneConfig, build_backbone, resolve_layer_plan
-from attention_zoo.registry import REGISTRY, MixerSpec, available, build_mixer, get_spec
+from attention_zoo.mixers.base import MultiHeadMixer
+from attention_zoo.registry import REGISTRY, MixerSpec, available, build_mixer, get_spec, register, unregister
 
 __all__ = [
     "REGISTRY",
     "Backbone",
     "BackboneConfig",
     "MixerSpec",
+    "MultiHeadMixer",
     "available",
     "build_backbone",
     "build_mixer",
     "get_spec",
+    "register",
     "resolve_layer_plan",
+    "unregister",
 ]

@@ -1,7 +1,9 @@
 """One registry: name -> mixer builder, its knobs (with defaults) and its capability flags."""
 from __future__ import annotations
 
+import importlib.metadata
 import inspect
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -101,14 +103,60 @@ _SPECS = [
     ),
 ]
 REGISTRY: dict[str, MixerSpec] = {spec.name: spec for spec in _SPECS}
+BUILTIN = frozenset(REGISTRY)
+SPEC_ATTRIBUTE = "__attention_zoo_spec__"  # the capability flags a decorated builder carries
+CAPABILITIES = ("owns_channel_mixer", "needs_max_length", "prefix_consistent", "fixed_knobs", "default_knobs")
+
+
+def register(name: str, builder: Callable[..., nn.Module] | None = None, *, linear_causal: bool,
+             linear_bidirectional: bool, description: str = "", replace: bool = False, **capabilities):
+    """Add the backend ``name`` (``builder(d_model, n_heads, causal, **knobs) -> nn.Module`` with
+    ``forward(x[B, N, D], padding_mask[B, N] | None) -> [B, N, D]``), with the same flags as the built-ins.
+
+    ``register("mine", MyMixer, linear_causal=True, linear_bidirectional=True)``, or as a decorator:
+    ``@register("mine", linear_causal=True, linear_bidirectional=True)``. The flags are also attached to the
+    builder, so an entry point (group ``attention_zoo.backends``) can name it alone. Registering a name that
+    exists fails, naming it, unless ``replace=True``.
+    """
+    unknown = sorted(set(capabilities) - set(CAPABILITIES))
+    if unknown:
+        raise TypeError(f"register({name!r}): unknown capability flag(s) {unknown}; valid: {list(CAPABILITIES)}")
+
+    def add(target: Callable[..., nn.Module]) -> Callable[..., nn.Module]:
+        if not callable(target):
+            raise TypeError(f"register({name!r}): the builder must be callable, got {type(target).__name__}")
+        flags = {"linear_causal": linear_causal, "linear_bidirectional": linear_bidirectional,
+                 "description": description or (target.__doc__ or "").strip().split("\n")[0], **capabilities}
+        existing = REGISTRY.get(name)
+        if existing is not None and not replace and existing.builder is not target:
+            where = "a built-in backend" if name in BUILTIN else f"already registered ({_origin(existing.builder)})"
+            raise ValueError(f"attention backend {name!r} is {where}; choose another name or pass replace=True")
+        setattr(target, SPEC_ATTRIBUTE, {"name": name, **flags})
+        REGISTRY[name] = MixerSpec(name, target, **flags)
+        return target
+
+    return add if builder is None else add(builder)
+
+
+def _origin(builder: Callable) -> str:
+    return f"{getattr(builder, '__module__', '?')}.{getattr(builder, '__qualname__', repr(builder))}"
+
+
+def unregister(name: str) -> None:
+    """Remove a registered (non built-in) backend."""
+    if name in BUILTIN:
+        raise ValueError(f"{name!r} is a built-in backend and cannot be unregistered")
+    REGISTRY.pop(name, None)
 
 
 def available() -> list[str]:
-    """Every registered backend name."""
+    """Every registered backend name: the built-ins, then plugins and backends registered at run time."""
+    load_plugins()
     return list(REGISTRY)
 
 
 def get_spec(name: str) -> MixerSpec:
+    load_plugins()
     if name not in REGISTRY:
         raise ValueError(f"unknown attention backend {name!r}; valid choices: {available()}")
     return REGISTRY[name]
@@ -121,3 +169,37 @@ def build_mixer(name: str, d_model: int, n_heads: int, causal: bool, **knobs) ->
     if unknown:
         raise ValueError(f"unknown knob(s) {unknown} for backend {name!r}; valid knobs: {sorted(spec.knobs)}")
     return spec.builder(d_model, n_heads, causal, **(spec.fixed_knobs | spec.default_knobs | knobs))
+
+
+# ---------------------------------------------------------------------------------------------- plugins
+PLUGIN_GROUP = "attention_zoo.backends"
+_plugins_loaded = False
+PLUGIN_ERRORS: dict[str, str] = {}  # entry point -> why it could not be registered
+
+
+def load_plugins() -> None:
+    """Register every entry point of the group ``attention_zoo.backends`` (once, at first use).
+
+    An entry point ``name = "pkg.module:Builder"`` registers ``Builder`` under ``name`` with the flags that
+    ``@register`` attached to it. One that fails to import or carries no flags is reported (with its
+    distribution and the error) and skipped; the built-in backends keep working.
+    """
+    global _plugins_loaded
+    if _plugins_loaded:
+        return
+    _plugins_loaded = True
+    for entry in importlib.metadata.entry_points(group=PLUGIN_GROUP):
+        distribution = getattr(entry.dist, "name", None) or "an unknown distribution"
+        try:
+            builder = entry.load()
+            flags = dict(getattr(builder, SPEC_ATTRIBUTE, None) or {})
+            if not flags:
+                raise TypeError(f"{entry.value} carries no capability flags: decorate it with "
+                                f"@attention_zoo.register({entry.name!r}, linear_causal=..., linear_bidirectional=...)")
+            flags.pop("name", None)
+            if REGISTRY.get(entry.name) is None or REGISTRY[entry.name].builder is not builder:
+                register(entry.name, builder, **flags)
+        except Exception as err:  # a broken plugin must not take the built-ins down
+            PLUGIN_ERRORS[entry.name] = f"{type(err).__name__}: {err}"
+            warnings.warn(f"attention_zoo plugin {entry.name!r} from {distribution} ({entry.value}) was not "
+                          f"registered: {type(err).__name__}: {err}", RuntimeWarning, stacklevel=2)

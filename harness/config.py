@@ -8,6 +8,7 @@ against the backend's knobs in the ``attention_zoo`` registry.
 from __future__ import annotations
 
 import hashlib
+import inspect
 import json
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
@@ -307,3 +308,38 @@ def config_hash(resolved: dict[str, Any]) -> str:
         if isinstance(node, dict):
             node.pop(path[-1], None)
     return hashlib.sha256(json.dumps(pruned, sort_keys=True).encode()).hexdigest()
+
+
+# ------------------------------------------------------------------------------- plugin backends' configs
+ATTENTION_CONF = Path(__file__).resolve().parent.parent / "conf" / "attention"
+_PRIMITIVES = (bool, int, float, str, type(None))
+
+
+def attention_node(name: str) -> dict[str, Any]:
+    """The ``attention`` section of a backend, read off the registry: its name, no layer plan, every knob
+    with its default (a knob without a default is ``???``, which Hydra requires on the command line)."""
+    node: dict[str, Any] = {"name": name, "layer_plan": None}
+    for knob, default in get_spec(name).knobs.items():
+        if default is inspect.Parameter.empty:
+            node[knob] = "???"
+        elif isinstance(default, _PRIMITIVES) or (isinstance(default, (list, tuple))
+                                                   and all(isinstance(v, _PRIMITIVES) for v in default)):
+            node[knob] = list(default) if isinstance(default, tuple) else default
+    return node
+
+
+def register_attention_configs() -> list[str]:
+    """Make ``attention=<name>`` work for every registered backend without a file under conf/attention/
+    (plugins, backends registered at run time): a config-group entry in Hydra's ConfigStore, composed like
+    the YAML files. Returns the names it added."""
+    from hydra.core.config_store import ConfigStore
+
+    store, added = ConfigStore.instance(), []
+    for name in available():
+        if not (ATTENTION_CONF / f"{name}.yaml").is_file():
+            store.store(group="attention", name=name, node=attention_node(name))
+            added.append(name)
+    return added
+
+
+register_attention_configs()  # at import: every entry point that composes conf/ imports this module first

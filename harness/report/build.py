@@ -19,9 +19,11 @@ import pandas as pd
 from attention_zoo.registry import TRANSNORMER_PARTS
 from harness.report.paper import paper_number, read_paper
 from harness.report.records import RunRecord
-from harness.report.specs import Column, RunTable
+from harness.report.specs import Column, RunTable, backend_row
 from harness.report.stats import RankAgreement, SeedStats, rank_agreement
 from harness.report.variants import Defaults
+
+NOT_IN_PAPER = "(not in the paper)"
 
 OK, FAILED, RUNNING, MISSING = "ok", "failed", "running", "missing"
 
@@ -201,6 +203,8 @@ def build_run_table(
         labels.setdefault(key, label)
     extra = sorted((k for k in by_row if k not in labels), key=spec.sort_key)
     order = list(labels) + extra
+    if spec.row_key is backend_row:  # a backend the paper did not run (a plugin, a successor): said in every view
+        labels |= {key: f"{key} {NOT_IN_PAPER}" for key in extra}
     if spec.sort_rows:
         order.sort(key=spec.sort_key)
 

@@ -38,6 +38,7 @@ ALL = ORDER
 ALIASES = {"pos": "pos_ablation", "figure2": "fig2"}
 SCALES = ("smoke", "cpu", "paper")
 LAUNCHERS = {"local": "local", "joblib": "joblib", "slurm": "submitit_slurm"}
+EXTRA_BACKEND_TABLES = ("table4", "table5", "table6", "table7")  # the backend comparisons: --extra-backends
 ABLATIONS = {"table1", "table3", "table8", "table9", "table10", "table11", "table12", "pos_ablation"}
 # the benchmark's settings per scale (options of `python -m harness.bench table7`; the rest its defaults)
 BENCH: dict[str, dict[str, Any]] = {
@@ -81,6 +82,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--ablation-task", choices=["auto", "mlm", "lm"], default=None,
                         help="task of the ablations: auto (the masked LM when available, as the paper; default), "
                         "mlm or lm (the no-argument run at cpu scale: lm)")
+    parser.add_argument("--extra-backends", type=backend_list, default=[], metavar="NAME[,NAME]",
+                        help="registered backends (plugins included) to add as rows to "
+                        + ", ".join(EXTRA_BACKEND_TABLES) + ", marked as not in the paper")
     parser.add_argument("--wandb", action="store_true", help="log runs to wandb (offline) as well")
     parser.add_argument("--progress", action="store_true", help="show the runs' progress bars")
     parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
@@ -103,6 +107,17 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         extra = ["trainer.progress=false", *extra]
     args.overrides = extra
     return args
+
+
+def backend_list(text: str) -> list[str]:
+    """``a,b`` -> registered backend names (plugins included), or an error listing the valid ones."""
+    from attention_zoo import available
+
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in available()]
+    if unknown:
+        raise argparse.ArgumentTypeError(f"unknown backend(s) {unknown}; registered: {', '.join(available())}")
+    return names
 
 
 def expand_tables(names: Sequence[str], parser: argparse.ArgumentParser | None = None) -> list[str]:
@@ -134,6 +149,7 @@ class Context:
     overrides: list[str] = field(default_factory=list)
     wandb: bool = False
     ablation_task: str = "auto"  # auto | mlm | lm
+    extra_backends: list[str] = field(default_factory=list)  # rows beyond the paper's, Tables 4-7
     python: str = sys.executable
 
     def sweep(self, experiment: str, *extra: str) -> list[str]:
@@ -227,6 +243,11 @@ def plan_table(name: str, ctx: Context, notes: list[str]) -> list[Step]:
         if why:
             notes.append(f"{name}: the masked LM is not available ({why}); running on the causal LM (task=lm)")
     argv, cfg = plan_sweep(name, ctx, extra)
+    if name in EXTRA_BACKEND_TABLES and ctx.extra_backends:
+        swept = [b.strip() for b in str(cfg.hydra.sweeper.params.attention).split(",")]
+        # a command-line sweep of a key replaces the experiment's sweep of it
+        extra = [*extra, "attention=" + ",".join(swept + [b for b in ctx.extra_backends if b not in swept])]
+        argv = ctx.sweep(name, *extra)
     if name == "table8":
         n_layers = int(cfg.model.n_layers)
         argv = ctx.sweep(name, *extra, f"attention.layer_plan={split_points(n_layers)}")
@@ -238,9 +259,17 @@ def plan_table(name: str, ctx: Context, notes: list[str]) -> list[Step]:
     return steps
 
 
-def bench_options(scale: str) -> list[str]:
+def bench_options(scale: str, extra_backends: Sequence[str] = ()) -> list[str]:
+    settings = dict(BENCH[scale])
+    if extra_backends:
+        from omegaconf import OmegaConf
+
+        from harness.bench.table7 import EXPERIMENT
+
+        backends = settings.get("backends") or list(OmegaConf.load(EXPERIMENT)["bench"]["backends"])
+        settings["backends"] = [*backends, *(b for b in extra_backends if b not in backends)]
     options = []
-    for key, value in BENCH[scale].items():
+    for key, value in settings.items():
         flag = "--" + key.replace("_", "-")
         if key == "backends":
             options += [flag, *value]
@@ -254,11 +283,11 @@ def bench_options(scale: str) -> list[str]:
 def bench_step(ctx: Context) -> Step:
     out = ctx.layout.bench_dir(ctx.scale)
     argv = [ctx.python, "-m", "harness.bench", "table7", "--scale", ctx.scale, "--out", str(out),
-            *bench_options(ctx.scale)]
-    return Step("table7: speed benchmark", lambda: argv, lambda: bench_done(out, ctx.scale))
+            *bench_options(ctx.scale, ctx.extra_backends)]
+    return Step("table7: speed benchmark", lambda: argv, lambda: bench_done(out, ctx.scale, ctx.extra_backends))
 
 
-def bench_done(out: Path, scale: str) -> str | None:
+def bench_done(out: Path, scale: str, extra_backends: Sequence[str] = ()) -> str | None:
     """A reason to skip the benchmark: its results exist for these settings with every cell measured."""
     settings_file, csv_file = out / "table7.json", out / "table7.csv"
     if not (settings_file.is_file() and csv_file.is_file()):
@@ -268,6 +297,8 @@ def bench_done(out: Path, scale: str) -> str | None:
     except (OSError, json.JSONDecodeError):
         return None
     if settings.get("scale") != scale or any(settings.get(k) != v for k, v in BENCH[scale].items()):
+        return None
+    if any(b not in settings.get("backends", []) for b in extra_backends):
         return None
     import pandas as pd
 
@@ -352,7 +383,8 @@ def run_table(name: str, ctx: Context, dry_run: bool, notes: list[str]) -> Outco
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     layout = Layout(args.results)
-    ctx = Context(args.scale, args.seeds, args.launcher, layout, args.overrides, args.wandb, args.ablation_task)
+    ctx = Context(args.scale, args.seeds, args.launcher, layout, args.overrides, args.wandb, args.ablation_task,
+                  args.extra_backends)
     print(f"reproduce: {' '.join(args.tables)} at scale {args.scale}, {args.seeds} seed(s), launcher "
           f"{args.launcher}; results in {layout.root}", flush=True)
     started = time.perf_counter()

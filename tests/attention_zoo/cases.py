@@ -5,6 +5,10 @@ import pytest
 import torch
 
 import attention_zoo
+from attention_zoo import conformance
+from attention_zoo.conformance import assert_close, gradients, padding_mask, parameters, relative_error
+
+__all__ = ["assert_close", "gradients", "padding_mask", "parameters", "relative_error"]  # the battery's helpers
 
 D_MODEL, N_HEADS = 32, 4
 LENGTHS = [1, 63, 64, 65, 257]
@@ -53,50 +57,11 @@ def build(name: str, causal: bool, knobs: dict, *, seed: int = 0, dtype=torch.fl
     return module.to(device=device, dtype=dtype).eval()
 
 
+def make_for(name: str, knobs: dict):
+    """The conformance battery's ``make(causal, dtype=, device=, seed=)`` for a built-in backend."""
+    return lambda causal, *, dtype=torch.float64, device="cpu", seed=0: build(
+        name, causal, knobs, seed=seed, dtype=dtype, device=device)
+
+
 def inputs(batch: int, length: int, *, seed: int = 1, dtype=torch.float64, device="cpu") -> torch.Tensor:
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(batch, length, D_MODEL, generator=generator, dtype=torch.float64).to(device, dtype)
-
-
-def padding_mask(lengths: list[int], total: int, side: str, *, seed: int = 2, device="cpu") -> torch.Tensor:
-    """``[B, total]`` bool (True = padding) with ``lengths[b]`` real tokens on the left (``side="right"``
-    padding), on the right (``"left"``), or scattered at random (``"scattered"``)."""
-    generator = torch.Generator().manual_seed(seed)
-    mask = torch.ones(len(lengths), total, dtype=torch.bool)
-    for b, n in enumerate(lengths):
-        if side == "right":
-            mask[b, :n] = False
-        elif side == "left":
-            mask[b, total - n :] = False
-        else:
-            mask[b, torch.randperm(total, generator=generator)[:n]] = False
-    return mask.to(device)
-
-
-def relative_error(actual: torch.Tensor, expected: torch.Tensor, floor: float = 0.0) -> float:
-    """max |actual - expected| / max(max |expected|, floor) (the plain difference when that is 0).
-
-    ``floor`` keeps a quantity that is zero in exact arithmetic (e.g. the gradient of a key bias under
-    softmax) from being judged on its rounding noise alone.
-    """
-    scale = max(expected.abs().max().item() if expected.numel() else 0.0, floor)
-    diff = (actual - expected).abs().max().item() if expected.numel() else 0.0
-    return diff / scale if scale > 0 else diff
-
-
-def assert_close(actual: torch.Tensor, expected: torch.Tensor, tol: float, what: str, floor: float = 0.0) -> None:
-    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
-    assert torch.isfinite(actual).all(), f"{what}: non-finite values"
-    error = relative_error(actual.double(), expected.double(), floor)
-    assert error <= tol, f"{what}: relative error {error:.3e} > {tol:.1e}"
-
-
-def parameters(module: torch.nn.Module) -> list[tuple[str, torch.Tensor]]:
-    return [(name, p) for name, p in module.named_parameters() if p.requires_grad]
-
-
-def gradients(output: torch.Tensor, x: torch.Tensor, module: torch.nn.Module, weight: torch.Tensor) -> dict:
-    """d (output . weight) / d x and every parameter (a parameter the output does not use gets zeros)."""
-    named = [("x", x)] + parameters(module)
-    grads = torch.autograd.grad((output * weight).sum(), [t for _, t in named], allow_unused=True)
-    return {name: torch.zeros_like(t) if g is None else g for (name, t), g in zip(named, grads)}
+    return conformance.inputs(batch, length, D_MODEL, seed=seed, dtype=dtype, device=device)
