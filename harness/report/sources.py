@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.report.build import FAILED, MISSING, OK, BuiltTable, Cell, Row, column_agreement
+from harness.report.build import FAILED, MISSING, NOT_IN_PAPER, OK, BuiltTable, Cell, Row, column_agreement
 from harness.report.layout import Layout
 from harness.report.paper import paper_number, read_paper
 from harness.report.specs import Column, RunTable
@@ -50,8 +50,8 @@ def build_table7(layout: Layout, scale: str, paper_dir: Path) -> BuiltTable | No
             cell.paper_text = str(match.iloc[0]["steps_per_sec"]) if len(match) else ""
             cell.paper = paper_number(cell.paper_text)
             cells[column.name] = cell
-        label = labels.get(key, key)
-        row = Row(key, label if label == key else f"{label} ({key})", cells,
+        label = labels.get(key, key) if key in labels else f"{key} {NOT_IN_PAPER}"
+        row = Row(key, label if label in (key, f"{key} {NOT_IN_PAPER}") else f"{label} ({key})", cells,
                   paper_source=", ".join(sorted(set(theirs["source"]))) if len(theirs) else "")
         if len(mine) and "parameters" in mine:
             params = pd.to_numeric(mine["parameters"], errors="coerce").dropna()
