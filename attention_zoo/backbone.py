@@ -42,7 +42,8 @@ class BackboneConfig:
     channel_mixer: str = "glu"
     hidden_dim: int | None = None
     activation: str = "gelu"
-    dropout: float = 0.1
+    dropout: float = 0.1  # residual dropout (and of the embeddings)
+    activation_dropout: float = 0.0  # inside the channel mixer, after its activation (fairseq's; the authors' 0)
     positional: str = "sinusoidal"
     max_len: int = 512
 
@@ -133,8 +134,8 @@ class Backbone(nn.Module):
     def _channel_mixer(self) -> nn.Module:
         cfg = self.config
         if cfg.channel_mixer == "glu":
-            return GatedLinearUnit(cfg.d_model, cfg.hidden_dim or int(8 / 3 * cfg.d_model))
-        return FeedForward(cfg.d_model, cfg.hidden_dim or 4 * cfg.d_model, cfg.activation)
+            return GatedLinearUnit(cfg.d_model, cfg.hidden_dim or int(8 / 3 * cfg.d_model), cfg.activation_dropout)
+        return FeedForward(cfg.d_model, cfg.hidden_dim or 4 * cfg.d_model, cfg.activation, cfg.activation_dropout)
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         return real_tokens_first(self.run_blocks, x, padding_mask)

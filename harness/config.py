@@ -64,6 +64,7 @@ class ModelConfig:
     hidden_dim: int | None = None
     activation: str = "gelu"
     dropout: float = 0.1
+    activation_dropout: float = 0.0
     positional: str = "sinusoidal"
     max_len: int = 512
     scale_embeddings: bool = True  # multiply token embeddings by sqrt(d_model) (fairseq)
@@ -73,8 +74,9 @@ class ModelConfig:
             _positive(f"model.{key}", getattr(self, key))
         if self.d_model % self.n_heads:
             raise ConfigError(f"model.d_model={self.d_model} must be divisible by model.n_heads={self.n_heads}")
-        if not 0 <= self.dropout < 1:
-            raise ConfigError(f"model.dropout={self.dropout} must be in [0, 1)")
+        for key in ("dropout", "activation_dropout"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ConfigError(f"model.{key}={getattr(self, key)} must be in [0, 1)")
         _choice("model.channel_mixer", self.channel_mixer, ("glu", "ffn"))
 
 
@@ -294,6 +296,11 @@ UNHASHED = (
 )
 
 
+# keys added after runs were recorded, at the value that reproduces the behaviour before them: left out of the
+# hash at that value, so those runs keep their folders (and resume); any other value is hashed
+HASHED_UNLESS = {("model", "activation_dropout"): 0.0}
+
+
 def resolved_dict(cfg: DictConfig) -> dict[str, Any]:
     return OmegaConf.to_container(cfg, resolve=True)
 
@@ -307,6 +314,10 @@ def config_hash(resolved: dict[str, Any]) -> str:
             node = node.get(key, {}) if isinstance(node, dict) else {}
         if isinstance(node, dict):
             node.pop(path[-1], None)
+    for path, legacy in HASHED_UNLESS.items():
+        node = pruned.get(path[0], {})
+        if isinstance(node, dict) and path[1] in node and node[path[1]] == legacy:
+            del node[path[1]]
     return hashlib.sha256(json.dumps(pruned, sort_keys=True).encode()).hexdigest()
 
 

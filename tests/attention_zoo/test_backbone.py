@@ -159,6 +159,18 @@ def test_channel_mixers():
     assert sized.blocks[0].channel_mixer.w1.out_features == 48
 
 
+@pytest.mark.parametrize("channel_mixer", ["glu", "ffn"])
+def test_activation_dropout_reaches_the_channel_mixer(channel_mixer):
+    """model.activation_dropout is the channel mixer's own dropout (before, its dropout was never set)."""
+    backbone = build_backbone("elu", **(SIZES | {"channel_mixer": channel_mixer, "activation_dropout": 0.4,
+                                                 "dropout": 0.0}))
+    assert all(b.channel_mixer.dropout.p == 0.4 for b in backbone.blocks)
+    x = torch.randn(2, 9, 32)
+    assert not torch.equal(backbone.train()(x), backbone.eval()(x))  # the only dropout left is the channel's
+    default = build_backbone("elu", **(SIZES | {"channel_mixer": channel_mixer}))
+    assert all(b.channel_mixer.dropout.p == 0.0 for b in default.blocks)  # the authors' GLU: no inner dropout
+
+
 @pytest.mark.parametrize("name", ["flash", "flash_quad"])
 def test_flash_owns_its_channel_mixer(name):
     backbone = build_backbone(name, **SIZES)

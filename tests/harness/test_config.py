@@ -110,8 +110,17 @@ def test_config_hash_ignores_logging_and_locations_but_not_what_changes_results(
     same = config_hash(resolved_dict(compose_config("scale=smoke", "logger=none", "run.root=/elsewhere",
                                                     "trainer.progress=false", "task.data.cache_dir=/x")))
     assert base == same
-    for updates in ({"seed": 1}, {"trainer__lr": 1e-4}, {"attention__block_size": 32}, {"task__seq_len": 8}):
+    for updates in ({"seed": 1}, {"trainer__lr": 1e-4}, {"attention__block_size": 32}, {"task__seq_len": 8},
+                    {"model__activation_dropout": 0.1}):
         assert config_hash(resolved_dict(changed(smoke, **updates))) != base
+
+
+def test_keys_added_later_leave_the_hash_of_earlier_runs_alone(smoke):
+    """model.activation_dropout at 0 (the behaviour before the key existed) hashes as if it were absent."""
+    resolved = resolved_dict(smoke)
+    assert resolved["model"]["activation_dropout"] == 0.0
+    del resolved["model"]["activation_dropout"]
+    assert config_hash(resolved) == config_hash(resolved_dict(smoke))
 
 
 @pytest.mark.parametrize(
