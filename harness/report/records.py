@@ -20,6 +20,9 @@ from harness.config import config_hash
 from harness.metrics_log import METRICS_FILE
 from harness.records import RECORD_FILE
 
+# the model settings that make a row of an ablation (Tables 10 and 12, the positional encodings): not context
+MODEL_AXES = ("channel_mixer", "positional", "norm", "prenorm", "activation", "hidden_dim")
+
 log = logging.getLogger(__name__)
 
 
@@ -71,8 +74,6 @@ class RunRecord:
     def context(self) -> str:
         """Hash of what is not the row's business: the configuration without the seed, the attention section
         and the model's variant settings (sizes, data, training). A fair table compares runs that share it."""
-        from harness.report.variants import MODEL_AXES
-
         config = {k: v for k, v in self.config.items() if k not in ("seed", "attention")}
         config["model"] = {k: v for k, v in config.get("model", {}).items() if k not in MODEL_AXES}
         return config_hash(config)

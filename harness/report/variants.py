@@ -15,15 +15,12 @@ from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
 import harness.config  # noqa: F401  (registers the config resolvers the composed configs use)
-from harness.report.records import RunRecord
+from harness.report.records import MODEL_AXES, RunRecord
 
 log = logging.getLogger(__name__)
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 # model settings that make a variant (sizes do not: they belong to the scale)
-MODEL_AXES = ("channel_mixer", "positional", "norm", "prenorm", "activation", "hidden_dim")
-
-
 class Defaults:
     """The attention and model sections each (task, backend, scale) gets by default; composed once each."""
 
