@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attention_zoo.decoding import DecodeState, advance, new_state, positions_of_new, valid_of
 from attention_zoo.mixers.base import check_choice, check_positive, real_tokens_first
 from attention_zoo.norms import NORMS, build_norm
 from attention_zoo.positional import build_absolute_positional
@@ -84,6 +85,16 @@ class ParallelMixers(nn.Module):
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         return sum(mixer(x, padding_mask) for mixer in self.mixers)
 
+    def init_state(self, batch_size: int, *, device=None, dtype=None) -> DecodeState:
+        state = new_state(batch_size, device)
+        state.parts = [m.init_state(batch_size, device=device, dtype=dtype) for m in self.mixers]
+        return state
+
+    def step(self, x, state: DecodeState, padding_mask=None) -> tuple[torch.Tensor, DecodeState]:
+        out = sum(m.step(x, part, padding_mask)[0] for m, part in zip(self.mixers, state.parts))
+        advance(state, valid_of(x, padding_mask))
+        return out, state
+
 
 class Block(nn.Module):
     """Token mixer then (unless the mixer owns it) channel mixer, each a residual sublayer."""
@@ -100,6 +111,16 @@ class Block(nn.Module):
         if self.channel_mixer is not None:
             x = self._residual(x, self.channel_mixer, self.channel_norm, padding_mask)
         return x
+
+    def init_state(self, batch_size: int, *, device=None, dtype=None) -> DecodeState:
+        return self.mixer.init_state(batch_size, device=device, dtype=dtype)
+
+    def step(self, x, state: DecodeState, padding_mask=None) -> tuple[torch.Tensor, DecodeState]:
+        """``forward`` for the next tokens; the channel mixer and the norms act on each token alone."""
+        x = self._residual(x, lambda h: self.mixer.step(h, state, padding_mask)[0], self.mixer_norm, padding_mask)
+        if self.channel_mixer is not None:
+            x = self._residual(x, self.channel_mixer, self.channel_norm, padding_mask)
+        return x, state
 
     def _residual(self, x, sublayer, norm, padding_mask):
         if self.prenorm:
@@ -139,6 +160,23 @@ class Backbone(nn.Module):
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         return real_tokens_first(self.run_blocks, x, padding_mask)
+
+    def init_state(self, batch_size: int, *, device=None, dtype=None) -> DecodeState:
+        """The decoding state of every layer (attention_zoo.decoding); causal backbones only."""
+        state = new_state(batch_size, device)
+        state.parts = [block.init_state(batch_size, device=device, dtype=dtype) for block in self.blocks]
+        return state
+
+    def step(self, x: torch.Tensor, state: DecodeState,
+             padding_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, DecodeState]:
+        """The hidden states of the next tokens ``x[B, T, D]`` (embeddings), equal to ``forward`` over all
+        tokens so far at those positions; ``padding_mask[B, T]`` marks padding (e.g. left-padded prompts)."""
+        valid = valid_of(x, padding_mask)
+        x = self.dropout(self.positions(x, positions_of_new(state, valid)))
+        for block, part in zip(self.blocks, state.parts):
+            x, _ = block.step(x, part, padding_mask)
+        advance(state, valid)
+        return (x if self.final_norm is None else self.final_norm(x, padding_mask)), state
 
     def run_blocks(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
         """``forward`` for a batch whose padding (if any) is on the right."""

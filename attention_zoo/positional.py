@@ -20,9 +20,12 @@ def inverse_frequencies(dim: int, base: float = 10000.0, device=None, dtype=torc
     return base ** (-2.0 * torch.arange(dim // 2, device=device, dtype=dtype) / dim)
 
 
-def positions_of(x: torch.Tensor, dtype: torch.dtype) -> torch.Tensor:
-    """``[N]``: 0..N-1 along the sequence axis of ``x[..., N, d]``."""
-    return torch.arange(x.shape[-2], device=x.device, dtype=dtype)
+def positions_of(x: torch.Tensor, dtype: torch.dtype, positions: torch.Tensor | None = None) -> torch.Tensor:
+    """``[N, 1]``: 0..N-1 along the sequence axis of ``x[..., N, d]``; or the given ``positions[B, N]`` (a
+    decoding step: each sequence's own offsets) as ``[B, 1, N, 1]`` for heads-first ``x[B, H, N, d]``."""
+    if positions is None:
+        return torch.arange(x.shape[-2], device=x.device, dtype=dtype)[:, None]
+    return positions.to(device=x.device, dtype=dtype)[:, None, :, None]
 
 
 class RoPE(nn.Module):
@@ -38,10 +41,10 @@ class RoPE(nn.Module):
             raise ValueError(f"RoPE needs an even head dimension (d_model / n_heads), got {head_dim}")
         self.head_dim = head_dim
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         dtype = accumulation_dtype(x)
         inv_freq = inverse_frequencies(self.head_dim, device=x.device, dtype=dtype)
-        return rotate_pairs(x, positions_of(x, dtype)[:, None] * inv_freq)
+        return rotate_pairs(x, positions_of(x, dtype, positions) * inv_freq)
 
 
 class LRPE(nn.Module):
@@ -60,11 +63,11 @@ class LRPE(nn.Module):
         self.register_buffer("householder", u / u.norm())
         self.theta = nn.Parameter(inverse_frequencies(head_dim))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
         u = self.householder.to(x.dtype)
         x = x - 2 * (x @ u)[..., None] * u
         dtype = accumulation_dtype(x, self.theta)
-        return rotate_pairs(x, positions_of(x, dtype)[:, None] * self.theta.to(dtype))
+        return rotate_pairs(x, positions_of(x, dtype, positions) * self.theta.to(dtype))
 
 
 def build_relative_positional(kind: str, head_dim: int) -> nn.Module:
@@ -72,7 +75,14 @@ def build_relative_positional(kind: str, head_dim: int) -> nn.Module:
     choices = {"none": nn.Identity, "rope": RoPE, "lrpe": LRPE}
     if kind not in choices:
         raise ValueError(f"unknown relative positional encoding {kind!r}; valid choices: {sorted(choices)}")
-    return nn.Identity() if kind == "none" else choices[kind](head_dim)
+    return NoPositions() if kind == "none" else choices[kind](head_dim)
+
+
+class NoPositions(nn.Module):
+    """The identity, taking (and ignoring) a decoding step's ``positions`` like the encodings above."""
+
+    def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        return x
 
 
 def sinusoidal_table(length: int, dim: int) -> torch.Tensor:
@@ -92,10 +102,11 @@ class SinusoidalPositions(nn.Module):
         self.dim = dim
         self.register_buffer("table", sinusoidal_table(max_len, dim), persistent=False)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[-2]
+    def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        """``x[B, N, D]`` plus the rows 0..N-1 of the table (or ``positions[B, N]``, a decoding step's)."""
+        n = x.shape[-2] if positions is None else int(positions.max()) + 1
         table = self.table if n <= self.table.shape[0] else sinusoidal_table(n, self.dim).to(x.device)
-        return x + table[:n].to(x.dtype)
+        return x + (table[: x.shape[-2]] if positions is None else table[positions]).to(x.dtype)
 
 
 class LearnedPositions(nn.Module):
@@ -106,20 +117,21 @@ class LearnedPositions(nn.Module):
         self.embedding = nn.Embedding(max_len, dim)
         nn.init.normal_(self.embedding.weight, std=0.02)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        n = x.shape[-2]
+    def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
+        n = x.shape[-2] if positions is None else int(positions.max()) + 1
         if n > self.embedding.num_embeddings:
             raise ValueError(
                 f"sequence of {n} tokens is longer than the learned positions' max_len="
                 f"{self.embedding.num_embeddings}; raise model.max_len or use positional=sinusoidal"
             )
-        return x + self.embedding.weight[:n].to(x.dtype)
+        weight = self.embedding.weight
+        return x + (weight[:n] if positions is None else weight[positions]).to(x.dtype)
 
 
 def build_absolute_positional(kind: str, dim: int, max_len: int) -> nn.Module:
     """``none`` | ``sinusoidal`` | ``learned``: a module that adds positions to ``x[B, N, D]``."""
     if kind == "none":
-        return nn.Identity()
+        return NoPositions()
     if kind == "sinusoidal":
         return SinusoidalPositions(dim, max_len)
     if kind == "learned":

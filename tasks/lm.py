@@ -63,6 +63,16 @@ class LanguageModel(nn.Module):
         """``tokens[B, N]`` -> logits ``[B, N, V]``."""
         return self.head(self.backbone(self.embed(tokens) * self.embed_scale, padding_mask))
 
+    def init_state(self, batch_size: int, *, device=None, dtype=None):
+        """The backbone's decoding state (attention_zoo.decoding)."""
+        return self.backbone.init_state(batch_size, device=device, dtype=dtype)
+
+    def step(self, tokens: torch.Tensor, state, padding_mask: torch.Tensor | None = None):
+        """Logits ``[B, T, V]`` of the next ``tokens[B, T]`` from the state (equal to ``forward`` over every
+        token so far, at those positions), and the updated state."""
+        hidden, state = self.backbone.step(self.embed(tokens) * self.embed_scale, state, padding_mask)
+        return self.head(hidden), state
+
 
 def builtin_corpus_folder(cache_dir: str | Path, corpus: CorpusConfig, seed: int) -> Path:
     """The generated corpus for these parameters, written once into the cache (safe under concurrency)."""

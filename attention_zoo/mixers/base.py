@@ -6,6 +6,8 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
+from attention_zoo.decoding import DecodeState, advance, new_state, one_token_at_a_time, positions_of_new, valid_of
+
 
 def check_choice(knob: str, value, choices: Iterable) -> None:
     """Raise a ValueError naming the knob and its valid choices when ``value`` is not one of them."""
@@ -96,6 +98,43 @@ class MultiHeadMixer(nn.Module):
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         return real_tokens_first(self.mix, x, padding_mask)
+
+    # ---------------------------------------------------------------------------- recurrent decoding
+    prefill_in_parallel = False  # True: a fresh state's first chunk runs the parallel forward, then absorb()
+
+    def init_state(self, batch_size: int, *, device=None, dtype=None) -> DecodeState:
+        """An empty decoding state (attention_zoo.decoding); causal mixers only."""
+        if not self.causal:
+            raise ValueError(f"{type(self).__name__} was built with causal=False: only causal mixers decode")
+        return new_state(batch_size, device)
+
+    def step(self, x: torch.Tensor, state: DecodeState,
+             padding_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, DecodeState]:
+        """``x[B, T, D]``: the next T tokens of each sequence -> their outputs ``[B, T, D]`` and the state."""
+        valid = valid_of(x, padding_mask)
+        positions = positions_of_new(state, valid)
+        if self.prefill_in_parallel and state.fresh:
+            out = self.forward(x, padding_mask)
+            q, k, v = (self.split_heads(proj(x)) for proj in (self.q_proj, self.k_proj, self.v_proj))
+            self.absorb(k, v, valid, positions, state)
+        elif self.prefill_in_parallel and x.shape[1] > 1:
+            return one_token_at_a_time(self.step, x, state, padding_mask)
+        else:
+            q, k, v = (self.split_heads(proj(x)) for proj in (self.q_proj, self.k_proj, self.v_proj))
+            mixed = self.attend_step(q, k, v, valid, positions, state).transpose(1, 2).flatten(-2)
+            if self.output_norm is not None:
+                mixed = self.output_norm(mixed, padding_mask)
+            out = self.out_proj(mixed).masked_fill(~valid[..., None], 0.0)
+        advance(state, valid)
+        return out, state
+
+    def attend_step(self, q, k, v, valid, positions, state: DecodeState) -> torch.Tensor:
+        """Decoding's ``attend``: the new tokens' heads ``[B, H, T, d]`` with the state of earlier ones."""
+        raise NotImplementedError(f"{type(self).__name__} has no recurrent form")
+
+    def absorb(self, k, v, valid, positions, state: DecodeState) -> None:
+        """Put a parallel prefill's keys and values into a fresh state (``prefill_in_parallel`` mixers)."""
+        raise NotImplementedError
 
     def mix(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
         """``forward`` for a batch whose padding (if any) is on the right."""

@@ -14,6 +14,18 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attention_zoo.decoding import (
+    DecodeState,
+    advance,
+    block_fill,
+    history_step,
+    last_real_tokens,
+    new_state,
+    one_token_at_a_time,
+    positions_of_new,
+    valid_of,
+    write_slot,
+)
 from attention_zoo.mixers.base import (
     check_choice,
     check_flag,
@@ -103,6 +115,68 @@ class GatedAttentionUnit(nn.Module):
             mixed = self.mixed_chunk_attention(*parts, v, key_valid)
         out = self.out_proj(u * mixed[:, 0])
         return out if padding_mask is None else out.masked_fill(padding_mask[..., None], 0.0)
+
+    # ---------------------------------------------------------------------------- recurrent decoding
+    def init_state(self, batch_size: int, *, device=None, dtype=None) -> DecodeState:
+        if not self.causal:
+            raise ValueError("GatedAttentionUnit was built with causal=False: only causal mixers decode")
+        return new_state(batch_size, device)
+
+    def step(self, x: torch.Tensor, state: DecodeState, padding_mask: torch.Tensor | None = None):
+        """FLASH: the cross-group linear state plus the current group's tokens (constant memory). FLASH-quad
+        divides by the sequence length, so it decodes by recomputation: each new token gets the parallel
+        output over its prefix (attention_zoo.decoding.history_step)."""
+        if self.group_size is None:
+            return history_step(self, x, state, padding_mask)
+        valid = valid_of(x, padding_mask)
+        if state.fresh:  # a parallel prefill, then its last partial group and the earlier groups' state
+            out = self.forward(x, padding_mask)
+            self._absorb(x, valid, state)
+        elif x.shape[1] > 1:
+            return one_token_at_a_time(self.step, x, state, padding_mask)
+        else:
+            out = self._step_one(x, valid, state)
+        advance(state, valid)
+        return out, state
+
+    def _features(self, x, positions):
+        u, v = F.silu(self.to_uv(x)).chunk(2, dim=-1)
+        parts = [self.pos(t[:, None], positions) for t in self.offset_scale(F.silu(self.to_z(x)))]
+        return u, v[:, None], parts  # v, parts: [B, 1, T, .]
+
+    def _absorb(self, x, valid, state) -> None:
+        G = self.group_size
+        _, v, (_, quad_k, _, lin_k) = self._features(x, positions_of_new(state, valid))
+        fill = block_fill(valid, G)
+        in_groups = valid.long().sum(-1) - fill  # tokens of the completed groups
+        dtype = accumulation_dtype(lin_k, v)
+        earlier = valid & (valid.long().cumsum(-1) <= in_groups[:, None])
+        k_earlier = zero_padded(lin_k, earlier).to(dtype)
+        state.tensors.update(cross=torch.matmul(k_earlier.transpose(-1, -2), v.to(dtype)), fill=fill,
+                             **{name: last_real_tokens(t, valid, fill, G) for name, t in
+                                (("quad_k", quad_k), ("lin_k", lin_k), ("v", v))})
+
+    def _step_one(self, x, valid, state) -> torch.Tensor:
+        G, rows = self.group_size, valid[:, 0]
+        u, v, (quad_q, quad_k, lin_q, lin_k) = self._features(x, positions_of_new(state, valid))
+        if "fill" not in state.tensors:
+            self._absorb(x[:, :0], valid[:, :0], state)
+        tensors = state.tensors
+        fill = tensors["fill"]
+        full = (fill >= G) & rows  # this token starts a new group: fold the finished one into the state
+        dtype = tensors["cross"].dtype
+        folded = torch.matmul(tensors["lin_k"].to(dtype).transpose(-1, -2), tensors["v"].to(dtype))
+        tensors["cross"] = tensors["cross"] + folded * full[:, None, None, None]
+        slot = torch.where(fill >= G, torch.zeros_like(fill), fill)
+        for name, value in (("quad_k", quad_k), ("lin_k", lin_k), ("v", v)):
+            tensors[name] = write_slot(tensors[name] * ~full[:, None, None, None], value, slot, rows)
+        tensors["fill"] = torch.where(rows, slot + 1, fill)
+        visible = (torch.arange(G, device=x.device)[None, :] <= slot[:, None])[:, None]  # [B, 1, G]
+        quadratic = relu_squared_attention(quad_q, tensors["quad_k"], tensors["v"], causal=False,
+                                           key_valid=visible, scale=1.0 / G)
+        linear = torch.matmul(lin_q.to(dtype), tensors["cross"] / G)
+        out = self.out_proj(u * (quadratic + linear.to(quadratic.dtype))[:, 0])
+        return out.masked_fill(~valid[..., None], 0.0)
 
     def mixed_chunk_attention(self, quad_q, quad_k, lin_q, lin_k, v, key_valid) -> torch.Tensor:
         G, N = self.group_size, v.shape[-2]

@@ -6,6 +6,7 @@ import math
 import torch
 import torch.nn.functional as F
 
+from attention_zoo.decoding import linear_step
 from attention_zoo.mixers.base import MultiHeadMixer, check_flag, check_positive, check_real, valid_lengths, zero_padded
 from attention_zoo.ops import linear_attention, normalized_linear_attention
 from attention_zoo.ops.precision import accumulation_dtype
@@ -38,6 +39,12 @@ class EluLinearAttention(MultiHeadMixer):
         if not self.normalize:
             return linear_attention(q, k, v, causal=self.causal, chunk_size=self.chunk_size)
         return normalized_linear_attention(q, k, v, causal=self.causal, chunk_size=self.chunk_size, eps=self.eps)
+
+    def attend_step(self, q, k, v, valid, positions, state) -> torch.Tensor:
+        q, k = 1 + F.elu(q), zero_padded(1 + F.elu(k), valid)
+        if not self.normalize:
+            return linear_step(q, k, v, state, chunk_size=self.chunk_size).to(v.dtype)
+        return normalized_step(q, k, v, state, self.chunk_size, lambda den: den + self.eps)
 
 
 class CosFormerAttention(MultiHeadMixer):
@@ -83,3 +90,23 @@ class CosFormerAttention(MultiHeadMixer):
         return normalized_linear_attention(
             q_feat, k_feat, v, causal=self.causal, chunk_size=self.chunk_size, eps=self.eps, denominator="clamp"
         )
+
+    def attend_step(self, q, k, v, valid, positions, state) -> torch.Tensor:
+        if self.max_len is None:
+            raise ValueError("cosformer decodes only with a fixed horizon: set its max_len knob (attention.max_len; "
+                             "with M = the current length every earlier output would change with each new token)")
+        if int(positions.max()) >= self.max_len:
+            raise ValueError(f"cosformer: position {int(positions.max())} exceeds its max_len={self.max_len}")
+        dtype = accumulation_dtype(q, k)
+        angle = ((math.pi / 2) * (positions + 1).to(dtype) / self.max_len)[:, None, :, None]  # [B, 1, T, 1]
+        q, k = F.relu(q).to(dtype), zero_padded(F.relu(k), valid).to(dtype)
+        q_feat = torch.cat([q * angle.sin(), q * angle.cos()], dim=-1)
+        k_feat = torch.cat([k * angle.sin(), k * angle.cos()], dim=-1)
+        return normalized_step(q_feat, k_feat, v, state, self.chunk_size, lambda den: den.clamp_min(self.eps))
+
+
+def normalized_step(q, k, v, state, chunk_size: int, denominator) -> torch.Tensor:
+    """Decoding's normalised linear attention: the normaliser rides along as a value column of ones."""
+    out = linear_step(q, k, torch.cat([v, torch.ones_like(v[..., :1])], dim=-1).to(accumulation_dtype(v)), state,
+                      chunk_size=chunk_size)
+    return (out[..., :-1] / denominator(out[..., -1:])).to(v.dtype)

@@ -60,6 +60,19 @@ class PerformerAttention(MultiHeadMixer):
                 q_feat, k_feat, k_log_scale, v, chunk_size=self.chunk_size, eps=self.eps
             )
         # Bidirectionally every query sees every key: one shift per sequence and head is exact.
+        return self._bidirectional(q_feat, k_feat, k_log_scale, v)
+
+    def attend_step(self, q, k, v, valid, positions, state) -> torch.Tensor:
+        """The causal scan from the state of the earlier tokens (the projection is fixed outside training)."""
+        q_feat, _ = positive_random_features(q, self.projection)
+        k_feat, k_log_scale = positive_random_features(k, self.projection, valid)
+        carry = {name: state.tensors[name] for name in ("state", "reference") if name in state.tensors}
+        out = causal_logscaled_linear_attention(q_feat, k_feat, k_log_scale, v, chunk_size=self.chunk_size,
+                                                eps=self.eps, carry=carry)
+        state.tensors.update(carry)
+        return out
+
+    def _bidirectional(self, q_feat, k_feat, k_log_scale, v) -> torch.Tensor:
         shift = k_log_scale.amax(dim=-1, keepdim=True).clamp_min(-1e30)
         k_feat = k_feat * (k_log_scale - shift).exp()[..., None]
         return normalized_linear_attention(q_feat, k_feat, v, causal=False, eps=self.eps)

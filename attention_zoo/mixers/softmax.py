@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from attention_zoo.mixers.base import MultiHeadMixer, check_choice, check_dropout
 from attention_zoo.ops import softmax_attention
@@ -38,3 +39,20 @@ class SoftmaxAttention(MultiHeadMixer):
             impl=self.impl,
             dropout_p=self.attn_dropout if self.training else 0.0,
         )
+
+    def attend_step(self, q, k, v, valid, positions, state) -> torch.Tensor:
+        """The key/value cache: new keys appended, each new query attends to the real keys up to itself."""
+        q, k = self.pos(q, positions), self.pos(k, positions)
+        fresh = "k" not in state.tensors
+        if not fresh:
+            k = torch.cat([state.tensors["k"], k], dim=2)
+            v = torch.cat([state.tensors["v"], v], dim=2)
+            valid = torch.cat([state.tensors["valid"], valid], dim=1)
+        state.tensors.update(k=k, v=v, valid=valid)
+        if fresh and bool(valid.all()):  # a plain prefill: the fused causal kernel, no L x L mask
+            return F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        T, L = q.shape[2], k.shape[2]
+        arrival = torch.arange(L, device=q.device)
+        query_arrival = arrival[L - T :, None]
+        visible = (arrival[None, :] <= query_arrival) & (valid[:, None, :] | (arrival[None, :] == query_arrival))
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=visible[:, None])

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from attention_zoo.decoding import block_fill, last_real_tokens, linear_step, write_slot
 from attention_zoo.mixers.base import MultiHeadMixer, check_choice, check_dropout, check_positive, zero_padded
 from attention_zoo.norms import NORMS, build_norm
 from attention_zoo.ops import attention_within_blocks, block_valid, from_blocks, linear_attention, to_blocks
@@ -57,6 +58,11 @@ class NormAttention(MultiHeadMixer):
         k = zero_padded(self.pos(self.feature_map(k)), key_valid)
         return linear_attention(q, k, v, causal=self.causal, chunk_size=self.chunk_size)
 
+    def attend_step(self, q, k, v, valid, positions, state) -> torch.Tensor:
+        q = self.pos(self.feature_map(q), positions)
+        k = zero_padded(self.pos(self.feature_map(k), positions), valid)
+        return linear_step(q, k, v, state, chunk_size=self.chunk_size).to(v.dtype)
+
 
 class DiagAttention(MultiHeadMixer):
     """Attention inside non-overlapping blocks of ``block_size`` tokens (no interaction between blocks).
@@ -94,3 +100,32 @@ class DiagAttention(MultiHeadMixer):
         dropout = self.attn_dropout if self.training else 0.0
         out = attention_within_blocks(qb, kb, vb, valid, causal=self.causal, inner=self.inner, dropout_p=dropout)
         return from_blocks(out, n)
+
+    # decoding: the state is the current block's keys and values (raw: positions restart in each block)
+    prefill_in_parallel = True
+
+    def absorb(self, k, v, valid, positions, state) -> None:
+        fill = block_fill(valid, self.block_size)
+        state.tensors["k"] = last_real_tokens(k, valid, fill, self.block_size)
+        state.tensors["v"] = last_real_tokens(v, valid, fill, self.block_size)
+        state.tensors["fill"] = fill
+
+    def attend_step(self, q, k, v, valid, positions, state) -> torch.Tensor:  # one token: q [B, H, 1, d]
+        w, rows = self.block_size, valid[:, 0]
+        if "k" not in state.tensors:
+            state.tensors.update(k=k.new_zeros(*k.shape[:2], w, k.shape[-1]),
+                                 v=v.new_zeros(*v.shape[:2], w, v.shape[-1]),
+                                 fill=torch.zeros_like(state.count))
+        fill = state.tensors["fill"]
+        slot = torch.where(fill >= w, torch.zeros_like(fill), fill)  # a full block: this token starts the next
+        keys = write_slot(state.tensors["k"], k, slot, rows)
+        values = write_slot(state.tensors["v"], v, slot, rows)
+        state.tensors.update(k=keys, v=values, fill=torch.where(rows, slot + 1, fill))
+        in_block = torch.arange(w, device=q.device)
+        qb = self.pos(q * self.head_dim**-0.5, slot[:, None])[:, :, None]  # [B, H, 1, 1, d]
+        kb = self.pos(keys, in_block.expand(len(slot), w))[:, :, None]
+        visible = (in_block[None, :] <= slot[:, None])[:, None]  # [B, 1, w]
+        # the query as the last row of a block whose other rows repeat it: the block helper's mask and kernel
+        out = attention_within_blocks(qb.expand(-1, -1, -1, w, -1), kb, values[:, :, None], visible,
+                                      causal=False, inner=self.inner)
+        return out[:, :, 0, :1]

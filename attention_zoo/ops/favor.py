@@ -51,8 +51,12 @@ def causal_logscaled_linear_attention(
     *,
     chunk_size: int = 64,
     eps: float = 1e-6,
+    carry: dict | None = None,
 ) -> torch.Tensor:
     """Normalised causal linear attention with key features k_j * exp(k_log_scale_j).
+
+    ``carry`` (decoding): a dict holding the scan's ``state`` and ``reference`` after earlier tokens (empty
+    at the start); the scan starts from them and leaves its final ones there.
 
     A scan over chunks (not tokens) keeps the state S = sum_j k_j v_j^T exp(s_j - R) relative to the
     running maximum R of the log-scales seen so far; inside a chunk each query i uses its own reference
@@ -66,6 +70,8 @@ def causal_logscaled_linear_attention(
         v = torch.cat([v, torch.ones_like(v[..., :1])], dim=-1)  # normaliser as an extra column
         state = q.new_zeros(B, H, k.shape[-1], v.shape[-1])
         reference = q.new_full((B, H), _FLOOR)
+        if carry:
+            state, reference = carry["state"].to(dtype), carry["reference"].to(dtype)
         tril = torch.ones(chunk_size, chunk_size, dtype=torch.bool, device=q.device).tril()
         outputs = []
         # split once (not sliced per chunk): a slice's backward writes a full-length gradient, which
@@ -85,6 +91,8 @@ def causal_logscaled_linear_attention(
             state = state + torch.matmul(kc.transpose(-1, -2), vc * weights)
             reference = new_reference
         out = torch.cat(outputs, dim=-2)
+        if carry is not None:
+            carry.update(state=state, reference=reference)
         return (out[..., :-1] / (out[..., -1:] + eps)).to(out_dtype)
 
 
