@@ -99,7 +99,11 @@ def linear_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, state: Decode
         previous = state.tensors.get(name)
         if previous is None:
             previous = q.new_zeros(*q.shape[:2], q.shape[-1], v.shape[-1])
-        out = linear_attention(q, k, v, causal=True, chunk_size=chunk_size) + torch.matmul(q, previous)
+        if q.shape[-2] == 1:  # one token: its own term is (q . k) v; no chunked scan for a single position
+            own = (q * k).sum(-1, keepdim=True) * v
+        else:
+            own = linear_attention(q, k, v, causal=True, chunk_size=chunk_size)
+        out = own + torch.matmul(q, previous)
         state.tensors[name] = previous + torch.matmul(k.transpose(-1, -2), v)
     return out
 

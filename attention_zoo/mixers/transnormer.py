@@ -101,13 +101,15 @@ class DiagAttention(MultiHeadMixer):
         out = attention_within_blocks(qb, kb, vb, valid, causal=self.causal, inner=self.inner, dropout_p=dropout)
         return from_blocks(out, n)
 
-    # decoding: the state is the current block's keys and values (raw: positions restart in each block)
+    # decoding: the state is the current block's keys (rotated by their place in the block) and values
     prefill_in_parallel = True
 
     def absorb(self, k, v, valid, positions, state) -> None:
-        fill = block_fill(valid, self.block_size)
-        state.tensors["k"] = last_real_tokens(k, valid, fill, self.block_size)
-        state.tensors["v"] = last_real_tokens(v, valid, fill, self.block_size)
+        w = self.block_size
+        fill = block_fill(valid, w)
+        keys = last_real_tokens(k, valid, fill, w)
+        state.tensors["k"] = self.pos(keys, torch.arange(w, device=k.device).expand(k.shape[0], w))
+        state.tensors["v"] = last_real_tokens(v, valid, fill, w)
         state.tensors["fill"] = fill
 
     def attend_step(self, q, k, v, valid, positions, state) -> torch.Tensor:  # one token: q [B, H, 1, d]
@@ -118,14 +120,14 @@ class DiagAttention(MultiHeadMixer):
                                  fill=torch.zeros_like(state.count))
         fill = state.tensors["fill"]
         slot = torch.where(fill >= w, torch.zeros_like(fill), fill)  # a full block: this token starts the next
-        keys = write_slot(state.tensors["k"], k, slot, rows)
+        keys = write_slot(state.tensors["k"], self.pos(k, slot[:, None]), slot, rows)
         values = write_slot(state.tensors["v"], v, slot, rows)
         state.tensors.update(k=keys, v=values, fill=torch.where(rows, slot + 1, fill))
-        in_block = torch.arange(w, device=q.device)
-        qb = self.pos(q * self.head_dim**-0.5, slot[:, None])[:, :, None]  # [B, H, 1, 1, d]
-        kb = self.pos(keys, in_block.expand(len(slot), w))[:, :, None]
-        visible = (in_block[None, :] <= slot[:, None])[:, None]  # [B, 1, w]
-        # the query as the last row of a block whose other rows repeat it: the block helper's mask and kernel
-        out = attention_within_blocks(qb.expand(-1, -1, -1, w, -1), kb, values[:, :, None], visible,
-                                      causal=False, inner=self.inner)
-        return out[:, :, 0, :1]
+        q = self.pos(q * self.head_dim**-0.5, slot[:, None])
+        scores = torch.matmul(q, keys.transpose(-1, -2))  # [B, H, 1, w]
+        visible = (torch.arange(w, device=q.device)[None, :] <= slot[:, None])[:, None, None]  # [B, 1, 1, w]
+        if self.inner == "softmax":
+            weights = scores.masked_fill(~visible, -torch.inf).softmax(-1)
+        else:
+            weights = torch.relu(scores) * visible
+        return torch.matmul(weights, values)

@@ -11,6 +11,7 @@ import importlib
 COMMANDS = {
     "kernels": "harness.bench.kernels",  # one token mixer per backend, mode and length
     "table7": "harness.bench.table7",  # the paper's Table 7: model-level training and inference speed
+    "decode": "harness.bench.decode",  # recurrent decoding: time per token and state memory against context
 }
 
 

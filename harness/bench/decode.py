@@ -1,0 +1,195 @@
+"""Decoding against context: time per generated token, prefill time and state memory, per causal backend.
+
+``python -m harness.bench decode [--backends ...] [--contexts 1024,4096,16384,65536] [--tokens 64]
+[--shapes lm,paper] [--out results/bench/decode]``. Each cell (backend, shape, context) runs in its own
+process: it builds the causal backbone (``lm``: the cpu-scale LM's, 4 layers of D = 128; ``paper``: two layers
+of the paper's shape, D = 512 and 8 heads, so the presets have one Diag and one Norm layer), prefills the
+context in one call (timed), then decodes ``--tokens`` tokens one at a time from the recurrent state
+(attention_zoo.decoding) and reports the median time per token, and the bytes of every tensor the state holds.
+Batch 1, fp32, CPU threads as set (``--threads``, default 1: a small shared machine distorts 2-thread figures).
+A cell that runs out of memory or time is recorded as such. Writes ``decode.csv``, ``decode.md`` and
+``decode.png`` (time per token against context, log-log).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+
+from harness.bench.cell import is_out_of_memory
+from harness.bench.runner import ROOT, run_in_subprocess
+from zoo_io.atomic import write_json, write_text
+
+CAUSAL_BACKENDS = ["vanilla", "elu", "performer", "cosformer", "norm_attention", "transnormer_t1", "transnormer_t2",
+                   "flash", "flash_quad", "ls"]
+SHAPES = {"lm": {"d_model": 128, "n_layers": 4, "n_heads": 4},  # conf/preset/lm/cpu.yaml
+          "paper": {"d_model": 512, "n_layers": 2, "n_heads": 8}}
+FIELDS = ["backend", "shape", "context", "status", "seconds_per_token", "seconds_per_token_min",
+          "seconds_per_token_max", "prefill_seconds", "state_mib", "tokens", "threads", "error"]
+
+
+@dataclass(frozen=True)
+class DecodeCell:
+    backend: str
+    shape: str
+    context: int
+    tokens: int
+    threads: int
+    device: str = "cpu"
+
+
+def state_bytes(state) -> int:
+    """Bytes of every tensor a decoding state holds (its parts included)."""
+    return sum(t.numel() * t.element_size() for t in state.tensors.values()) + sum(map(state_bytes, state.parts))
+
+
+def build_backbone(cell: DecodeCell):
+    from attention_zoo import build_backbone as build
+
+    knobs = {"max_len": cell.context + cell.tokens} if cell.backend == "cosformer" else {}
+    sizes = SHAPES[cell.shape] | {"causal": True, "dropout": 0.0, "max_len": cell.context + cell.tokens}
+    return build({"name": cell.backend, **knobs}, sizes).eval()
+
+
+@torch.no_grad()
+def measure(cell: DecodeCell) -> dict:
+    torch.set_num_threads(cell.threads)
+    torch.manual_seed(0)
+    backbone = build_backbone(cell)
+    d_model = SHAPES[cell.shape]["d_model"]
+    context = torch.randn(1, cell.context, d_model)
+    state = backbone.init_state(1)
+    started = time.perf_counter()
+    backbone.step(context, state)
+    prefill = time.perf_counter() - started
+    times = []
+    for _ in range(cell.tokens):
+        token = torch.randn(1, 1, d_model)
+        started = time.perf_counter()
+        backbone.step(token, state)
+        times.append(time.perf_counter() - started)
+    return {"status": "ok", "seconds_per_token": statistics.median(times), "seconds_per_token_min": min(times),
+            "seconds_per_token_max": max(times), "prefill_seconds": prefill, "state_mib": state_bytes(state) / 2**20}
+
+
+def cell_main(spec_json: str, result_path: str) -> None:
+    cell = DecodeCell(**json.loads(spec_json))
+    try:
+        result = measure(cell)
+    except Exception as err:  # recorded, not raised: the sweep goes on
+        result = {"status": "oom" if is_out_of_memory(err) else "failed", "error": f"{type(err).__name__}: {err}"}
+    write_json(result_path, result)
+
+
+# ------------------------------------------------------------------------------------------------ sweep
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--backends", nargs="+", default=CAUSAL_BACKENDS, help="default: every causal backend")
+    parser.add_argument("--contexts", default="1024,4096,16384,65536", help="comma-separated context lengths")
+    parser.add_argument("--tokens", type=int, default=64, help="tokens decoded after the prefill (default 64)")
+    parser.add_argument("--shapes", default="lm,paper", help=f"comma-separated, of {sorted(SHAPES)}")
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--timeout-s", type=float, default=600, help="per cell")
+    parser.add_argument("--memory-cap-gb", type=float, default=16, help="address-space cap per cell")
+    parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench" / "decode")
+
+
+def run(args: argparse.Namespace) -> int:
+    contexts = [int(n) for n in args.contexts.split(",")]
+    shapes = [s.strip() for s in args.shapes.split(",")]
+    unknown = [s for s in shapes if s not in SHAPES]
+    if unknown or args.tokens < 1:
+        print(f"error: unknown shape(s) {unknown} (valid: {sorted(SHAPES)}) or --tokens < 1", file=sys.stderr)
+        return 2
+    rows = []
+    for shape in shapes:
+        for backend in args.backends:
+            for context in contexts:
+                cell = DecodeCell(backend, shape, context, args.tokens, args.threads)
+                result = run_in_subprocess(cell, memory_cap_bytes=int(args.memory_cap_gb * 2**30),
+                                           timeout_s=args.timeout_s, module="harness.bench.decode")
+                row = asdict(cell) | result
+                rows.append(row)
+                print(describe(row), flush=True)
+    write_results(rows, args)
+    return 0
+
+
+def describe(row: dict) -> str:
+    head = f"{row['shape']:5s} {row['backend']:15s} {row['context']:>6d}  "
+    if row["status"] != "ok":
+        return head + f"{row['status']}: {row.get('error', '')}"
+    return head + (f"{row['seconds_per_token'] * 1e3:8.2f} ms/token  prefill {row['prefill_seconds']:7.2f} s  "
+                   f"state {row['state_mib']:8.2f} MiB")
+
+
+def write_results(rows: list[dict], args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    out = Path(args.out)
+    frame = pd.DataFrame(rows).reindex(columns=FIELDS)
+    out.mkdir(parents=True, exist_ok=True)
+    write_text(out / "decode.csv", frame.to_csv(index=False))
+    settings = {"contexts": args.contexts, "tokens": args.tokens, "shapes": args.shapes, "threads": args.threads,
+                "load_average_end": list(os.getloadavg()), "torch": torch.__version__}
+    write_json(out / "decode.json", {"settings": settings})
+    write_text(out / "decode.md", markdown(frame, settings))
+    plot(frame, out / "decode.png")
+
+
+def markdown(frame, settings: dict) -> str:
+    lines = ["# Decoding: time per token against context", "",
+             f"Batch 1, fp32, {settings['threads']} thread(s); median over {settings['tokens']} tokens after a "
+             f"one-call prefill; state = bytes of the recurrent state (KV cache for vanilla). Load average at the end "
+             f"{settings['load_average_end']}.", ""]
+    for shape, part in frame.groupby("shape", sort=False):
+        contexts = sorted(part["context"].unique())
+        lines += [f"## shape `{shape}` ({SHAPES[shape]})", "",
+                  "| backend | " + " | ".join(f"{c // 1024}K ms/token (state MiB)" for c in contexts)
+                  + " | growth 1st -> last |", "|---|" + "---|" * (len(contexts) + 1)]
+        for backend, rows in part.groupby("backend", sort=False):
+            cells, times = [], []
+            for context in contexts:
+                row = rows[rows["context"] == context]
+                if len(row) and row.iloc[0]["status"] == "ok":
+                    r = row.iloc[0]
+                    cells.append(f"{r['seconds_per_token'] * 1e3:.2f} ({r['state_mib']:.2f})")
+                    times.append(r["seconds_per_token"])
+                else:
+                    cells.append(str(row.iloc[0]["status"]) if len(row) else "–")
+            growth = f"{times[-1] / times[0]:.2f}x" if len(times) == len(contexts) and len(times) > 1 else "–"
+            lines.append(f"| {backend} | " + " | ".join(cells) + f" | {growth} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def plot(frame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from zoo_io.atomic import atomic_write
+
+    ok = frame[frame["status"] == "ok"]
+    shapes = list(dict.fromkeys(frame["shape"]))
+    figure, axes = plt.subplots(1, len(shapes), figsize=(6 * len(shapes), 4.5), squeeze=False)
+    for ax, shape in zip(axes[0], shapes):
+        for backend, rows in ok[ok["shape"] == shape].groupby("backend", sort=False):
+            ax.plot(rows["context"], rows["seconds_per_token"] * 1e3, marker="o", label=backend)
+        ax.set(xscale="log", yscale="log", xlabel="context (tokens)", ylabel="ms per generated token",
+               title=f"decoding, shape {shape}")
+        ax.legend(fontsize=7)
+    figure.tight_layout()
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=120))
+    plt.close(figure)
+
+
+if __name__ == "__main__":
+    cell_main(sys.argv[1], sys.argv[2])
