@@ -6,7 +6,15 @@ from collections.abc import Callable, Iterable
 import torch
 from torch import nn
 
-from attention_zoo.decoding import DecodeState, advance, new_state, one_token_at_a_time, positions_of_new, valid_of
+from attention_zoo.decoding import (
+    DecodeState,
+    advance,
+    history_step,
+    new_state,
+    one_token_at_a_time,
+    positions_of_new,
+    valid_of,
+)
 
 
 def check_choice(knob: str, value, choices: Iterable) -> None:
@@ -111,6 +119,8 @@ class MultiHeadMixer(nn.Module):
     def step(self, x: torch.Tensor, state: DecodeState,
              padding_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, DecodeState]:
         """``x[B, T, D]``: the next T tokens of each sequence -> their outputs ``[B, T, D]`` and the state."""
+        if type(self).attend_step is MultiHeadMixer.attend_step and not self.prefill_in_parallel:
+            return history_step(self, x, state, padding_mask)  # no recurrent form (e.g. a plugin): recompute
         valid = valid_of(x, padding_mask)
         positions = positions_of_new(state, valid)
         if self.prefill_in_parallel and state.fresh:
@@ -129,7 +139,8 @@ class MultiHeadMixer(nn.Module):
         return out, state
 
     def attend_step(self, q, k, v, valid, positions, state: DecodeState) -> torch.Tensor:
-        """Decoding's ``attend``: the new tokens' heads ``[B, H, T, d]`` with the state of earlier ones."""
+        """Decoding's ``attend``: the new tokens' heads ``[B, H, T, d]`` with the state of earlier ones. Not
+        overridden: ``step`` recomputes from every input so far (exact, not constant-memory)."""
         raise NotImplementedError(f"{type(self).__name__} has no recurrent form")
 
     def absorb(self, k, v, valid, positions, state: DecodeState) -> None:

@@ -80,6 +80,7 @@ def build_scale(scale: str, records: list[RunRecord], layout: Layout, paper_dir:
             table = build_table7(layout, scale, paper_dir)
             entries.append(_missing(name, f"no benchmark results at {layout.bench_csv(scale)}") if table is None else
                            _entry(table, _write_table(table, folder, _bench_figures(layout, scale, table))))
+            entries += _decode_entry(layout, folder)  # beside Table 7: how decoding cost grows with context
         elif name == "table2":
             table = build_table2(layout, scale, paper_dir)
             entries.append(_missing(name, f"no diagnostics at {layout.gradient_csv(scale)}") if table is None else
@@ -108,6 +109,22 @@ def _bench_figures(layout: Layout, scale: str, table: BuiltTable) -> dict[str, o
                                                      f"peak memory vs length ({scale})", "sequence length",
                                                      "peak memory (MiB)", logy=True, logx=True, facet="mode")
     return figures
+
+
+def _decode_entry(layout: Layout, folder: Path) -> list[Entry]:
+    """The decode benchmark's page (python -m harness.bench decode), copied in when its results exist."""
+    source = layout.root / "bench" / "decode"
+    if not (source / "decode.md").is_file():
+        return []
+    files = ["decode.md"]
+    write_text(folder / "decode.md", (source / "decode.md").read_text()
+               + ("\n![decode.png](plots/decode.png)\n" if (source / "decode.png").is_file() else ""))
+    if (source / "decode.png").is_file():
+        data = (source / "decode.png").read_bytes()
+        atomic_write(folder / "plots" / "decode.png", lambda tmp: Path(tmp).write_bytes(data))
+        files.append("plots/decode.png")
+    return [Entry("decode", "Decoding: time per token and state memory against context (not in the paper)",
+                  "measured", "", files)]
 
 
 def _write_fig2(layout: Layout, scale: str, folder: Path) -> Entry:

@@ -128,3 +128,16 @@ def test_cosformer_says_it_needs_max_len_to_decode():
 def test_bidirectional_mixers_refuse_to_decode():
     with pytest.raises(ValueError, match="causal=False"):
         build("norm_attention", False, {}).init_state(1)
+
+
+def test_a_mixer_without_a_recurrent_form_decodes_by_recomputation():
+    """A plugin that implements only ``attend`` still decodes, exactly (from every input so far)."""
+    class CausalMean(attention_zoo.MultiHeadMixer):
+        def attend(self, q, k, v, key_valid, x):
+            return v.cumsum(-2) / torch.arange(1, v.shape[-2] + 1, dtype=v.dtype)[:, None]
+
+    torch.manual_seed(0)
+    module = CausalMean(32, 4, True).double().eval()
+    x = inputs(2, 30)
+    got, state = decode(module, x, [7, 4])
+    assert relative_error(got, module(x)) <= TOL and "inputs" in state.tensors
