@@ -255,8 +255,9 @@ def check_override_keys(overrides: list[str], conf_dir: str) -> None:
     the group choices of ``overrides`` (the first of a sweep's values) and looks each key up. Anything it
     cannot judge (a bad group choice, a syntax error) is left to Hydra's own messages.
     """
-    from hydra import compose, initialize_config_dir
     from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from harness.compose import compose
 
     try:
         parsed = OverridesParser.create().parse_overrides([o for o in overrides if "=" in o and o[0] != "-"])
@@ -274,8 +275,7 @@ def check_override_keys(overrides: list[str], conf_dir: str) -> None:
     if not values:
         return
     try:
-        with initialize_config_dir(config_dir=conf_dir, version_base="1.3"):
-            cfg = compose(config_name="config", overrides=[f"{k}={v}" for k, v in groups])
+        cfg = compose([f"{k}={v}" for k, v in groups], conf_dir=conf_dir)
     except Exception:
         return
     for key, _ in values:

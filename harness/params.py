@@ -13,13 +13,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Sequence
 from dataclasses import asdict
-from pathlib import Path
 
 import torch
-from hydra import compose, initialize_config_dir
 from torch import nn
 
 import tasks
+from harness.compose import compose
 from harness.config import validate
 from harness.report.paper import PAPER_DIR, paper_number, read_paper
 from harness.run import count_parameters
@@ -28,7 +27,6 @@ from tasks.lm import LanguageModel
 from tasks.mlm.model import MaskedLanguageModel
 from tasks.mlm.task import build_encoder
 
-CONF_DIR = str(Path(__file__).resolve().parents[1] / "conf")
 WIKITEXT103_WORDS = 267_735
 ROBERTA_BPE = 50_265
 PAPER_TABLE = {"lm": "table4.csv", "mlm": "table5.csv"}
@@ -44,8 +42,7 @@ def vocab_size(task: str) -> int:
 
 def build_on_meta(task_name: str, backend: str, overrides: Sequence[str] = ()) -> nn.Module:
     """The model ``harness.run`` would train for (task, backend, overrides), on the meta device."""
-    with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
-        cfg = validate(compose("config", [f"task={task_name}", f"attention={backend}", *overrides]))
+    cfg = validate(compose([f"task={task_name}", f"attention={backend}", *overrides]))
     task, attention, model = tasks.build(cfg.task), cfg.attention.as_mapping(), asdict(cfg.model)
     with torch.device("meta"):
         if task_name == "lm":

@@ -27,6 +27,7 @@ from torch import nn
 
 import tasks
 from harness import distributed
+from harness.compose import CONF_DIR
 from harness.config import ConfigError, RunConfig, check_override_keys, config_hash, resolved_dict, validate
 from harness.metrics_log import MetricsLogger
 from harness.records import git_commit, host, is_completed, now, read_record, versions, write_record
@@ -205,13 +206,10 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     return values[0] if values else None  # the validation score, for sweepers that optimise it
 
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
-
-
 def main() -> None:
     """Console script ``attention-zoo-run``."""
     try:
-        check_override_keys(sys.argv[1:], CONF_DIR)
+        check_override_keys(sys.argv[1:], str(CONF_DIR))
     except ConfigError as err:
         raise SystemExit(f"invalid configuration: {err}") from None
     _hydra_main()

@@ -107,6 +107,19 @@ class MultiHeadMixer(nn.Module):
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         return real_tokens_first(self.mix, x, padding_mask)
 
+    # -------------------------------------------------------------------------- facts for the harness
+    def core_products(self, n: int) -> tuple[float | None, float]:
+        """Forward FLOPs of the attention core's matrix products for one sequence of ``n`` tokens (bidirectional):
+        (products of two trainable operands, products with a constant operand); None where not defined."""
+        return None, 0.0
+
+    def forward_products(self, n: int, scope: str = "mixer") -> tuple[float | None, float]:
+        """:meth:`core_products` plus the q, k, v and output projections (``scope="attention"``: without)."""
+        core, constant = self.core_products(n)
+        if core is None:
+            return None, 0.0
+        return (0.0 if scope == "attention" else 4 * 2 * n * self.d_model**2) + core, constant
+
     # ---------------------------------------------------------------------------- recurrent decoding
     prefill_in_parallel = False  # True: a fresh state's first chunk runs the parallel forward, then absorb()
 

@@ -116,6 +116,24 @@ class GatedAttentionUnit(nn.Module):
         out = self.out_proj(u * mixed[:, 0])
         return out if padding_mask is None else out.masked_fill(padding_mask[..., None], 0.0)
 
+    # -------------------------------------------------------------------------- facts for the harness
+    def attention_map(self, x, key_valid):
+        """The N x N attention this unit implies (analysis only): attention_zoo.maps.gau_map."""
+        from attention_zoo.maps import gau_map
+
+        return gau_map(self, x, key_valid)
+
+    def forward_products(self, n: int, scope: str = "mixer") -> tuple[float | None, float]:
+        """Forward FLOPs per sequence: the dense layers (to_uv, to_z, out), then relu^2 attention over the
+        sequence (FLASH-quad) or within groups of G plus the linear cross-group part (FLASH)."""
+        D, e_d, s = self.to_uv.in_features, self.out_proj.in_features, self.to_z.out_features
+        dense = 2 * n * D * 2 * e_d + 2 * n * D * s + 2 * n * e_d * D
+        if self.group_size is None:
+            return dense + 2 * n * n * s + 2 * n * n * e_d, 0.0
+        G = self.group_size
+        padded = -(-n // G) * G
+        return dense + 2 * padded * G * s + 2 * padded * G * e_d + 2 * n * s * e_d + 2 * padded * s * e_d, 0.0
+
     # ---------------------------------------------------------------------------- recurrent decoding
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> DecodeState:
         if not self.causal:

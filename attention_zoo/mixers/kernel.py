@@ -40,6 +40,17 @@ class EluLinearAttention(MultiHeadMixer):
             return linear_attention(q, k, v, causal=self.causal, chunk_size=self.chunk_size)
         return normalized_linear_attention(q, k, v, causal=self.causal, chunk_size=self.chunk_size, eps=self.eps)
 
+    def attention_map(self, x, key_valid):
+        """The N x N attention this mixer implies (analysis only): attention_zoo.maps.elu_map."""
+        from attention_zoo.maps import elu_map
+
+        return elu_map(self, x, key_valid)
+
+    def core_products(self, n: int) -> tuple[float | None, float]:
+        """Forward FLOPs of the core's matrix products per sequence (bidirectional): phi(K)^T [V, 1], phi(Q) S."""
+        d = self.head_dim
+        return self.n_heads * 2 * 2 * n * d * (d + 1 if self.normalize else d), 0.0
+
     def attend_step(self, q, k, v, valid, positions, state) -> torch.Tensor:
         q, k = 1 + F.elu(q), zero_padded(1 + F.elu(k), valid)
         if not self.normalize:
@@ -90,6 +101,17 @@ class CosFormerAttention(MultiHeadMixer):
         return normalized_linear_attention(
             q_feat, k_feat, v, causal=self.causal, chunk_size=self.chunk_size, eps=self.eps, denominator="clamp"
         )
+
+    def attention_map(self, x, key_valid):
+        """The N x N attention this mixer implies (analysis only): attention_zoo.maps.cosformer_map."""
+        from attention_zoo.maps import cosformer_map
+
+        return cosformer_map(self, x, key_valid)
+
+    def core_products(self, n: int) -> tuple[float | None, float]:
+        """Forward FLOPs of the core's matrix products per sequence (bidirectional): features of width 2d."""
+        d = self.head_dim
+        return self.n_heads * 2 * 2 * n * (2 * d) * (d + 1), 0.0
 
     def attend_step(self, q, k, v, valid, positions, state) -> torch.Tensor:
         if self.max_len is None:

@@ -102,6 +102,19 @@ class LongShortAttention(MultiHeadMixer):
             self.content_bias = nn.Parameter(torch.zeros(n_heads, self.head_dim))  # u: query bias for local keys
             self.position_bias = nn.Parameter(torch.zeros(n_heads, self.head_dim))  # v: query bias for distances
 
+    def attention_map(self, x, key_valid):
+        """The N x N attention this mixer implies (analysis only): attention_zoo.maps.long_short_map."""
+        from attention_zoo.maps import long_short_map
+
+        return long_short_map(self, x, key_valid)
+
+    def core_products(self, n: int) -> tuple[float | None, float]:
+        """Forward FLOPs per sequence: landmark logits, global keys and values, each query against its 2w
+        local and r global keys."""
+        H, d, w, r = self.n_heads, self.head_dim, self.window_size, self.rank
+        landmarks = 2 * n * self.d_model * H * r
+        return landmarks + H * (2 * 2 * n * r * d + 2 * 2 * (-(-n // w) * w) * (2 * w + r) * d), 0.0
+
     def normalize(self, norm: nn.LayerNorm | None, x: torch.Tensor) -> torch.Tensor:
         """DualLN on ``x[B, H, ..., d]``: over d, or over the merged width H d of each position."""
         if norm is None:

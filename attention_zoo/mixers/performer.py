@@ -62,6 +62,18 @@ class PerformerAttention(MultiHeadMixer):
         # Bidirectionally every query sees every key: one shift per sequence and head is exact.
         return self._bidirectional(q_feat, k_feat, k_log_scale, v)
 
+    def attention_map(self, x, key_valid):
+        """The N x N attention this mixer implies (analysis only): attention_zoo.maps.performer_map."""
+        from attention_zoo.maps import performer_map
+
+        return performer_map(self, x, key_valid)
+
+    def core_products(self, n: int) -> tuple[float | None, float]:
+        """Forward FLOPs of the core's matrix products per sequence (bidirectional):
+        features through the constant projection, then phi(K)^T [V, 1]."""
+        H, d, m = self.n_heads, self.head_dim, self.n_features
+        return H * 2 * 2 * n * m * (d + 1), H * 2 * 2 * n * d * m
+
     def attend_step(self, q, k, v, valid, positions, state) -> torch.Tensor:
         """The causal scan from the state of the earlier tokens (the projection is fixed outside training)."""
         q_feat, _ = positive_random_features(q, self.projection)

@@ -40,6 +40,16 @@ class SoftmaxAttention(MultiHeadMixer):
             dropout_p=self.attn_dropout if self.training else 0.0,
         )
 
+    def attention_map(self, x, key_valid):
+        """The N x N attention this mixer implies (analysis only): attention_zoo.maps.softmax_map."""
+        from attention_zoo.maps import softmax_map
+
+        return softmax_map(self, x, key_valid)
+
+    def core_products(self, n: int) -> tuple[float | None, float]:
+        """Forward FLOPs of the core's matrix products per sequence (bidirectional): Q K^T and A V."""
+        return self.n_heads * 2 * 2 * n * n * self.head_dim, 0.0
+
     def attend_step(self, q, k, v, valid, positions, state) -> torch.Tensor:
         """The key/value cache: new keys appended, each new query attends to the real keys up to itself."""
         q, k = self.pos(q, positions), self.pos(k, positions)

@@ -58,6 +58,16 @@ class NormAttention(MultiHeadMixer):
         k = zero_padded(self.pos(self.feature_map(k)), key_valid)
         return linear_attention(q, k, v, causal=self.causal, chunk_size=self.chunk_size)
 
+    def attention_map(self, x, key_valid):
+        """The N x N attention this mixer implies (analysis only): attention_zoo.maps.norm_attention_map."""
+        from attention_zoo.maps import norm_attention_map
+
+        return norm_attention_map(self, x, key_valid)
+
+    def core_products(self, n: int) -> tuple[float | None, float]:
+        """Forward FLOPs of the core's matrix products per sequence (bidirectional): phi(K)^T V, then phi(Q) S."""
+        return self.n_heads * 2 * 2 * n * self.head_dim**2, 0.0
+
     def attend_step(self, q, k, v, valid, positions, state) -> torch.Tensor:
         q = self.pos(self.feature_map(q), positions)
         k = zero_padded(self.pos(self.feature_map(k), positions), valid)
@@ -100,6 +110,18 @@ class DiagAttention(MultiHeadMixer):
         dropout = self.attn_dropout if self.training else 0.0
         out = attention_within_blocks(qb, kb, vb, valid, causal=self.causal, inner=self.inner, dropout_p=dropout)
         return from_blocks(out, n)
+
+    def attention_map(self, x, key_valid):
+        """The N x N attention this mixer implies (analysis only): attention_zoo.maps.diag_map."""
+        from attention_zoo.maps import diag_map
+
+        return diag_map(self, x, key_valid)
+
+    def core_products(self, n: int) -> tuple[float | None, float]:
+        """Forward FLOPs of the core's matrix products per sequence (bidirectional):
+        Q K^T and A V inside blocks of w tokens."""
+        w = self.block_size
+        return self.n_heads * 2 * 2 * (-(-n // w) * w) * w * self.head_dim, 0.0
 
     # decoding: the state is the current block's keys (rotated by their place in the block) and values
     prefill_in_parallel = True

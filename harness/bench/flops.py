@@ -27,63 +27,16 @@ import time
 import torch
 from torch import nn
 
-from attention_zoo.mixers.base import MultiHeadMixer
-
-
-def _round_up(n: int, block: int) -> int:
-    return -(-n // block) * block
-
 
 def forward_backward_flops(backend: str, module: nn.Module, n: int, batch: int, scope: str = "mixer") -> float | None:
     """Bidirectional forward+backward FLOPs of ``module`` (built for ``backend``) on ``batch`` x ``n``
-    tokens, or None where no count is defined (the naive baselines)."""
-    both, constant = _forward_products(backend, module, n, scope)
+    tokens, from its ``forward_products(n, scope)`` (a fact of the backend: attention_zoo's mixers, or a
+    plugin's); None where it has none (the naive baselines)."""
+    own = getattr(module, "forward_products", None)
+    both, constant = own(n, scope) if callable(own) else (None, 0.0)
     if both is None:
         return None
     return float(batch * (3 * both + 2 * constant))
-
-
-def _forward_products(backend: str, module: nn.Module, n: int, scope: str) -> tuple[float | None, float]:
-    """(forward FLOPs of products with two trainable operands, of products with a constant operand)."""
-    if not isinstance(module, MultiHeadMixer):
-        return _gated_unit(backend, module, n)
-    D, H, d = module.d_model, module.n_heads, module.head_dim
-    projections = 0.0 if scope == "attention" else 4 * 2 * n * D * D
-    name = type(module).__name__
-    if name == "NormAttention":
-        core = 2 * 2 * n * d * d
-    elif name == "EluLinearAttention":
-        core = 2 * 2 * n * d * (d + 1 if module.normalize else d)
-    elif name == "CosFormerAttention":
-        core = 2 * 2 * n * (2 * d) * (d + 1)
-    elif name == "PerformerAttention":
-        m = module.n_features
-        return projections + H * 2 * 2 * n * m * (d + 1), H * 2 * 2 * n * d * m
-    elif name == "DiagAttention":
-        core = 2 * 2 * _round_up(n, module.block_size) * module.block_size * d
-    elif name == "LongShortAttention":
-        w, r = module.window_size, module.rank
-        landmarks = 2 * n * D * H * r
-        return projections + landmarks + H * (2 * 2 * n * r * d + 2 * 2 * _round_up(n, w) * (2 * w + r) * d), 0.0
-    elif name == "SoftmaxAttention":
-        core = 2 * 2 * n * n * d
-    else:
-        return None, 0.0
-    return projections + H * core, 0.0
-
-
-def _gated_unit(backend: str, module: nn.Module, n: int) -> tuple[float | None, float]:
-    if type(module).__name__ != "GatedAttentionUnit":
-        return None, 0.0
-    D = module.to_uv.in_features
-    e_d = module.out_proj.in_features  # e D
-    s = module.to_z.out_features
-    dense = 2 * n * D * 2 * e_d + 2 * n * D * s + 2 * n * e_d * D
-    if module.group_size is None:
-        return dense + 2 * n * n * s + 2 * n * n * e_d, 0.0
-    G = module.group_size
-    padded = _round_up(n, G)
-    return dense + 2 * padded * G * s + 2 * padded * G * e_d + 2 * n * s * e_d + 2 * padded * s * e_d, 0.0
 
 
 def matmul_peak_flops(device: torch.device, size: int = 4096, repeats: int = 10) -> float:

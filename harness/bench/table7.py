@@ -189,13 +189,12 @@ def parse_backend(text: str) -> tuple[str, str, dict[str, Any]]:
 def model_settings(scale: str, backend: str, overrides: dict[str, Any]) -> tuple[dict, dict]:
     """The attention mapping and backbone sizes of the LM at ``scale``, composed from ``conf/`` and validated
     (an unknown backend, knob or scale fails here, naming the valid choices)."""
-    from hydra import compose, initialize_config_dir
     from omegaconf import open_dict
 
+    from harness.compose import compose
     from harness.config import validate
 
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose("config", overrides=["task=lm", f"scale={scale}", f"attention={backend}"])
+    cfg = compose(["task=lm", f"scale={scale}", f"attention={backend}"])
     with open_dict(cfg):
         cfg.attention.merge_with(overrides)
     typed = validate(cfg)

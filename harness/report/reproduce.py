@@ -173,13 +173,9 @@ class Step:
 def compose(overrides: Sequence[str], hydra_section: bool = True) -> Any:
     """``conf/`` composed with these overrides, with Hydra's section (the sweep's parameters) or, as a run
     sees it, without."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    from harness.compose import compose as compose_conf
 
-    import harness.config  # noqa: F401  (registers the resolvers)
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra_section)
+    return compose_conf(overrides, hydra_section=hydra_section)
 
 
 def check_task(name: str) -> None:

@@ -11,15 +11,13 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
-import harness.config  # noqa: F401  (registers the config resolvers the composed configs use)
+from harness.compose import CONF_DIR, compose
 from harness.report.records import MODEL_AXES, RunRecord
 
 log = logging.getLogger(__name__)
 
-CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 # model settings that make a variant (sizes do not: they belong to the scale)
 class Defaults:
     """The attention and model sections each (task, backend, scale) gets by default; composed once each."""
@@ -37,8 +35,7 @@ class Defaults:
     def _compose(self, task: str, backend: str, scale: str) -> dict[str, Any]:
         overrides = [f"task={task}", f"attention={backend}", f"scale={scale}"]
         try:
-            with initialize_config_dir(config_dir=str(self.conf_dir), version_base="1.3"):
-                cfg = compose(config_name="config", overrides=overrides)
+            cfg = compose(overrides, conf_dir=self.conf_dir)
             resolved = OmegaConf.to_container(cfg, resolve=True)
             return {"attention": resolved.get("attention", {}), "model": resolved.get("model", {})}
         except Exception as err:  # a task or scale this checkout cannot compose: fall back to the backend file

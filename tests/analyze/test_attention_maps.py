@@ -4,7 +4,7 @@ import torch.nn.functional as F
 
 from attention_zoo import build_mixer
 from attention_zoo.mixers.gated import GatedAttentionUnit
-from harness.analyze.attention_maps import attention_map
+from harness.analyze.attention_maps import AttentionMap, attention_map
 
 # Small blocks / groups / windows so that a 21-token sequence crosses several of them.
 CASES = {
@@ -85,6 +85,18 @@ def test_left_padding_is_refused():
         attention_map(build("vanilla", True), torch.randn(1, 4, D), torch.tensor([[True, False, False, False]]))
 
 
-def test_unsupported_mixer_names_the_supported_ones():
-    with pytest.raises(ValueError, match="supported mixers: .*SoftmaxAttention"):
+def test_a_mixer_without_a_map_is_refused_naming_the_method():
+    with pytest.raises(ValueError, match=r"Linear: it has no method attention_map\(x, key_valid\)"):
         attention_map(torch.nn.Linear(4, 4), torch.randn(1, 3, 4))
+
+
+def test_a_mixer_brings_its_own_map():
+    """The materialiser is the mixer's method, so a plugin's mixer can provide one."""
+    class Uniform(torch.nn.Module):
+        def attention_map(self, x, key_valid):
+            n = x.shape[1]
+            probs = torch.full((x.shape[0], 1, n, n), 1 / n)
+            return AttentionMap(probs, x[:, None], probs, "uniform")
+
+    found = attention_map(Uniform(), torch.randn(2, 5, 4))
+    assert found.kind == "uniform" and found.probs.shape == (2, 1, 5, 5)

@@ -14,5 +14,5 @@ def test_decode_benchmark_writes_its_table_and_plot(tmp_path):
     assert (frame["status"] == "ok").all() and len(frame) == 4
     state = frame.set_index(["backend", "context"])["state_mib"]
     assert state["transnormer_t2", 64] == state["transnormer_t2", 256]  # d x d states and one Diag block
-    assert state["vanilla", 256] > 3.9 * state["vanilla", 64]  # the key/value cache grows with the context
+    assert state["vanilla", 256] > 3.5 * state["vanilla", 64]  # the key/value cache grows with the context
     assert "| transnormer_t2 |" in (out / "decode.md").read_text() and (out / "decode.png").stat().st_size > 0
