@@ -9,6 +9,7 @@ Under ``torchrun`` every process runs this; rank 0 alone writes the record, logs
 """
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import sys
@@ -32,6 +33,7 @@ from harness.config import ConfigError, RunConfig, check_override_keys, config_h
 from harness.metrics_log import MetricsLogger
 from harness.records import git_commit, host, is_completed, now, read_record, versions, write_record
 from harness.run_folder import Repairs, RunLock, RunLockedError, read_record_or_repair, remove_stale_temporaries
+from harness.run_record import RunRecord, baseline_from_data
 from harness.trainer import Trainer
 
 log = logging.getLogger(__name__)
@@ -78,10 +80,12 @@ def _execute_locked(typed: RunConfig, experiment: str | None, process: distribut
                     resolved: dict[str, Any], digest: str, run_dir: Path) -> dict[str, Any]:
     repairs = Repairs()
 
-    def save(record: dict[str, Any]) -> None:
+    def save(record: RunRecord) -> None:
         if process.is_main:
-            record["repairs"] = repairs.items
-            write_record(run_dir, record)
+            record.repairs = repairs.items
+            written = record.to_json()
+            write_record(run_dir, written)  # stamps "updated"
+            record.updated = written["updated"]
 
     if process.is_main:
         previous = read_record_or_repair(run_dir, repairs)
@@ -97,11 +101,9 @@ def _execute_locked(typed: RunConfig, experiment: str | None, process: distribut
             print(f"skipped (already completed): {run_dir}")
         return previous
 
-    record: dict[str, Any] = {
-        "status": "running", "config_hash": digest, "run_dir": str(run_dir), "task": typed.task.name,
-        "backend": typed.attention.name, "scale": typed.scale.name, "seed": typed.seed, "experiment": experiment,
-        "started": now(), "versions": versions(), "git": git_commit(), "host": host(), "config": resolved,
-    }
+    record = RunRecord("running", config_hash=digest, run_dir=str(run_dir), task=typed.task.name,
+                       backend=typed.attention.name, scale=typed.scale.name, seed=typed.seed, experiment=experiment,
+                       started=now(), versions=versions(), git=git_commit(), host=host(), config=resolved)
     save(record)
     started = time.perf_counter()
     logger = None
@@ -112,8 +114,9 @@ def _execute_locked(typed: RunConfig, experiment: str | None, process: distribut
         with distributed.main_process_first():  # one process generates and caches the data
             task.prepare()
         model = task.build_model(typed.attention.as_mapping(), asdict(typed.model))
-        record["parameters"] = count_parameters(model)
-        record["data"] = task.describe()
+        record.parameters = count_parameters(model)
+        record.data = task.describe()
+        record.majority_baseline = baseline_from_data(record.data)
         save(record)
         if process.is_main:
             task.save_artifacts(run_dir)
@@ -130,52 +133,49 @@ def _execute_locked(typed: RunConfig, experiment: str | None, process: distribut
         result = trainer.fit(model, task)
     except BaseException as err:
         reason = f"{type(err).__name__}: {err}"
-        record |= {"status": "failed", "reason": reason, "traceback": traceback.format_exc(limit=-8),
-                   "wall_seconds": time.perf_counter() - started, "finished": now()}
+        record = dataclasses.replace(record, status="failed", reason=reason, finished=now(),
+                                     traceback=traceback.format_exc(limit=-8),
+                                     wall_seconds=time.perf_counter() - started)
         save(record)
         if logger is not None:
             logger.close(failed=True)
         raise
     valid_name, test_name = task.splits
-    record |= {
-        "status": "completed",
-        "metrics": result.metrics,
-        "primary_metric": {"name": task.primary_metric, "mode": task.primary_mode,
-                           valid_name: result.metrics[f"{valid_name}/{task.primary_metric}"],
-                           test_name: result.metrics[f"{test_name}/{task.primary_metric}"]},
-        "throughput": {"steps_per_sec": result.steps_per_sec, "tokens_per_sec": result.tokens_per_sec},
-        "peak_memory_mb": result.peak_memory_mb, "memory_kind": result.memory_kind,
-        "train_seconds": result.train_seconds, "eval_seconds": result.eval_seconds,
-        "wall_seconds": time.perf_counter() - started, "resumed_from": result.resumed_from,
-        "segments": result.segments, "finished": now(),
-    }
-    record["processes"] = process.world_size
+    record = dataclasses.replace(
+        record, status="completed", metrics=result.metrics,
+        primary_metric={"name": task.primary_metric, "mode": task.primary_mode,
+                        valid_name: result.metrics[f"{valid_name}/{task.primary_metric}"],
+                        test_name: result.metrics[f"{test_name}/{task.primary_metric}"]},
+        throughput={"steps_per_sec": result.steps_per_sec, "tokens_per_sec": result.tokens_per_sec},
+        peak_memory_mb=result.peak_memory_mb, memory_kind=result.memory_kind, train_seconds=result.train_seconds,
+        eval_seconds=result.eval_seconds, wall_seconds=time.perf_counter() - started,
+        resumed_from=result.resumed_from, segments=result.segments, processes=process.world_size, finished=now(),
+    )
     save(record)
-    logger.summary(result.metrics | record["throughput"])
+    logger.summary(result.metrics | record.throughput)
     logger.close()
     if process.is_main:
         print(summary(record), flush=True)
         log.info("record: %s", run_dir / "record.json")
-    return record
+    return record.to_json()
 
 
-def summary(record: dict[str, Any]) -> str:
+def summary(record: RunRecord) -> str:
     """A few lines for the console: metrics beside the corpus's best achievable, throughput, memory."""
-    primary, metrics = record["primary_metric"], record["metrics"]
-    splits = [k for k in primary if k not in ("name", "mode")]
-    lines = [f"run: {record['run_dir']}  ({record['task']}, {record['backend']}, scale={record['scale']})"]
+    primary, metrics, splits = record.primary_metric, record.metrics, record.primary_splits
+    lines = [f"run: {record.run_dir}  ({record.task}, {record.backend}, scale={record.scale})"]
     scores = " | ".join(f"{split} {primary['name']} {primary[split]:.4g}" for split in splits)
     lines.append(f"{scores} | best step {metrics.get('best_step')}")
-    corpus = record.get("data", {}).get("corpus")
+    corpus = record.data.get("corpus")
     if corpus:
         best = " / ".join(f"{split} {corpus[split]['oracle_ppl']:.4g}" for split in splits if split in corpus)
         no_recall = " / ".join(f"{split} {corpus[split]['no_recall_ppl']:.4g}" for split in splits if split in corpus)
         lines.append(f"corpus: best achievable perplexity {best}; without long-range recall {no_recall}")
-    throughput, params = record["throughput"], record["parameters"]
+    throughput, params = record.throughput, record.parameters
     lines.append(
         f"throughput: {throughput['steps_per_sec']:.3g} steps/s, {throughput['tokens_per_sec']:.4g} tokens/s | "
-        f"peak memory {record['peak_memory_mb']:.0f} MB ({record['memory_kind']}) | "
-        f"{params['total'] / 1e6:.3g}M parameters | wall {record['wall_seconds']:.0f} s"
+        f"peak memory {record.peak_memory_mb:.0f} MB ({record.memory_kind}) | "
+        f"{params['total'] / 1e6:.3g}M parameters | wall {record.wall_seconds:.0f} s"
     )
     return "\n".join(lines)
 
@@ -202,8 +202,7 @@ def _hydra_main(cfg: DictConfig) -> float | None:
             raise
         log.error("run failed (recorded; the sweep goes on): %s: %s", type(err).__name__, err)
         return None
-    values = [v for k, v in (record.get("primary_metric") or {}).items() if k not in ("name", "mode")]
-    return values[0] if values else None  # the validation score, for sweepers that optimise it
+    return RunRecord.from_json(record).primary_value(0)  # the validation score, for sweepers that optimise it
 
 
 def main() -> None:

@@ -79,10 +79,50 @@ def measure(cell: DecodeCell) -> dict:
             "seconds_per_token_max": max(times), "prefill_seconds": prefill, "state_mib": state_bytes(state) / 2**20}
 
 
+@dataclass(frozen=True)
+class GrowthCell:
+    """Time per token at the shortest and the longest context, in one process, steps interleaved: the ratio
+    is immune to the load swings that separate processes see."""
+
+    backend: str
+    shape: str
+    short: int
+    long: int
+    tokens: int
+    threads: int
+    device: str = "cpu"
+
+
+@torch.no_grad()
+def measure_growth(cell: GrowthCell) -> dict:
+    torch.set_num_threads(cell.threads)
+    torch.manual_seed(0)
+    backbone = build_backbone(DecodeCell(cell.backend, cell.shape, cell.long, cell.tokens, cell.threads))
+    d_model = SHAPES[cell.shape]["d_model"]
+    states = {n: backbone.init_state(1) for n in (cell.short, cell.long)}
+    for n, state in states.items():
+        backbone.step(torch.randn(1, n, d_model), state)
+    times: dict[int, list[float]] = {n: [] for n in states}
+    for _ in range(cell.tokens):
+        for n, state in states.items():  # alternate: a burst of load hits both
+            token = torch.randn(1, 1, d_model)
+            started = time.perf_counter()
+            backbone.step(token, state)
+            times[n].append(time.perf_counter() - started)
+    pairs = sorted(b / a for a, b in zip(times[cell.short], times[cell.long]))
+    return {"status": "ok", "growth": statistics.median(times[cell.long]) / statistics.median(times[cell.short]),
+            "pair_ratio_q25": pairs[len(pairs) // 4], "pair_ratio_q75": pairs[3 * len(pairs) // 4],
+            "short_ms": statistics.median(times[cell.short]) * 1e3,
+            "long_ms": statistics.median(times[cell.long]) * 1e3,
+            "state_mib_short": state_bytes(states[cell.short]) / 2**20,
+            "state_mib_long": state_bytes(states[cell.long]) / 2**20}
+
+
 def cell_main(spec_json: str, result_path: str) -> None:
-    cell = DecodeCell(**json.loads(spec_json))
+    spec = json.loads(spec_json)
+    cell = GrowthCell(**spec) if "short" in spec else DecodeCell(**spec)
     try:
-        result = measure(cell)
+        result = measure_growth(cell) if isinstance(cell, GrowthCell) else measure(cell)
     except Exception as err:  # recorded, not raised: the sweep goes on
         result = {"status": "oom" if is_out_of_memory(err) else "failed", "error": f"{type(err).__name__}: {err}"}
     write_json(result_path, result)
@@ -100,6 +140,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "shows the median over repeats and the spread")
     parser.add_argument("--timeout-s", type=float, default=600, help="per cell")
     parser.add_argument("--memory-cap-gb", type=float, default=16, help="address-space cap per cell")
+    parser.add_argument("--growth", action="store_true",
+                        help="also measure, per backend and shape in one process with interleaved steps, the time "
+                        "per token at the longest context over the shortest (decode_growth.csv, in decode.md)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench" / "decode")
 
 
@@ -120,7 +163,15 @@ def run(args: argparse.Namespace) -> int:
                                        timeout_s=args.timeout_s, module="harness.bench.decode")
             measured[cell].append(result)
             print(describe(asdict(cell) | result), flush=True)
-    write_results([asdict(cell) | combine(results) for cell, results in measured.items()], args)
+    growth = []
+    for cell in [GrowthCell(b, s, min(contexts), max(contexts), args.tokens, args.threads)
+                 for s in shapes for b in args.backends] if args.growth else []:
+        result = run_in_subprocess(cell, memory_cap_bytes=int(args.memory_cap_gb * 2**30),
+                                   timeout_s=args.timeout_s, module="harness.bench.decode")
+        growth.append(asdict(cell) | result)
+        print(f"{cell.shape:5s} {cell.backend:15s} growth {cell.short}->{cell.long}: "
+              + (f"{result['growth']:.2f}x" if result["status"] == "ok" else result["status"]), flush=True)
+    write_results([asdict(cell) | combine(results) for cell, results in measured.items()], args, growth)
     return 0
 
 
@@ -145,7 +196,7 @@ def describe(row: dict) -> str:
                    f"state {row['state_mib']:8.2f} MiB")
 
 
-def write_results(rows: list[dict], args: argparse.Namespace) -> None:
+def write_results(rows: list[dict], args: argparse.Namespace, growth: list[dict] = ()) -> None:
     import pandas as pd
 
     out = Path(args.out)
@@ -156,7 +207,12 @@ def write_results(rows: list[dict], args: argparse.Namespace) -> None:
                 "repeats": args.repeats,
                 "load_average_end": list(os.getloadavg()), "torch": torch.__version__}
     write_json(out / "decode.json", {"settings": settings})
-    write_text(out / "decode.md", markdown(frame, settings))
+    text = markdown(frame, settings)
+    if growth:
+        growth_frame = pd.DataFrame(growth)
+        write_text(out / "decode_growth.csv", growth_frame.to_csv(index=False))
+        text += growth_markdown(growth_frame)
+    write_text(out / "decode.md", text)
     plot(frame, out / "decode.png")
 
 
@@ -184,6 +240,20 @@ def markdown(frame, settings: dict) -> str:
             lines.append(f"| {backend} | " + " | ".join(cells) + f" | {growth} |")
         lines.append("")
     return "\n".join(lines)
+
+
+def growth_markdown(frame) -> str:
+    lines = ["## Growth of the time per token, measured in one process (steps interleaved)", "",
+             "| shape | backend | context | ms/token short / long | growth (median ratio) | per-step ratio q25-q75 "
+             "| state MiB short / long |", "|---|---|---|---|---|---|---|"]
+    for _, r in frame.iterrows():
+        if r["status"] != "ok":
+            lines.append(f"| {r['shape']} | {r['backend']} | {r['short']}->{r['long']} | {r['status']} | | | |")
+            continue
+        lines.append(f"| {r['shape']} | {r['backend']} | {r['short']}->{r['long']} | {r['short_ms']:.2f} / "
+                     f"{r['long_ms']:.2f} | {r['growth']:.2f}x | {r['pair_ratio_q25']:.2f}-{r['pair_ratio_q75']:.2f} "
+                     f"| {r['state_mib_short']:.2f} / {r['state_mib_long']:.2f} |")
+    return "\n".join(lines) + "\n"
 
 
 def plot(frame, path: Path) -> None:

@@ -80,9 +80,8 @@ def training_curves(table: BuiltTable) -> Figure | None:
         if "train/loss" in frame:
             part = frame.dropna(subset=["train/loss"])
             ax_loss.plot(part["step"], part["train/loss"], label=label)
-        primary = record.raw.get("primary_metric") or {}
-        split = next((k for k in primary if k not in ("name", "mode")), None)
-        key = f"{split}/{primary.get('name')}"
+        splits = record.typed.primary_splits
+        key = f"{splits[0] if splits else None}/{record.typed.primary_metric.get('name')}"
         if key in frame:
             part = frame.dropna(subset=[key])
             ax_valid.plot(part["step"], part[key], marker="o", markersize=3, label=label)
@@ -91,7 +90,7 @@ def training_curves(table: BuiltTable) -> Figure | None:
     for ax in (ax_loss, ax_valid):
         ax.set_xlabel("update")
         ax.grid(alpha=0.3)
-    if any(record.raw.get("primary_metric", {}).get("name") == "perplexity" for _, record, _ in curves):
+    if any(record.typed.primary_metric.get("name") == "perplexity" for _, record, _ in curves):
         ax_valid.set_yscale("log")
     if ax_valid.lines:
         ax_valid.legend(fontsize=7, loc="best")

@@ -19,6 +19,7 @@ import pandas as pd
 from harness.config import config_hash
 from harness.metrics_log import METRICS_FILE
 from harness.records import RECORD_FILE
+from harness.run_record import RunRecord as TypedRecord
 
 # the model settings that make a row of an ablation (Tables 10 and 12, the positional encodings): not context
 MODEL_AXES = ("channel_mixer", "positional", "norm", "prenorm", "activation", "hidden_dim")
@@ -86,29 +87,20 @@ class RunRecord:
     def parameters(self) -> dict[str, int]:
         return self.raw.get("parameters") or {}
 
+    @cached_property
+    def typed(self) -> TypedRecord:
+        """The record as harness.run writes it (older versions migrated)."""
+        return TypedRecord.from_json(self.raw)
+
     def split_value(self, index: int) -> float | None:
         """The primary metric on evaluation split ``index`` (0: the split the best checkpoint is chosen on,
         1: the reported one; tasks whose two splits are the same hold one value)."""
-        primary = self.raw.get("primary_metric") or {}
-        values = [v for k, v in primary.items() if k not in ("name", "mode")]
-        if not values:
-            return None
-        value = values[min(index, len(values) - 1)]
-        return float(value) if value is not None else None
+        return self.typed.primary_value(index)
 
     def baseline_value(self, index: int) -> float | None:
         """The primary metric of the trivial predictor (the training split's commonest class) on evaluation split
-        ``index``, where the task records it: ``data.majority_baseline.<split>`` (GLUE) or
-        ``data.splits.<split>.majority_baseline`` (LRA)."""
-        splits = [k for k in self.raw.get("primary_metric") or {} if k not in ("name", "mode")]
-        if not splits:
-            return None
-        split = splits[min(index, len(splits) - 1)]
-        data = self.raw.get("data") or {}
-        value = (data.get("majority_baseline") or {}).get(split)
-        if value is None:
-            value = ((data.get("splits") or {}).get(split) or {}).get("majority_baseline")
-        return float(value) if value is not None else None
+        ``index``, where the task records it."""
+        return self.typed.baseline_value(index)
 
     def metric(self, key: str) -> float | None:
         value = (self.raw.get("metrics") or {}).get(key)
