@@ -23,6 +23,9 @@ from dataclasses import dataclass, field
 
 import torch
 
+from attention_zoo.ops import linear_attention
+from attention_zoo.ops.precision import accumulation_dtype
+
 
 @dataclass
 class DecodeState:
@@ -90,9 +93,6 @@ def linear_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, state: Decode
                 name: str = "kv") -> torch.Tensor:
     """Causal linear attention of new tokens on top of the running state ``S = sum_j k_j v_j^T``: the
     chunk's own causal product plus ``q S``; then ``S += k^T v``. ``k`` must be zero at padding."""
-    from attention_zoo.ops import linear_attention
-    from attention_zoo.ops.precision import accumulation_dtype
-
     dtype = accumulation_dtype(q, k, v)
     with torch.autocast(device_type=q.device.type, enabled=False):
         q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
