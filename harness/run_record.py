@@ -83,7 +83,7 @@ class RunRecord:
     def from_json(cls, raw: dict[str, Any]) -> RunRecord:
         """A record of any version (older ones migrated)."""
         known = {f.name for f in dataclasses.fields(cls)} - {"extra"}
-        values = {k: v for k, v in raw.items() if k in known and v is not None or k in ("experiment", "git")}
+        values = {k: v for k, v in raw.items() if k in known and v is not None}  # None: the field's default
         record = cls(**{"status": "unknown", **values}, extra={k: v for k, v in raw.items() if k not in known})
         if "version" not in raw:
             record.version = 1
