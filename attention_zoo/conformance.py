@@ -130,7 +130,7 @@ def check_lengths(make: Make, causal: bool, lengths: Sequence[int] = LENGTHS, de
 
 
 def check_padding(make: Make, causal: bool, length: int = 50, device="cpu") -> str:
-    """Right padding (and left padding, the decoding layout, in causal mode): padded values change nothing."""
+    """Right and left padding (and scattered, bidirectionally): the padded tokens' values change no real output."""
     module = make(causal, dtype=torch.float64, device=device)
     d_model = d_model_of(module)
     worst = 0.0
@@ -239,19 +239,31 @@ def check_reference(make: Make, causal: bool, reference: Reference, lengths: Seq
     worst = 0.0
     for n in lengths:
         module = make(causal, dtype=torch.float64, device=device)
-        x = inputs(2, n, d_model_of(module), device=device).requires_grad_(True)
+        x = inputs(2, n, d_model_of(module), device=device)
         mask = padding_mask([n, max(n // 2, 1)], n, mask_side, device=device) if mask_side and n > 1 else None
-        actual = module(x, mask)
-        expected = reference(module, x, mask, causal)
-        if mask is not None:  # padded outputs are unspecified: compare the real tokens
-            actual, expected = actual.masked_fill(mask[..., None], 0), expected.masked_fill(mask[..., None], 0)
-        worst = max(worst, assert_close(actual, expected, tol, f"N={n}: output"))
-        weight = torch.randn(x.shape, generator=torch.Generator().manual_seed(3), dtype=x.dtype).to(device)
-        got, want = gradients(actual, x, module, weight), gradients(expected, x, module, weight)
-        largest = max(g.abs().max().item() for g in want.values() if g.numel())
-        for what in got:  # the floor: gradients that vanish in exact arithmetic
-            worst = max(worst, assert_close(got[what], want[what], tol, f"N={n}: gradient of {what}", 1e-4 * largest))
+        error, _, _ = compare_to_reference(module, x, mask, lambda x, m=module, p=mask: reference(m, x, p, causal),
+                                           tol=tol, what=f"N={n}: ", ignore_padded=True)
+        worst = max(worst, error)
     return f"max relative error {worst:.1e} (tolerance {tol:g})"
+
+
+def compare_to_reference(module: nn.Module, x: torch.Tensor, mask: torch.Tensor | None, expected_of,
+                         *, tol: float = TOL_FLOAT64, what: str = "", ignore_padded: bool = False):
+    """Output and gradients (input and every parameter) of ``module`` on ``x`` against ``expected_of(x)``
+    within ``tol``; ``ignore_padded``: compare real tokens only (a reference may leave padded outputs
+    unspecified). Returns (the largest relative error, the raw output, its gradients)."""
+    x = x.clone().requires_grad_(True)
+    weight = torch.randn(x.shape, generator=torch.Generator().manual_seed(3), dtype=x.dtype).to(x.device)
+    raw, expected = module(x, mask), expected_of(x)
+    actual = raw
+    if ignore_padded and mask is not None:
+        actual, expected = raw.masked_fill(mask[..., None], 0), expected.masked_fill(mask[..., None], 0)
+    worst = assert_close(actual, expected, tol, f"{what}output")
+    got, want = gradients(actual, x, module, weight), gradients(expected, x, module, weight)
+    largest = max(g.abs().max().item() for g in want.values() if g.numel())
+    for name in got:  # the floor: gradients that vanish in exact arithmetic
+        worst = max(worst, assert_close(got[name], want[name], tol, f"{what}gradient of {name}", 1e-4 * largest))
+    return worst, raw, got
 
 
 def battery(make: Make, causal: bool, reference: Reference | None = None, device="cpu") -> list[tuple[str, Any]]:

@@ -138,8 +138,7 @@ class MultiHeadMixer(nn.Module):
         positions = positions_of_new(state, valid)
         if self.prefill_in_parallel and state.fresh:
             out = self.forward(x, padding_mask)
-            q, k, v = (self.split_heads(proj(x)) for proj in (self.q_proj, self.k_proj, self.v_proj))
-            self.absorb(k, v, valid, positions, state)
+            self.absorb(self.split_heads(self.k_proj(x)), self.split_heads(self.v_proj(x)), valid, positions, state)
         elif self.prefill_in_parallel and x.shape[1] > 1:
             return one_token_at_a_time(self.step, x, state, padding_mask)
         else:

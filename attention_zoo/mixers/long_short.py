@@ -29,7 +29,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from attention_zoo.decoding import history_step
 from attention_zoo.mixers.base import MultiHeadMixer, check_choice, check_dropout, check_flag, check_positive
 from attention_zoo.ops import block_valid, chunked
 from attention_zoo.ops.precision import accumulation_dtype
@@ -58,10 +57,6 @@ def gather_last(scores: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 
 
 class LongShortAttention(MultiHeadMixer):
-    def step(self, x, state, padding_mask=None):
-        """Decoding by recomputation (attention_zoo.decoding.history_step): exact, not constant-memory."""
-        return history_step(self, x, state, padding_mask)
-
     def __init__(
         self,
         d_model: int,

@@ -6,6 +6,7 @@ import torch
 
 import attention_zoo
 from attention_zoo import conformance
+from attention_zoo.check import maker
 from attention_zoo.conformance import assert_close, gradients, padding_mask, parameters, relative_error
 
 __all__ = ["assert_close", "gradients", "padding_mask", "parameters", "relative_error"]  # the battery's helpers
@@ -52,15 +53,13 @@ DEFAULT_CASES = cases({})
 
 def build(name: str, causal: bool, knobs: dict, *, seed: int = 0, dtype=torch.float64, device="cpu"):
     """The module in eval mode (no dropout, no Performer redraw), in ``dtype`` on ``device``."""
-    torch.manual_seed(seed)
-    module = attention_zoo.build_mixer(name, D_MODEL, N_HEADS, causal, **knobs)
-    return module.to(device=device, dtype=dtype).eval()
+    return make_for(name, knobs)(causal, seed=seed, dtype=dtype, device=device)
 
 
 def make_for(name: str, knobs: dict):
-    """The conformance battery's ``make(causal, dtype=, device=, seed=)`` for a built-in backend."""
-    return lambda causal, *, dtype=torch.float64, device="cpu", seed=0: build(
-        name, causal, knobs, seed=seed, dtype=dtype, device=device)
+    """The conformance battery's ``make(causal, dtype=, device=, seed=)`` for a built-in backend: the
+    checker's own (``attention_zoo.check.maker``) at the tests' sizes."""
+    return maker(name, knobs, D_MODEL, N_HEADS)
 
 
 def inputs(batch: int, length: int, *, seed: int = 1, dtype=torch.float64, device="cpu") -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from attention_zoo.conformance import TOL_FLOAT64, compare_to_reference
 from tests.attention_zoo.cases import (
     DEFAULT_CASES,
     LENGTHS,
@@ -12,34 +13,21 @@ from tests.attention_zoo.cases import (
     SMALL_KNOBS,
     assert_close,
     build,
-    gradients,
     inputs,
     padding_mask,
     requires_cuda,
 )
 from tests.attention_zoo.reference import reference_forward
 
-# float64 on both sides: the only differences are rounding (observed ~1e-15; 1e-10 leaves room for the
-# different summation orders of chunked algorithms, and is still far below any formula error).
-TOL_FLOAT64 = 1e-10
-
 
 def check_against_reference(name, knobs, causal, x, mask=None, device="cpu", prepare=None):
+    """float64 on both sides at conformance.TOL_FLOAT64 (1e-10): the only differences are rounding (observed
+    ~1e-15; room for the different summation orders of chunked algorithms, far below any formula error)."""
     module = build(name, causal, knobs, device=device)
     if prepare is not None:
         prepare(module)
-    x = x.clone().requires_grad_(True)
-    weight = torch.randn(x.shape, generator=torch.Generator().manual_seed(3), dtype=x.dtype).to(device)
-    actual = module(x, mask)
-    expected = reference_forward(name, knobs, module, x, mask)
-    assert_close(actual, expected, TOL_FLOAT64, "output")
-    actual_grads = gradients(actual, x, module, weight)
-    expected_grads = gradients(expected, x, module, weight)
-    largest = max(g.abs().max().item() for g in expected_grads.values() if g.numel())
-    for what in actual_grads:
-        floor = 1e-4 * largest  # for gradients that vanish in exact arithmetic
-        assert_close(actual_grads[what], expected_grads[what], TOL_FLOAT64, f"gradient of {what}", floor)
-    return actual, actual_grads
+    _, actual, grads = compare_to_reference(module, x, mask, lambda x: reference_forward(name, knobs, module, x, mask))
+    return actual, grads
 
 
 @pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
