@@ -24,7 +24,7 @@ from attention_zoo.decoding import DecodeState, advance, new_state, positions_of
 from attention_zoo.mixers.base import check_choice, check_positive, real_tokens_first
 from attention_zoo.norms import NORMS, build_norm
 from attention_zoo.positional import build_absolute_positional
-from attention_zoo.registry import TRANSNORMER_PARTS, build_mixer, get_spec
+from attention_zoo.registry import LayerPreset, available, build_mixer, get_spec
 
 
 @dataclass
@@ -204,17 +204,16 @@ def _spec(spec: Any) -> LayerEntry:
 
 
 def _preset_parts(cfg: BackboneConfig) -> tuple[LayerEntry, LayerEntry]:
-    """The Diag and Norm layers of a TransNormer preset, with the preset's knobs."""
-    if cfg.attention not in TRANSNORMER_PARTS:
+    """The two parts of a preset (TransNormer's Diag and Norm layers), with the preset's knobs."""
+    preset = get_spec(cfg.attention).preset
+    if preset is None:
+        presets = sorted(n for n in available() if get_spec(n).preset is not None)
         raise ValueError(
-            f"layer_plan shorthand {cfg.layer_plan!r} needs a TransNormer preset "
-            f"({sorted(TRANSNORMER_PARTS)}), not {cfg.attention!r}; use {{split: k, first: ..., second: ...}}"
+            f"layer_plan shorthand {cfg.layer_plan!r} needs a preset ({presets}), not {cfg.attention!r}; "
+            "use {split: k, first: ..., second: ...}"
         )
-    diag, norm = TRANSNORMER_PARTS[cfg.attention]
-    shared = {k: v for k, v in cfg.knobs.items() if k in ("block_size", "chunk_size", "pos", "bias")}
-    diag_knobs = diag | {k: v for k, v in shared.items() if k != "chunk_size"}
-    norm_knobs = norm | {k: v for k, v in shared.items() if k != "block_size"}
-    return (("diag_attention", diag_knobs),), (("norm_attention", norm_knobs),)
+    first, second = preset.parts(cfg.knobs)
+    return (first,), (second,)
 
 
 def _split(first: LayerEntry, second: LayerEntry, k: int, n_layers: int) -> list[LayerEntry]:
@@ -227,10 +226,10 @@ def resolve_layer_plan(cfg: BackboneConfig) -> list[LayerEntry]:
     """One entry per layer: the (backend, knobs) pairs of that layer's mixer(s)."""
     plan, L = cfg.layer_plan, cfg.n_layers
     if plan is None:
-        spec = get_spec(cfg.attention)
-        if cfg.attention in TRANSNORMER_PARTS:
-            return [((cfg.attention, cfg.knobs | {"layer_index": i, "n_layers": L}),) for i in range(L)]
-        return [((spec.name, dict(cfg.knobs)),)] * L
+        if get_spec(cfg.attention).preset is not None:
+            index, count = LayerPreset.BACKBONE_KNOBS
+            return [((cfg.attention, cfg.knobs | {index: i, count: L}),) for i in range(L)]
+        return [((cfg.attention, dict(cfg.knobs)),)] * L
     if isinstance(plan, str):
         diag, norm = _preset_parts(cfg)
         kind, _, arg = plan.partition(":")

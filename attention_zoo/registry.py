@@ -6,6 +6,7 @@ import inspect
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import ClassVar
 
 from torch import nn
 
@@ -37,10 +38,14 @@ class MixerSpec:
     prefix_consistent: bool = True
     fixed_knobs: dict = field(default_factory=dict)
     default_knobs: dict = field(default_factory=dict)
+    preset: LayerPreset | None = None
 
     @property
     def knobs(self) -> dict:
-        """Knob name -> default, read off the builder's signature (the fixed ones excluded)."""
+        """Knob name -> default, read off the builder's signature (the fixed ones excluded); a preset's are
+        its position in the backbone and its shared knobs."""
+        if self.preset is not None:
+            return dict.fromkeys(LayerPreset.BACKBONE_KNOBS, 0) | {"n_layers": 2} | self.preset.shared
         params = inspect.signature(self.builder).parameters
         defaults = {
             name: p.default
@@ -50,32 +55,50 @@ class MixerSpec:
         return defaults | self.default_knobs
 
 
-def _preset(diag: dict, norm: dict) -> Callable[..., nn.Module]:
-    """A TransNormer preset as one builder: layers [0, L/2) DiagAttention, [L/2, L) NormAttention."""
+@dataclass(frozen=True)
+class LayerPreset:
+    """A backend made of two mixers by depth, as data: ``first`` in layers [0, L/2), ``second`` in [L/2, L)
+    (TransNormer: DiagAttention early, NormAttention late). Each part is ``(backend, fixed knobs)``;
+    ``shared`` are the preset's own knobs (with defaults), each given to the parts whose builder takes it.
+    The layer plan's shorthands (``split:k``, ``reverse_split:k``, ``alternate``, ``parallel``) recombine
+    the two parts. The backbone tells each layer where it is through ``BACKBONE_KNOBS``."""
 
-    def build(
-        d_model: int,
-        n_heads: int,
-        causal: bool,
-        layer_index: int = 0,
-        n_layers: int = 2,
-        block_size: int = 64,
-        chunk_size: int = 64,
-        pos: str = "lrpe",
-        bias: bool = True,
-    ) -> nn.Module:
-        if not 0 <= layer_index < n_layers:
-            raise ValueError(f"layer_index={layer_index} is outside [0, n_layers={n_layers})")
-        if layer_index < n_layers // 2:
-            return DiagAttention(d_model, n_heads, causal, block_size=block_size, pos=pos, bias=bias, **diag)
-        return NormAttention(d_model, n_heads, causal, chunk_size=chunk_size, pos=pos, bias=bias, **norm)
+    first: tuple[str, dict]
+    second: tuple[str, dict]
+    shared: dict = field(default_factory=dict)
+    BACKBONE_KNOBS: ClassVar[tuple[str, ...]] = ("layer_index", "n_layers")
 
-    return build
+    def parts(self, knobs: dict) -> tuple[tuple[str, dict], tuple[str, dict]]:
+        """The two parts with ``knobs`` (the preset's shared ones) handed to those that take them."""
+        shared = {k: v for k, v in knobs.items() if k not in self.BACKBONE_KNOBS}
+        unknown = sorted(set(shared) - set(self.shared))
+        if unknown:
+            raise ValueError(f"unknown knob(s) {unknown} for this preset; valid knobs: {sorted(self.shared)}")
+        return tuple(  # type: ignore[return-value]
+            (name, fixed | {k: v for k, v in shared.items() if k in get_spec(name).knobs})
+            for name, fixed in (self.first, self.second)
+        )
+
+    def builder(self) -> Callable[..., nn.Module]:
+        def build(d_model: int, n_heads: int, causal: bool, layer_index: int = 0, n_layers: int = 2,
+                  **knobs) -> nn.Module:
+            if not 0 <= layer_index < n_layers:
+                raise ValueError(f"layer_index={layer_index} is outside [0, n_layers={n_layers})")
+            first, second = self.parts(self.shared | knobs)
+            name, part_knobs = first if layer_index < n_layers // 2 else second
+            return build_mixer(name, d_model, n_heads, causal, **part_knobs)
+
+        return build
 
 
-TRANSNORMER_PARTS = {
-    "transnormer_t1": ({"inner": "relu", "norm": "srmsnorm"}, {"feature_map": "elu", "norm": "srmsnorm"}),
-    "transnormer_t2": ({"inner": "softmax", "norm": "none"}, {"feature_map": "1+elu", "norm": "srmsnorm"}),
+def _transnormer(diag: dict, norm: dict) -> LayerPreset:
+    shared = {"block_size": 64, "chunk_size": 64, "pos": "lrpe", "bias": True}
+    return LayerPreset(("diag_attention", diag), ("norm_attention", norm), shared)
+
+
+PRESETS = {
+    "transnormer_t1": _transnormer({"inner": "relu", "norm": "srmsnorm"}, {"feature_map": "elu", "norm": "srmsnorm"}),
+    "transnormer_t2": _transnormer({"inner": "softmax", "norm": "none"}, {"feature_map": "1+elu", "norm": "srmsnorm"}),
 }
 
 _SPECS = [
@@ -98,14 +121,17 @@ _SPECS = [
     MixerSpec("norm_attention", NormAttention, "TransNormer NormAttention: Norm(phi(Q)(phi(K)^T V))", True, True),
     MixerSpec("diag_attention", DiagAttention, "TransNormer DiagAttention: attention inside blocks", True, True),
     *(
-        MixerSpec(name, _preset(diag, norm), f"{name}: Diag in the first half of the layers, Norm after", True, True)
-        for name, (diag, norm) in TRANSNORMER_PARTS.items()
+        MixerSpec(name, preset.builder(), f"{name}: Diag in the first half of the layers, Norm after", True, True,
+                  preset=preset)
+        for name, preset in PRESETS.items()
     ),
 ]
 REGISTRY: dict[str, MixerSpec] = {spec.name: spec for spec in _SPECS}
 BUILTIN = frozenset(REGISTRY)
 SPEC_ATTRIBUTE = "__attention_zoo_spec__"  # the capability flags a decorated builder carries
-CAPABILITIES = ("owns_channel_mixer", "needs_max_length", "prefix_consistent", "fixed_knobs", "default_knobs")
+CAPABILITIES = (
+    "owns_channel_mixer", "needs_max_length", "prefix_consistent", "fixed_knobs", "default_knobs", "preset",
+)
 
 
 def register(name: str, builder: Callable[..., nn.Module] | None = None, *, linear_causal: bool,
@@ -136,6 +162,20 @@ def register(name: str, builder: Callable[..., nn.Module] | None = None, *, line
         return target
 
     return add if builder is None else add(builder)
+
+
+def register_preset(name: str, first: str | tuple[str, dict], second: str | tuple[str, dict], *,
+                    shared: dict | None = None, description: str = "", replace: bool = False) -> LayerPreset:
+    """Add a two-part backend like TransNormer's: ``first`` in layers [0, L/2), ``second`` after, each a
+    registered backend name or ``(name, fixed knobs)``; ``shared``: the preset's knobs with defaults. It is
+    linear in a mode when both parts are, and the layer plan's shorthands work with it."""
+    first, second = ((p, {}) if isinstance(p, str) else (p[0], dict(p[1])) for p in (first, second))
+    specs = [get_spec(part) for part, _ in (first, second)]
+    preset = LayerPreset(first, second, dict(shared or {}))
+    register(name, preset.builder(), description=description or f"{first[0]} early, {second[0]} late",
+             linear_causal=all(s.linear_causal for s in specs),
+             linear_bidirectional=all(s.linear_bidirectional for s in specs), replace=replace, preset=preset)
+    return preset
 
 
 def _origin(builder: Callable) -> str:

@@ -19,7 +19,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 import tasks
 from attention_zoo import available, get_spec
-from attention_zoo.registry import TRANSNORMER_PARTS
+from attention_zoo.registry import LayerPreset
 from tasks.base import DATA_SOURCES, TaskConfig
 
 # ${floordiv:a,b} in configs: an ablation's layer plan split at half the layers, whatever the scale's depth
@@ -33,7 +33,7 @@ DEVICES = ("auto", "cpu", "cuda")
 WANDB_MODES = ("offline", "online", "disabled")
 SCALES = ("smoke", "cpu", "paper")
 # knobs the backbone sets itself (a preset learns its layer from the layer plan)
-BACKBONE_OWNED_KNOBS = ("layer_index", "n_layers")
+BACKBONE_OWNED_KNOBS = LayerPreset.BACKBONE_KNOBS
 
 
 class ConfigError(ValueError):
@@ -218,7 +218,8 @@ def validate_attention(node: Any) -> AttentionConfig:
     if name not in available():
         raise ConfigError(f"attention.name={name!r} is not a backend; valid choices: {available()}")
     layer_plan = attention.pop("layer_plan", None)
-    valid = sorted(k for k in get_spec(name).knobs if not (name in TRANSNORMER_PARTS and k in BACKBONE_OWNED_KNOBS))
+    spec = get_spec(name)
+    valid = sorted(k for k in spec.knobs if not (spec.preset is not None and k in BACKBONE_OWNED_KNOBS))
     unknown = sorted(set(attention) - set(valid))
     if unknown:
         raise ConfigError(f"unknown knob(s) {unknown} under attention for backend {name!r}; valid knobs: {valid}")

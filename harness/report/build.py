@@ -16,7 +16,7 @@ from typing import Any
 
 import pandas as pd
 
-from attention_zoo.registry import TRANSNORMER_PARTS
+from attention_zoo.registry import REGISTRY
 from harness.report.paper import paper_number, read_paper
 from harness.report.records import RunRecord
 from harness.report.specs import Column, RunTable, backend_row
@@ -141,7 +141,8 @@ def make_cell(records: list[RunRecord], column: Column, context: str | None = No
 def describe_variant(record: RunRecord, variant: Mapping[str, Any]) -> str:
     """Our concrete setting of a row, e.g. ``Diag 2 + Norm 2`` or ``block_size=32``."""
     parts = []
-    if record.backend in TRANSNORMER_PARTS and "attention.layer_plan" not in variant:
+    spec = REGISTRY.get(record.backend)  # a plugin's record may outlive the plugin
+    if spec is not None and spec.preset is not None and "attention.layer_plan" not in variant:
         parts.append(describe_plan(None, record.n_layers))
     for path, value in sorted(variant.items()):
         if path == "attention.layer_plan":

@@ -76,6 +76,24 @@ def test_register_refuses_an_existing_name_unless_replaced(clean_registry):
         attention_zoo.register("x", Mine, linear_causal=True, linear_bidirectional=True, causal_ok=True)
 
 
+def test_a_registered_preset_splits_by_depth_and_takes_the_plan_shorthands(clean_registry):
+    attention_zoo.register_preset("elu_then_vanilla", ("elu", {}), "vanilla", shared={"bias": True})
+    spec = attention_zoo.get_spec("elu_then_vanilla")
+    assert (spec.linear_causal, spec.linear_bidirectional) == (False, False)  # vanilla is quadratic
+    names = lambda plan: [[n for n, _ in e] for e in attention_zoo.resolve_layer_plan(
+        attention_zoo.BackboneConfig(attention="elu_then_vanilla", n_layers=4, layer_plan=plan, knobs={"bias": False}))]
+    backbone = attention_zoo.build_backbone({"name": "elu_then_vanilla", "bias": False}, d_model=16, n_layers=4,
+                                            n_heads=2)
+    kinds = [type(block.mixer).__name__ for block in backbone.blocks]
+    assert kinds == ["EluLinearAttention"] * 2 + ["SoftmaxAttention"] * 2
+    assert all(block.mixer.q_proj.bias is None for block in backbone.blocks)  # the shared knob reaches both
+    assert names("split:1") == [["elu"], ["vanilla"], ["vanilla"], ["vanilla"]]
+    assert names("reverse_split:3") == [["vanilla"]] * 3 + [["elu"]]
+    assert names("parallel") == [["elu", "vanilla"]] * 4
+    with pytest.raises(ValueError, match=r"unknown knob\(s\) \['block_size'\] for backend 'elu_then_vanilla'"):
+        attention_zoo.build_backbone({"name": "elu_then_vanilla", "block_size": 8}, d_model=16, n_heads=2)
+
+
 def test_a_registered_backend_composes_as_attention_choice(clean_registry):
     from hydra import compose, initialize_config_dir
 
