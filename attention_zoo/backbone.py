@@ -21,32 +21,58 @@ import torch.nn.functional as F
 from torch import nn
 
 from attention_zoo.decoding import DecodeState, advance, new_state, positions_of_new, valid_of
-from attention_zoo.mixers.base import check_choice, check_positive, real_tokens_first
+from attention_zoo.mixers.base import check_choice, real_tokens_first
 from attention_zoo.norms import NORMS, build_norm
 from attention_zoo.positional import build_absolute_positional
 from attention_zoo.registry import LayerPreset, available, build_mixer, get_spec
 
 
 @dataclass
-class BackboneConfig:
-    """Everything that shapes a backbone. ``hidden_dim=None``: int(8/3 D) for GLU, 4 D for FFN."""
+class BackboneShape:
+    """The sizes and shape of a backbone, checked when made (the one place for these defaults and checks:
+    ``harness.config.ModelConfig`` extends it). The defaults are the paper's language model (PAPER.md
+    section 2): 6 layers, D=512, 8 heads, pre-norm with SimpleRMSNorm, GLU channel mixer, sinusoidal positions.
+    ``hidden_dim=None``: int(8/3 D) for GLU, 4 D for FFN."""
 
     d_model: int = 512
     n_layers: int = 6
     n_heads: int = 8
-    causal: bool = True
-    attention: str = "transnormer_t2"
-    knobs: dict = field(default_factory=dict)
-    layer_plan: Any = None
     norm: str = "srmsnorm"
     prenorm: bool = True
     channel_mixer: str = "glu"
     hidden_dim: int | None = None
-    activation: str = "gelu"
+    activation: str = "gelu"  # of the ffn channel mixer
     dropout: float = 0.1  # residual dropout (and of the embeddings)
     activation_dropout: float = 0.0  # inside the channel mixer, after its activation (fairseq's; the authors' 0)
     positional: str = "sinusoidal"
-    max_len: int = 512
+    max_len: int = 512  # raised to the task's sequence length by the tasks
+
+    def __post_init__(self) -> None:
+        for key in ("d_model", "n_layers", "n_heads", "max_len"):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"{key}={value!r} must be a positive integer")
+        if self.d_model % self.n_heads:
+            raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        for key in ("dropout", "activation_dropout"):
+            if not 0 <= getattr(self, key) < 1:
+                raise ValueError(f"{key}={getattr(self, key)} must be in [0, 1)")
+        for key, choices in (("norm", sorted(NORMS)), ("channel_mixer", list(CHANNEL_MIXERS))):
+            if getattr(self, key) not in choices:
+                raise ValueError(f"{key}={getattr(self, key)!r} is not valid; valid choices: {choices}")
+
+
+@dataclass
+class BackboneConfig(BackboneShape):
+    """Everything that shapes a backbone: its shape, causality and which mixer in which layer."""
+
+    causal: bool = True
+    attention: str = "transnormer_t2"
+    knobs: dict = field(default_factory=dict)
+    layer_plan: Any = None
+
+
+CHANNEL_MIXERS = ("glu", "ffn")
 
 
 class FeedForward(nn.Module):
@@ -271,10 +297,5 @@ def build_backbone(attention: str | Mapping = "transnormer_t2", model: Mapping |
     unknown = sorted(set(sizes) - valid)
     if unknown:
         raise ValueError(f"unknown backbone option(s) {unknown}; valid options: {sorted(valid)}")
-    cfg = BackboneConfig(attention=name, knobs=attention, layer_plan=layer_plan, **sizes)
     get_spec(name)
-    check_choice("norm", cfg.norm, sorted(NORMS))
-    check_choice("channel_mixer", cfg.channel_mixer, ["glu", "ffn"])
-    for knob in ("d_model", "n_layers", "n_heads", "max_len"):
-        check_positive(knob, getattr(cfg, knob))
-    return Backbone(cfg)
+    return Backbone(BackboneConfig(attention=name, knobs=attention, layer_plan=layer_plan, **sizes))

@@ -19,8 +19,9 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 import tasks
 from attention_zoo import available, get_spec
+from attention_zoo.backbone import BackboneShape
 from attention_zoo.registry import LayerPreset
-from tasks.base import DATA_SOURCES, TaskConfig
+from tasks.base import TaskConfig
 
 # ${floordiv:a,b} in configs: an ablation's layer plan split at half the layers, whatever the scale's depth
 # (e.g. reverse_split:${floordiv:${model.n_layers},2}; conf/experiment/table9.yaml)
@@ -51,33 +52,12 @@ def _positive(key: str, value: float, allow_zero: bool = False) -> None:
 
 
 @dataclass
-class ModelConfig:
-    """The backbone's sizes and shape (``attention_zoo.BackboneConfig`` fields; ``causal`` comes from the
-    task) plus the task model's own options."""
+class ModelConfig(BackboneShape):
+    """The backbone's shape (``attention_zoo.BackboneShape``: its defaults, the paper's LM, and its checks;
+    ``causal`` comes from the task) plus the task model's own options. A task family's sizes at each scale:
+    ``conf/preset/<task>/<scale>.yaml``."""
 
-    d_model: int = 512
-    n_layers: int = 6
-    n_heads: int = 8
-    norm: str = "srmsnorm"
-    prenorm: bool = True
-    channel_mixer: str = "glu"
-    hidden_dim: int | None = None
-    activation: str = "gelu"
-    dropout: float = 0.1
-    activation_dropout: float = 0.0
-    positional: str = "sinusoidal"
-    max_len: int = 512
     scale_embeddings: bool = True  # multiply token embeddings by sqrt(d_model) (fairseq)
-
-    def __post_init__(self) -> None:
-        for key in ("d_model", "n_layers", "n_heads", "max_len"):
-            _positive(f"model.{key}", getattr(self, key))
-        if self.d_model % self.n_heads:
-            raise ConfigError(f"model.d_model={self.d_model} must be divisible by model.n_heads={self.n_heads}")
-        for key in ("dropout", "activation_dropout"):
-            if not 0 <= getattr(self, key) < 1:
-                raise ConfigError(f"model.{key}={getattr(self, key)} must be in [0, 1)")
-        _choice("model.channel_mixer", self.channel_mixer, ("glu", "ffn"))
 
 
 @dataclass
@@ -93,26 +73,26 @@ class TrainerConfig:
     """
 
     max_steps: int = 1000
-    global_batch_size: int = 16
-    micro_batch_size: int = 16
+    global_batch_size: int = 16  # examples per update, over all accumulation steps and processes
+    micro_batch_size: int = 16  # examples per forward pass per process (accumulation = global / micro)
     lr: float = 5e-4
-    schedule: str = "inverse_sqrt"
+    schedule: str = "inverse_sqrt"  # SCHEDULES
     warmup_steps: int = 0
     warmup_init_lr: float = 1e-7
-    end_lr: float = 0.0
-    power: float = 1.0
+    end_lr: float = 0.0  # final lr of polynomial and cosine
+    power: float = 1.0  # polynomial decay power
     betas: list[float] = field(default_factory=lambda: [0.9, 0.98])
     eps: float = 1e-8
     weight_decay: float = 0.01
-    clip_norm: float = 0.0
-    precision: str = "fp32"
-    device: str = "auto"
-    eval_every: int = 500
+    clip_norm: float = 0.0  # 0 = no clipping
+    precision: str = "fp32"  # fp32 | bf16 (autocast)
+    device: str = "auto"  # auto | cpu | cuda
+    eval_every: int = 500  # updates between validation passes (and at the end)
     eval_batch_size: int = 16
-    checkpoint_every: int = 500
-    keep_checkpoints: int = 2
+    checkpoint_every: int = 500  # updates between checkpoints (and at the end)
+    keep_checkpoints: int = 2  # step checkpoints kept besides the best one
     log_every: int = 50
-    progress: bool = True
+    progress: bool = True  # tqdm progress bar
     record_gradients: bool = False  # q/k/v gradient norms per update -> gradient_stats.csv (Table 2)
 
     def __post_init__(self) -> None:
@@ -204,12 +184,25 @@ def _config_error(section: str, err: OmegaConfBaseException) -> ConfigError:
     return ConfigError(message)
 
 
+def _keyed(section: str, err: Exception) -> str:
+    """A schema check's message with its key given in full (``d_model=0 ...`` -> ``model.d_model=0 ...``)."""
+    message = str(err)
+    return message if message.startswith(f"{section}.") else f"{section}.{message}"
+
+
 def _structured(section: str, schema: type, node: Any) -> Any:
     """``node`` merged onto the dataclass ``schema`` and instantiated (running its checks)."""
+    if isinstance(node, DictConfig):  # as plain data: a node typed by an earlier merge may hold added keys
+        node = OmegaConf.to_container(node, resolve=True)
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
     except OmegaConfBaseException as err:
+        cause = err.__cause__
+        if isinstance(cause, ValueError) and not isinstance(cause, OmegaConfBaseException):
+            raise ConfigError(_keyed(section, cause)) from None
         raise _config_error(section, err) from None
+    except ValueError as err:
+        raise ConfigError(_keyed(section, err)) from None
 
 
 def validate_attention(node: Any) -> AttentionConfig:
@@ -237,11 +230,7 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
     except OmegaConfBaseException as err:
         raise _config_error("task", err) from None
     except ValueError as err:
-        raise ConfigError(str(err)) from None
-    if task.data.source not in DATA_SOURCES:
-        raise ConfigError(f"task.data.source={task.data.source!r} is not valid; valid choices: {list(DATA_SOURCES)}")
-    if task.data.source == "files" and not task.data.path:
-        raise ConfigError("task.data.source=files needs task.data.path=DIR (the folder of the official files)")
+        raise ConfigError(_keyed("task", err)) from None
     sections = {name: _structured(name, schema, cfg.get(name, {})) for name, schema in SECTIONS.items()}
     seed = cfg.get("seed", 0)
     if not isinstance(seed, int):
@@ -354,4 +343,22 @@ def register_attention_configs() -> list[str]:
     return added
 
 
-register_attention_configs()  # at import: every entry point that composes conf/ imports this module first
+# ------------------------------------------------------------------------------------ structured configs
+def register_schemas() -> None:
+    """The sections whose defaults are the dataclasses above, as config-group entries in Hydra's ConfigStore
+    (``trainer: default``, ``model: lm``, ``logger: wandb | none``, ``run: default`` in ``conf/config.yaml``):
+    the defaults are written once, here; presets and experiments set only what differs, and a key or type
+    that a schema does not have fails while Hydra composes, naming the key."""
+    from hydra.core.config_store import ConfigStore
+
+    store = ConfigStore.instance()
+    store.store(group="trainer", name="default", node=TrainerConfig)
+    store.store(group="model", name="lm", node=ModelConfig)
+    store.store(group="run", name="default", node=RunSection)
+    store.store(group="logger", name="wandb", node=LoggerConfig)
+    store.store(group="logger", name="none", node=LoggerConfig(wandb=False, mode="disabled"))
+
+
+# at import: every entry point that composes conf/ imports this module first
+register_schemas()
+register_attention_configs()

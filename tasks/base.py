@@ -54,6 +54,12 @@ class DataConfig:
     cache_dir: str = ".cache/data"
     seed: int = 0
 
+    def __post_init__(self) -> None:
+        if self.source not in DATA_SOURCES:
+            raise ValueError(f"task.data.source={self.source!r} is not valid; valid choices: {list(DATA_SOURCES)}")
+        if self.source == "files" and not self.path:
+            raise ValueError("task.data.source=files needs task.data.path=DIR (the folder of the official files)")
+
 
 @dataclass
 class TaskConfig:
@@ -96,11 +102,7 @@ class Task(abc.ABC):
     causal: ClassVar[bool] = False
 
     def __init__(self, cfg: TaskConfig):
-        if cfg.data.source not in DATA_SOURCES:
-            raise ValueError(f"task.data.source={cfg.data.source!r} is not valid; valid choices: {list(DATA_SOURCES)}")
-        if cfg.data.source == "files" and not cfg.data.path:
-            raise ValueError("task.data.source=files needs task.data.path=DIR (the folder of the official files)")
-        self.cfg = cfg
+        self.cfg = cfg  # checked when made (DataConfig and the family's schema)
 
     # ------------------------------------------------------------------------------------------ data
     @abc.abstractmethod

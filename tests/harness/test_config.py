@@ -1,7 +1,6 @@
 """The conf/ tree composes for every group choice and is validated before any work, with named errors."""
 from __future__ import annotations
 
-import copy
 from pathlib import Path
 
 import pytest
@@ -13,6 +12,9 @@ from attention_zoo import available, get_spec
 from harness.config import (
     BACKBONE_OWNED_KNOBS,
     ConfigError,
+    ModelConfig,
+    RunSection,
+    TrainerConfig,
     check_override_keys,
     config_hash,
     resolved_dict,
@@ -69,7 +71,7 @@ def smoke():
 
 def changed(cfg, **updates):
     """A copy of ``cfg`` with dotted keys set (added if missing), as an override on the command line would."""
-    cfg = copy.deepcopy(cfg)
+    cfg = OmegaConf.create(OmegaConf.to_container(cfg))  # untyped: the schemas would refuse bad values here
     OmegaConf.set_struct(cfg, False)
     for key, value in updates.items():
         OmegaConf.update(cfg, key.replace("__", "."), value, force_add=True)
@@ -97,6 +99,18 @@ def test_bad_config_fails_naming_key_and_choices(smoke, updates, expected):
         validate(changed(smoke, **updates))
     for text in expected:
         assert text in str(err.value)
+
+
+def test_the_schemas_hold_the_defaults_and_check_types_while_hydra_composes():
+    """trainer, model, logger and run come from the dataclasses (no YAML copy of their defaults)."""
+    assert not (Path(CONF_DIR) / "trainer" / "default.yaml").exists()
+    cfg = compose_config()
+    assert OmegaConf.get_type(cfg.trainer) is TrainerConfig and cfg.trainer.betas == TrainerConfig().betas
+    assert OmegaConf.get_type(cfg.model) is ModelConfig and cfg.run.root == RunSection().root
+    for override, key in (("trainer.lr=fast", "trainer.lr"), ("model.n_layers=1.5", "model.n_layers")):
+        with pytest.raises(ConfigCompositionException) as err:
+            compose_config(override)
+        assert key in str(err.value) or key in str(err.value.__cause__)
 
 
 def test_unknown_group_choice_lists_the_options():
