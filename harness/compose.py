@@ -21,8 +21,13 @@ def compose(overrides: Sequence[str] = (), *, hydra_section: bool = False,
     parameters, the launcher)."""
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
 
-    import harness.config  # noqa: F401  (resolvers, plugin backends' config entries)
+    import harness.config  # noqa: F401  (resolvers, schemas, plugin backends' config entries)
 
+    if GlobalHydra.instance().is_initialized():  # inside a running app (harness.run): its own config tree
+        if Path(conf_dir).resolve() != CONF_DIR:
+            raise ValueError(f"cannot compose {conf_dir} inside a running Hydra app (it composes {CONF_DIR})")
+        return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra_section)
     with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
         return hydra_compose(config_name="config", overrides=list(overrides), return_hydra_config=hydra_section)

@@ -35,8 +35,19 @@ from harness.records import git_commit, host, is_completed, now, read_record, ve
 from harness.run_folder import Repairs, RunLock, RunLockedError, read_record_or_repair, remove_stale_temporaries
 from harness.run_record import RunRecord, baseline_from_data
 from harness.trainer import Trainer
+from harness.variants import Defaults
 
 log = logging.getLogger(__name__)
+
+
+def variant_of(typed: RunConfig, resolved: dict[str, Any]) -> dict[str, Any] | None:
+    """The run's settings off its backend's defaults (its table row); None when ``conf/`` cannot be composed
+    for them (the report then computes it from the record)."""
+    try:
+        return Defaults().variant(typed.task.name, typed.attention.name, typed.scale.name, resolved)
+    except Exception as err:  # a record without it is still complete
+        log.warning("variant not recorded (%s: %s)", type(err).__name__, err)
+        return None
 
 
 def run_dir_for(cfg: RunConfig, digest: str) -> Path:
@@ -103,7 +114,8 @@ def _execute_locked(typed: RunConfig, experiment: str | None, process: distribut
 
     record = RunRecord("running", config_hash=digest, run_dir=str(run_dir), task=typed.task.name,
                        backend=typed.attention.name, scale=typed.scale.name, seed=typed.seed, experiment=experiment,
-                       started=now(), versions=versions(), git=git_commit(), host=host(), config=resolved)
+                       variant=variant_of(typed, resolved) if process.is_main else None, started=now(),
+                       versions=versions(), git=git_commit(), host=host(), config=resolved)
     save(record)
     started = time.perf_counter()
     logger = None

@@ -3,7 +3,9 @@ through :class:`RunRecord`; ``record.json`` is its JSON.
 
 Version 2 adds ``version``, ``segments``, ``repairs`` and one shape for the trivial predictor's score,
 ``majority_baseline: {split: value}`` (version 1 had GLUE's ``data.majority_baseline.<split>`` and LRA's
-``data.splits.<split>.majority_baseline``). Older records are migrated on read (:meth:`RunRecord.from_json`);
+``data.splits.<split>.majority_baseline``). Version 3 adds ``variant``: the attention and model settings that
+differ from the backend's defaults (:mod:`harness.variants`), which place the run in a table's row; ``None`` in
+older records, for which the report computes it. Older records are migrated on read (:meth:`RunRecord.from_json`);
 keys this version does not know are kept (``extra``) and written back unchanged.
 """
 from __future__ import annotations
@@ -12,7 +14,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
-RECORD_VERSION = 2
+RECORD_VERSION = 3
 PRIMARY_KEYS = ("name", "mode")  # the rest of primary_metric: {split: value}, the validation split first
 
 
@@ -26,6 +28,7 @@ class RunRecord:
     scale: str = ""
     seed: int = 0
     experiment: str | None = None
+    variant: dict[str, Any] | None = None  # {"attention.<knob>" | "model.<axis>": value} off the defaults
     config: dict[str, Any] = field(default_factory=dict)
     started: str | None = None
     finished: str | None = None

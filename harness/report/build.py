@@ -21,7 +21,7 @@ from harness.report.paper import paper_number, read_paper
 from harness.report.records import RunRecord
 from harness.report.specs import Column, RunTable, backend_row
 from harness.report.stats import RankAgreement, SeedStats, rank_agreement
-from harness.report.variants import Defaults
+from harness.variants import Defaults
 
 NOT_IN_PAPER = "(not in the paper)"
 
@@ -184,7 +184,8 @@ def build_run_table(
     candidates = [r for r in records if r.scale == scale and any(_task_matches(r.task, t) for t in spec.tasks)]
     keyed, variants = [], {}
     for record in candidates:
-        variant = defaults.variant(record)
+        variant = record.variant if record.variant is not None else defaults.variant(
+            record.task, record.backend, record.scale, record.config)
         key = spec.row_key(record, variant)
         if key is not None:
             keyed.append((record, key))

@@ -20,9 +20,8 @@ from harness.config import config_hash
 from harness.metrics_log import METRICS_FILE
 from harness.records import RECORD_FILE
 from harness.run_record import RunRecord as TypedRecord
+from harness.variants import MODEL_AXES
 
-# the model settings that make a row of an ablation (Tables 10 and 12, the positional encodings): not context
-MODEL_AXES = ("channel_mixer", "positional", "norm", "prenorm", "activation", "hidden_dim")
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +77,11 @@ class RunRecord:
         config = {k: v for k, v in self.config.items() if k not in ("seed", "attention")}
         config["model"] = {k: v for k, v in config.get("model", {}).items() if k not in MODEL_AXES}
         return config_hash(config)
+
+    @property
+    def variant(self) -> dict[str, Any] | None:
+        """The settings that make this run a variant, as ``harness.run`` recorded them (None: an older record)."""
+        return self.raw.get("variant")
 
     @property
     def n_layers(self) -> int:

@@ -23,7 +23,7 @@ from harness.report.records import RunRecord, load_records
 from harness.report.render import agreement, escape, table_markdown
 from harness.report.sources import build_table2, build_table7, locality_markdown, read_locality
 from harness.report.specs import ORDER, OTHER_TABLES, TABLES
-from harness.report.variants import Defaults
+from harness.variants import Defaults
 from zoo_io.atomic import atomic_write, write_text
 
 log = logging.getLogger(__name__)

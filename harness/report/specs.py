@@ -3,7 +3,7 @@
 Run-based tables (every table but 2, 7 and Figure 2, which come from the benchmark and the diagnostics)
 are a :class:`RunTable`: a row is a backend (Tables 4-6) or a TransNormer variant (the ablations), and
 ``row_key(record, variant)`` says which row a run belongs to, from its backend and how its settings differ
-from the defaults (:mod:`harness.report.variants`). ``paper_key(row)`` gives the same key to a row of the
+from the defaults (:mod:`harness.variants`). ``paper_key(row)`` gives the same key to a row of the
 paper's CSV (``results/paper/<table>.csv``), so ours and the paper's meet in one row whatever the scale:
 layer plans are keyed by the fraction of layers (the paper's ablations have 12 layers, ours fewer).
 

@@ -32,6 +32,7 @@ def test_record_has_everything_a_report_needs(completed):
     run_dir = Path(record["run_dir"])
     assert json.loads((run_dir / "record.json").read_text()) == record
     assert record["status"] == "completed" and len(record["config_hash"]) == 64
+    assert record["variant"] == {}  # the backend as configured by default: the plain row of its table
     assert (record["task"], record["backend"], record["scale"], record["seed"]) == ("lm", "transnormer_t2", "smoke", 0)
     for split in ("valid", "test"):
         assert 1 < record["metrics"][f"{split}/perplexity"] < 1e4
@@ -94,15 +95,17 @@ def test_wandb_offline_logs_locally(smoke_config, monkeypatch):
 
 
 def test_sweep_records_a_failure_and_goes_on(tmp_path):
-    """`-m` over two data sources, the first one missing: a failed and a completed record, exit status 0."""
+    """`-m` over two data sources, the first one missing: a failed and a completed record, exit status 0;
+    each record names its variant, composed inside the running app."""
     env = {**os.environ, "WANDB_MODE": "disabled", "ATTENTION_ZOO_CACHE": str(tmp_path / "cache")}
     command = [sys.executable, "-m", "harness.run", "-m", "scale=smoke", "logger=none", "trainer.progress=false",
                f"run.root={tmp_path / 'runs'}", "task.data.source=files,builtin",
-               f"task.data.path={tmp_path / 'no_such_folder'}", "trainer.max_steps=4"]
+               f"task.data.path={tmp_path / 'no_such_folder'}", "trainer.max_steps=4", "attention.block_size=16"]
     sweep = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     assert sweep.returncode == 0, sweep.stderr[-3000:]
     records = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("record.json")]
     status = {r["config"]["task"]["data"]["source"]: r for r in records}
     assert status["builtin"]["status"] == "completed"
+    assert status["builtin"]["variant"] == status["files"]["variant"] == {"attention.block_size": 16}
     assert status["files"]["status"] == "failed" and "wiki.train.tokens" in status["files"]["reason"]
     assert "run failed (recorded; the sweep goes on)" in sweep.stdout + sweep.stderr

@@ -46,8 +46,10 @@ def write_run(
     updated: str = "2026-01-01T00:00:00+00:00",
     curve: bool = True,
     data: dict[str, Any] | None = None,
+    variant: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``record.json`` (and a short ``metrics.jsonl``) for the run ``overrides`` would start."""
+    """Write ``record.json`` (and a short ``metrics.jsonl``) for the run ``overrides`` would start; without
+    ``variant``, as a record written before runs recorded it."""
     cfg = compose_config(f"scale={scale}", f"run.root={runs}", *overrides)
     typed, resolved = validate(cfg), resolved_dict(cfg)
     digest = config_hash(resolved)
@@ -70,6 +72,8 @@ def write_run(
         record["reason"] = reason
     if data is not None:
         record["data"] = data
+    if variant is not None:
+        record["variant"] = variant
     (run_dir / "record.json").write_text(json.dumps(record))
     if curve:
         lines = [{"step": s, "train/loss": 5.0 / s} for s in (1, 2, 3)] + [{"step": 3, f"valid/{metric}": valid}]

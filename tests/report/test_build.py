@@ -10,7 +10,7 @@ from harness.report.paper import PAPER_DIR
 from harness.report.records import load_records
 from harness.report.render import table_markdown
 from harness.report.specs import TABLES
-from harness.report.variants import Defaults
+from harness.variants import Defaults
 from tests.report.conftest import write_run
 
 T2 = "attention=transnormer_t2"
@@ -69,6 +69,17 @@ def test_a_failed_seed_beside_completed_ones_is_flagged(tmp_path, defaults):
     write_run(tmp_path, "attention=vanilla", "seed=1", status="failed", reason="OOM")
     cell = cells(build("table4", tmp_path, defaults), "ppl_val")["Vanilla"]
     assert cell.status == OK and cell.stats.n == 1 and cell.reason.startswith("1 of 2 seeds failed")
+
+
+def test_rows_come_from_the_recorded_variant_without_composing_again(tmp_path):
+    class NoComposing(Defaults):
+        def sections(self, *args):
+            raise AssertionError("the report recomposed conf/ for a record that names its variant")
+
+    write_run(tmp_path, T2, valid=20.0, variant={})
+    write_run(tmp_path, T2, "attention.block_size=32", valid=21.0, variant={"attention.block_size": 32})
+    ppl = cells(build("table11", tmp_path, NoComposing()), "ppl")
+    assert (ppl["block 32"].stats.mean, ppl["block 64"].stats.mean) == (21.0, 20.0)
 
 
 def test_runs_map_to_ablation_rows_by_their_settings(tmp_path, defaults):

@@ -3,7 +3,9 @@
 A table row is a backend with some settings changed (Table 11's ``attention.block_size=32``, Table 10's
 ``model.channel_mixer=ffn``). Runs are matched to rows by that difference, not by the sweep that started them:
 the same configuration reached from two sweeps is one run folder, and counts in both tables. The defaults are
-``conf/`` composed for the run's task, backend and scale, as ``python -m harness.run`` would compose them.
+``conf/`` composed for the run's task, backend and scale, as ``python -m harness.run`` composes them.
+``harness.run`` writes the difference into the record (``variant``) when the run starts; the report reads it
+there, and computes it the same way only for records written before the field existed.
 """
 from __future__ import annotations
 
@@ -14,11 +16,14 @@ from typing import Any
 from omegaconf import OmegaConf
 
 from harness.compose import CONF_DIR, compose
-from harness.report.records import MODEL_AXES, RunRecord
 
 log = logging.getLogger(__name__)
 
-# model settings that make a variant (sizes do not: they belong to the scale)
+# the model settings that make a row of an ablation (Tables 10 and 12, the positional encodings); sizes do not:
+# they belong to the scale
+MODEL_AXES = ("channel_mixer", "positional", "norm", "prenorm", "activation", "hidden_dim")
+
+
 class Defaults:
     """The attention and model sections each (task, backend, scale) gets by default; composed once each."""
 
@@ -44,17 +49,18 @@ class Defaults:
         attention = OmegaConf.to_container(OmegaConf.load(path), resolve=False) if path.is_file() else {}
         return {"attention": attention, "model": None}
 
-    def variant(self, record: RunRecord) -> dict[str, Any]:
-        """``{"attention.<knob>": value, "model.<axis>": value}`` for every setting that differs from the
-        defaults (``attention.layer_plan`` included); empty for the backend as configured by default."""
-        defaults = self.sections(record.task, record.backend, record.scale)
-        attention = record.config.get("attention", {})
+    def variant(self, task: str, backend: str, scale: str, config: dict[str, Any]) -> dict[str, Any]:
+        """``{"attention.<knob>": value, "model.<axis>": value}`` for every setting of the resolved ``config``
+        that differs from the defaults (``attention.layer_plan`` included); empty for the backend as configured
+        by default."""
+        defaults = self.sections(task, backend, scale)
+        attention = config.get("attention", {})
         changed = {
             f"attention.{key}": value
             for key, value in attention.items()
             if key != "name" and (key not in defaults["attention"] or defaults["attention"][key] != value)
         }
-        model, default_model = record.config.get("model", {}), defaults["model"]
+        model, default_model = config.get("model", {}), defaults["model"]
         if default_model is not None:
             changed |= {
                 f"model.{key}": model[key]
