@@ -22,7 +22,6 @@ from harness.records import RECORD_FILE
 from harness.run_record import RunRecord as TypedRecord
 from harness.variants import MODEL_AXES
 
-
 log = logging.getLogger(__name__)
 
 
