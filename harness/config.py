@@ -28,6 +28,18 @@ from tasks.base import TaskConfig
 if not OmegaConf.has_resolver("floordiv"):
     OmegaConf.register_new_resolver("floordiv", lambda a, b: int(a) // int(b))
 
+
+def split_points(n_layers: int) -> str:
+    """Every split point k = 0..L of a preset's layer plan, as a sweep's values; k = L/2 is the preset itself
+    (``null``), so that run is shared with the tables of the preset (Table 8 beside Table 4)."""
+    n_layers = int(n_layers)
+    return ",".join("null" if 0 < k == n_layers // 2 else f"split:{k}" for k in range(n_layers + 1))
+
+
+# ${split_points:L} in configs: Table 8's every split point (conf/experiment/table8.yaml's reproduce section)
+if not OmegaConf.has_resolver("split_points"):
+    OmegaConf.register_new_resolver("split_points", split_points)
+
 SCHEDULES = ("inverse_sqrt", "polynomial", "cosine", "constant")
 PRECISIONS = ("fp32", "bf16")
 DEVICES = ("auto", "cpu", "cuda")
@@ -171,7 +183,9 @@ class RunConfig:
 
 SECTIONS = {"model": ModelConfig, "trainer": TrainerConfig, "logger": LoggerConfig, "scale": ScaleConfig,
             "run": RunSection}
-ROOT_KEYS = ("task", "attention", *SECTIONS, "seed")
+# read by ./reproduce.sh (an experiment's plan), not by a run: accepted, neither hashed nor recorded
+PLAN_KEYS = ("reproduce",)
+ROOT_KEYS = ("task", "attention", *SECTIONS, "seed", *PLAN_KEYS)
 
 
 def _config_error(section: str, err: OmegaConfBaseException) -> ConfigError:
@@ -292,7 +306,9 @@ HASHED_UNLESS = {("model", "activation_dropout"): 0.0}
 
 
 def resolved_dict(cfg: DictConfig) -> dict[str, Any]:
-    return OmegaConf.to_container(cfg, resolve=True)
+    """The run's configuration as plain data (interpolations resolved), without the ``PLAN_KEYS``."""
+    resolved = OmegaConf.to_container(cfg, resolve=True)
+    return {k: v for k, v in resolved.items() if k not in PLAN_KEYS}
 
 
 def config_hash(resolved: dict[str, Any]) -> str:

@@ -27,11 +27,15 @@ class Layout:
     def bench_dir(self, scale: str) -> Path:
         return self.root / "bench" / scale / "table7"
 
+    def analysis_dir(self, scale: str, experiment: str) -> Path:
+        """Where the diagnostics of an experiment's runs go (``python -m harness.analyze ... --out``)."""
+        return self.root / "analysis" / scale / experiment
+
     def fig2_dir(self, scale: str) -> Path:
-        return self.root / "analysis" / scale / "fig2"
+        return self.analysis_dir(scale, "fig2")
 
     def table2_dir(self, scale: str) -> Path:
-        return self.root / "analysis" / scale / "table2"
+        return self.analysis_dir(scale, "table2")
 
     def bench_csv(self, scale: str) -> Path:
         return self.bench_dir(scale) / "table7.csv"

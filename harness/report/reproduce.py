@@ -1,8 +1,10 @@
 """``./reproduce.sh [TABLE ...] [--scale smoke|cpu|paper] [--seeds N] [--launcher local|joblib|slurm]``.
 
 Runs the sweeps, benchmark and diagnostics behind the paper's tables, then builds the report. With no TABLE,
-the paper's core claims: Table 4, Table 1, Table 7, Figure 2 and the block-size (Table 11) and layer-split
-(Table 8) ablations; ``all`` is every table. Each table is one or more commands, printed before they run:
+the paper's core claims: Tables 1, 4, 7, Figure 2 and the layer-split (Table 8) and block-size (Table 11)
+ablations (the experiment files whose ``reproduce`` section says ``core: true``); ``all`` is every table.
+What a table needs besides its sweep is data in its experiment file (:class:`TablePlan`). Each table is one or
+more commands, printed before they run:
 
 - a Hydra sweep ``python -m harness.run -m experiment=<table> scale=<scale> seed=0,..,N-1 ...``: a run whose
   record says completed with the same configuration is skipped, an interrupted one resumes from its last
@@ -33,25 +35,58 @@ from harness.report.layout import ORDER, Layout
 
 REPO = Path(__file__).resolve().parents[2]
 CONF_DIR = REPO / "conf"
-CORE = ["table4", "table1", "table7", "fig2", "table11", "table8"]
 ALL = ORDER
 ALIASES = {"pos": "pos_ablation", "figure2": "fig2"}
 SCALES = ("smoke", "cpu", "paper")
 LAUNCHERS = {"local": "local", "joblib": "joblib", "slurm": "submitit_slurm"}
-EXTRA_BACKEND_TABLES = ("table4", "table5", "table6", "table7")  # the backend comparisons: --extra-backends
-ABLATIONS = {"table1", "table3", "table8", "table9", "table10", "table11", "table12", "pos_ablation"}
-# the benchmark's settings per scale (options of `python -m harness.bench table7`; the rest its defaults)
-BENCH: dict[str, dict[str, Any]] = {
-    "smoke": {"backends": ["vanilla", "transnormer_t2"], "lengths": [64, 128], "warmup": 1, "repeats": 2,
-              "timeout_s": 300},
-    "cpu": {"lengths": [1024, 3072, 5120], "warmup": 1, "repeats": 3},
-    "paper": {},
-}
-# smoke runs are 20 updates: the gradient deviation's windows must be shorter than the default 50
-ANALYZE_OPTIONS = {("gradient-deviation", "smoke"): ["--window", "5"]}
 # The no-argument run at cpu scale trains each configuration for this many updates (instead of the preset's)
 # so that the core claims fit 45 minutes on 2 cores; ./reproduce.sh TABLE ... keeps the preset's.
 CORE_CPU_STEPS = 200
+
+
+@dataclass
+class Analysis:
+    """``python -m harness.analyze <command>`` on the completed runs of the table's sweep."""
+
+    command: str
+    first_seed_only: bool = False
+    options: dict[str, list[str]] = field(default_factory=dict)  # scale -> extra command-line options
+
+
+@dataclass
+class TablePlan:
+    """What ./reproduce.sh does for a table besides its sweep: the ``reproduce`` section of
+    ``conf/experiment/<table>.yaml`` (a run ignores it). ``sweep``: overrides added to the sweep, resolved
+    against the composed experiment (read there, e.g. Table 8's every split point)."""
+
+    core: bool = False  # one of the core claims: run by ./reproduce.sh with no TABLE
+    ablation: bool = False  # on the masked LM when available, as the paper's (--ablation-task)
+    extra_backends: bool = False  # --extra-backends adds rows to this table
+    sweep: list[str] = field(default_factory=list)
+    analysis: list[Analysis] = field(default_factory=list)
+    bench: dict[str, dict[str, Any]] | None = None  # scale -> `harness.bench table7` options, instead of a sweep
+
+
+def table_plan(name: str) -> TablePlan:
+    """The plan of table ``name`` read off its experiment file (the default plan when it has none)."""
+    from omegaconf import OmegaConf
+
+    path = CONF_DIR / "experiment" / f"{name}.yaml"
+    node = OmegaConf.load(path).get("reproduce") if path.is_file() else None
+    if node is None:
+        return TablePlan()
+    plain = {k: v for k, v in node.items() if k != "sweep"}  # the sweep's interpolations need the composed config
+    try:
+        return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TablePlan), plain))
+    except Exception as err:
+        raise ValueError(f"{path}: invalid reproduce section: {str(err).splitlines()[0]}") from None
+
+
+PLANS = {name: table_plan(name) for name in ORDER}
+CORE = [name for name in ORDER if PLANS[name].core]
+EXTRA_BACKEND_TABLES = tuple(name for name in ORDER if PLANS[name].extra_backends)
+ABLATIONS = {name for name in ORDER if PLANS[name].ablation}
+BENCH: dict[str, dict[str, Any]] = PLANS["table7"].bench or {}  # the benchmark's options per scale
 
 
 class Unavailable(Exception):
@@ -220,38 +255,31 @@ def plan_sweep(name: str, ctx: Context, extra: Sequence[str] = ()) -> tuple[list
     return ctx.sweep(name, *extra), cfg
 
 
-def split_points(n_layers: int) -> str:
-    """Every split point k = 0..L for Table 8; k = L/2 is the preset itself (``null``), shared with Table 4."""
-    return ",".join("null" if 0 < k == n_layers // 2 else f"split:{k}" for k in range(n_layers + 1))
-
-
 def plan_table(name: str, ctx: Context, notes: list[str]) -> list[Step]:
-    """The steps that produce table ``name``; raises Unavailable with the reason."""
-    if name == "table7":
+    """The steps that produce table ``name`` (its experiment file's plan); raises Unavailable with the reason."""
+    plan = PLANS.get(name) or table_plan(name)
+    if plan.bench is not None:
         return [bench_step(ctx)]
     extra: list[str] = []
-    if name in ABLATIONS and ctx.ablation_task == "mlm":
+    if plan.ablation and ctx.ablation_task == "mlm":
         extra = ["task=mlm"]
-    elif name in ABLATIONS and ctx.ablation_task == "lm":
+    elif plan.ablation and ctx.ablation_task == "lm":
         notes.append(f"{name}: on the causal LM (task=lm); the paper's is the masked LM (--ablation-task mlm)")
-    elif name in ABLATIONS:
+    elif plan.ablation:
         extra, why = masked_lm(ctx)
         if why:
             notes.append(f"{name}: the masked LM is not available ({why}); running on the causal LM (task=lm)")
     argv, cfg = plan_sweep(name, ctx, extra)
-    if name in EXTRA_BACKEND_TABLES and ctx.extra_backends:
+    if plan.extra_backends and ctx.extra_backends:
         swept = [b.strip() for b in str(cfg.hydra.sweeper.params.attention).split(",")]
         # a command-line sweep of a key replaces the experiment's sweep of it
         extra = [*extra, "attention=" + ",".join(swept + [b for b in ctx.extra_backends if b not in swept])]
-        argv = ctx.sweep(name, *extra)
-    if name == "table8":
-        n_layers = int(cfg.model.n_layers)
-        argv = ctx.sweep(name, *extra, f"attention.layer_plan={split_points(n_layers)}")
+    sweep = [str(o) for o in (cfg.get("reproduce") or {}).get("sweep") or []]
+    if sweep or extra:
+        argv = ctx.sweep(name, *extra, *sweep)
     steps = [Step(f"{name}: sweep", lambda argv=argv: argv)]
-    if name == "fig2":
-        steps.append(analysis_step("locality", name, ctx, ctx.layout.fig2_dir(ctx.scale), first_seed_only=True))
-    if name == "table2":
-        steps.append(analysis_step("gradient-deviation", name, ctx, ctx.layout.table2_dir(ctx.scale)))
+    for analysis in plan.analysis:
+        steps.append(analysis_step(analysis, name, ctx, ctx.layout.analysis_dir(ctx.scale, name)))
     return steps
 
 
@@ -324,18 +352,19 @@ def completed_runs(folders: Sequence[Path]) -> list[Path]:
     return [f for f in folders if (read_record(f) or {}).get("status") == "completed"]
 
 
-def analysis_step(command: str, experiment: str, ctx: Context, out: Path, first_seed_only: bool = False) -> Step:
+def analysis_step(analysis: Analysis, experiment: str, ctx: Context, out: Path) -> Step:
     """``python -m harness.analyze <command>`` on the completed runs of the sweep ``experiment``."""
 
     def argv() -> list[str]:
         folders = job_dirs(ctx, experiment, [])
-        found = completed_runs([f for f in folders if not first_seed_only or f.name.startswith("seed0-")])
+        found = completed_runs([f for f in folders if not analysis.first_seed_only or f.name.startswith("seed0-")])
         if not found:
             raise RuntimeError(f"no completed runs of experiment={experiment} at scale {ctx.scale} to analyse")
-        options = ANALYZE_OPTIONS.get((command, ctx.scale), [])
-        return [ctx.python, "-m", "harness.analyze", command, *map(str, found), "--out", str(out), *options]
+        options = analysis.options.get(ctx.scale, [])
+        return [ctx.python, "-m", "harness.analyze", analysis.command, *map(str, found), "--out", str(out),
+                *options]
 
-    return Step(f"{command} on the runs of experiment={experiment} -> {out}", argv)
+    return Step(f"{analysis.command} on the runs of experiment={experiment} -> {out}", argv)
 
 
 # ----------------------------------------------------------------------------------------- running

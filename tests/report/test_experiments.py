@@ -10,8 +10,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from attention_zoo import build_backbone
-from harness.config import resolved_dict, validate
-from harness.report.reproduce import split_points
+from harness.config import resolved_dict, split_points, validate
 from tasks.base import backbone_options
 from tests.conftest import requires_extra
 from tests.report.conftest import CONF_DIR

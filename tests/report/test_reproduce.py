@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from harness.config import split_points
 from harness.report import reproduce
 from harness.report.layout import Layout
 from harness.report.reproduce import (
@@ -21,7 +22,6 @@ from harness.report.reproduce import (
     plan_sweep,
     plan_table,
     run_table,
-    split_points,
 )
 
 REPO = Path(__file__).resolve().parents[2]
@@ -64,6 +64,20 @@ def test_sweep_command():
     assert argv[1:] == ["-m", "harness.run", "-m", "experiment=table11", "scale=smoke", "seed=0,1",
                         "hydra/launcher=submitit_slurm", "run.root=out/runs", "logger=none", "task=mlm",
                         "trainer.lr=1e-3"]
+
+
+def test_what_each_table_needs_is_data_in_its_experiment_file(tmp_path, monkeypatch):
+    assert set(CORE) == {"table1", "table4", "table7", "table8", "table11", "fig2"}
+    assert reproduce.BENCH["cpu"]["lengths"] == [1024, 3072, 5120] and reproduce.PLANS["table7"].bench is not None
+    assert [a.command for a in reproduce.PLANS["fig2"].analysis] == ["locality"]
+    assert reproduce.PLANS["table2"].analysis[0].options == {"smoke": ["--window", "5"]}
+    assert reproduce.ABLATIONS == {"table1", "table3", "table8", "table9", "table10", "table11", "table12",
+                                   "pos_ablation"}
+    (tmp_path / "experiment").mkdir()
+    (tmp_path / "experiment" / "tableX.yaml").write_text("reproduce:\n  cor: true\n")
+    monkeypatch.setattr(reproduce, "CONF_DIR", tmp_path)
+    with pytest.raises(ValueError, match=r"tableX.yaml: invalid reproduce section: .*cor"):
+        reproduce.table_plan("tableX")
 
 
 def test_split_points_cover_every_k_and_share_the_preset():
