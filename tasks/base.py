@@ -68,6 +68,9 @@ class TaskConfig:
     name: str = "lm"
     data: DataConfig = field(default_factory=DataConfig)
 
+    def __post_init__(self) -> None:
+        """A family's checks of its own fields (it calls this first)."""
+
 
 @dataclass
 class Batch:

@@ -43,6 +43,11 @@ class LMTaskConfig(TaskConfig):
     vocab_pad_to: int = 8
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.seq_len < 1:
+            raise ValueError(f"task.seq_len must be positive, got {self.seq_len}")
+
 
 class LanguageModel(nn.Module):
     """Token embeddings (scaled by sqrt(D)) -> backbone -> output projection tied to the embeddings."""
@@ -104,8 +109,6 @@ class LanguageModelTask(Task):
 
     def __init__(self, cfg: LMTaskConfig):
         super().__init__(cfg)
-        if cfg.seq_len < 1:
-            raise ValueError(f"task.seq_len must be positive, got {cfg.seq_len}")
         self.folder: Path | None = None
 
     # ------------------------------------------------------------------------------------------ data

@@ -47,6 +47,11 @@ class MLMTaskConfig(TaskConfig):
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        if self.seq_len < 2:
+            raise ValueError(f"task.seq_len={self.seq_len} must be at least 2")
+
 
 def build_encoder(task: Task, attention: Mapping[str, Any], model: Mapping[str, Any], vocab_size: int, pad_id: int,
                   max_len: int) -> Encoder:
@@ -73,8 +78,6 @@ class MaskedLanguageModelTask(Task):
     def __init__(self, cfg: MLMTaskConfig):
         super().__init__(cfg)
         self.masking = MaskingConfig(cfg.mask_prob, cfg.mask_token_prob, cfg.random_token_prob)
-        if cfg.seq_len < 2:
-            raise ValueError(f"task.seq_len={cfg.seq_len} must be at least 2")
         self.folder: Path | None = None
         self.data: dict = {}
         self._train_generator: torch.Generator | None = None
