@@ -249,12 +249,23 @@ def _split(first: LayerEntry, second: LayerEntry, k: int, n_layers: int) -> list
 
 
 def resolve_layer_plan(cfg: BackboneConfig) -> list[LayerEntry]:
-    """One entry per layer: the (backend, knobs) pairs of that layer's mixer(s)."""
+    """One entry per layer: the (backend, knobs) pairs of that layer's mixer(s); a backend that takes the
+    layer's position (``layer_index``, ``n_layers``: the presets, Lightning's decay) is told it."""
+    index, count = LayerPreset.BACKBONE_KNOBS
+    return [
+        tuple((name, knobs | {index: i, count: cfg.n_layers} if takes_layer_position(name) else knobs)
+              for name, knobs in entry)
+        for i, entry in enumerate(_plan_entries(cfg))
+    ]
+
+
+def takes_layer_position(name: str) -> bool:
+    return set(LayerPreset.BACKBONE_KNOBS) <= set(get_spec(name).knobs)
+
+
+def _plan_entries(cfg: BackboneConfig) -> list[LayerEntry]:
     plan, L = cfg.layer_plan, cfg.n_layers
     if plan is None:
-        if get_spec(cfg.attention).preset is not None:
-            index, count = LayerPreset.BACKBONE_KNOBS
-            return [((cfg.attention, cfg.knobs | {index: i, count: L}),) for i in range(L)]
         return [((cfg.attention, dict(cfg.knobs)),)] * L
     if isinstance(plan, str):
         diag, norm = _preset_parts(cfg)

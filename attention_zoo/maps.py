@@ -16,6 +16,7 @@ mixer's own parameters and the formulas in its docstring, two things for the mix
   DiagAttention T1 (relu inside blocks): relu scores / their row sum;
   FLASH-quad: relu(q.k / n)^2 / its row sum; FLASH: the quadratic in-group weights plus the linear
   cross-group scores (signed), |.| / row sum;
+  Lightning, RetNet, GLA (decayed linear attention): the decayed scores (q_i * w_ij) . k_j, |.| / row sum;
   Transformer-LS: the softmax mass on each local key plus the mass on each landmark spread back over the
   tokens it summarises (P_jg: landmark g's projection weight on token j). This ignores the LayerNorms on
   keys and values (they are not linear), so it is the effective token weighting, not an exact identity.
@@ -42,6 +43,7 @@ from attention_zoo.ops.softmax import attention_mask
 
 if TYPE_CHECKING:  # the mixers call these functions from their attention_map methods
     from attention_zoo.mixers.base import MultiHeadMixer
+    from attention_zoo.mixers.decayed import DecayedLinearAttention
     from attention_zoo.mixers.gated import GatedAttentionUnit
     from attention_zoo.mixers.kernel import CosFormerAttention, EluLinearAttention
     from attention_zoo.mixers.long_short import LongShortAttention
@@ -163,6 +165,34 @@ def norm_attention_map(mixer: NormAttention, x, key_valid) -> AttentionMap:
     k = zero_padded(mixer.pos(mixer.feature_map(k)), key_valid)
     scores = torch.matmul(q, k.transpose(-1, -2)) * allowed
     return AttentionMap(scores, v, row_stochastic(scores, allowed), "no denominator: |s| / row sum")
+
+
+def decay_weights(g: torch.Tensor, causal: bool) -> torch.Tensor:
+    """``exp(-|G_i - G_j|)`` for log-decays ``g [B, H, N(, d)]`` (``G`` their running sum): ``[B, H, N, N(, d)]``,
+    zero above the diagonal when causal (attention_zoo/ops/decay.py's weights, materialised)."""
+    running = g.to(accumulation_dtype(g)).cumsum(2)
+    gap = running[:, :, :, None] - running[:, :, None, :]
+    weights = torch.exp(-gap.abs())
+    if causal:
+        n = g.shape[2]
+        below = torch.ones(n, n, dtype=torch.bool, device=g.device).tril()
+        weights = weights * (below if g.dim() == 3 else below[..., None])
+    return weights
+
+
+def decayed_map(mixer: DecayedLinearAttention, x, key_valid) -> AttentionMap:
+    q, k, v = qkv(mixer, x)
+    allowed = allowed_keys(x.shape[1], mixer.causal, key_valid, x.device)
+    q, k = mixer.features(q, k)
+    k = zero_padded(k, key_valid)
+    g = mixer.real_decays(x, key_valid)
+    weights = decay_weights(g, mixer.causal)
+    if g.dim() == 3:
+        scores = torch.matmul(q, k.transpose(-1, -2)) * weights.to(q.dtype)
+    else:
+        scores = torch.einsum("bhid,bhjd,bhijd->bhij", q, k, weights.to(q.dtype))
+    scores = scores * allowed
+    return AttentionMap(scores, v, row_stochastic(scores, allowed), "decayed scores: |s| / row sum")
 
 
 def diag_map(mixer: DiagAttention, x, key_valid) -> AttentionMap:

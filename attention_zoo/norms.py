@@ -58,6 +58,23 @@ class MaskedBatchNorm(nn.Module):
         return out
 
 
+class PerHeadRMSNorm(nn.Module):
+    """RMSNorm of each head's slice of ``x[..., H d]`` (RetNet's and GLA's norm of the heads' outputs), with one
+    gain of d shared by the heads (``affine``) or none."""
+
+    def __init__(self, n_heads: int, head_dim: int, affine: bool = True, eps: float = 1e-6):
+        super().__init__()
+        self.n_heads, self.eps = n_heads, eps
+        self.weight = nn.Parameter(torch.ones(head_dim)) if affine else None
+
+    def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
+        heads = x.unflatten(-1, (self.n_heads, -1)).to(accumulation_dtype(x))
+        heads = heads * torch.rsqrt(heads.pow(2).mean(-1, keepdim=True) + self.eps)
+        if self.weight is not None:
+            heads = heads * self.weight.to(heads.dtype)
+        return heads.flatten(-2).to(x.dtype)
+
+
 class Identity(nn.Module):
     def __init__(self, dim: int):
         super().__init__()

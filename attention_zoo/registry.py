@@ -10,6 +10,7 @@ from typing import ClassVar
 
 from torch import nn
 
+from attention_zoo.mixers.decayed import GatedLinearAttention, LightningAttention, Retention
 from attention_zoo.mixers.gated import GatedAttentionUnit
 from attention_zoo.mixers.kernel import CosFormerAttention, EluLinearAttention
 from attention_zoo.mixers.long_short import LongShortAttention
@@ -125,7 +126,13 @@ _SPECS = [
                   preset=preset)
         for name, preset in PRESETS.items()
     ),
+    # TransNormer's successors (not in the paper): linear attention with a decay (attention_zoo/ops/decay.py)
+    MixerSpec("lightning", LightningAttention, "TransNormerLLM's Lightning Attention: per-head decay by layer, LRPE, "
+              "SRMSNorm, gate", True, True),
+    MixerSpec("retnet", Retention, "RetNet's multi-scale retention: fixed per-head decays, rotary, gate", True, True),
+    MixerSpec("gla", GatedLinearAttention, "gated linear attention: data-dependent decay per key channel", True, True),
 ]
+SUCCESSORS = ("lightning", "retnet", "gla")
 REGISTRY: dict[str, MixerSpec] = {spec.name: spec for spec in _SPECS}
 BUILTIN = frozenset(REGISTRY)
 SPEC_ATTRIBUTE = "__attention_zoo_spec__"  # the capability flags a decorated builder carries

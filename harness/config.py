@@ -19,7 +19,7 @@ from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 import tasks
 from attention_zoo import available, get_spec
-from attention_zoo.backbone import BackboneShape
+from attention_zoo.backbone import BackboneShape, takes_layer_position
 from attention_zoo.registry import LayerPreset
 from tasks.base import TaskConfig
 
@@ -225,8 +225,7 @@ def validate_attention(node: Any) -> AttentionConfig:
     if name not in available():
         raise ConfigError(f"attention.name={name!r} is not a backend; valid choices: {available()}")
     layer_plan = attention.pop("layer_plan", None)
-    spec = get_spec(name)
-    valid = sorted(k for k in spec.knobs if not (spec.preset is not None and k in BACKBONE_OWNED_KNOBS))
+    valid = sorted(k for k in get_spec(name).knobs if not (takes_layer_position(name) and k in BACKBONE_OWNED_KNOBS))
     unknown = sorted(set(attention) - set(valid))
     if unknown:
         raise ConfigError(f"unknown knob(s) {unknown} under attention for backend {name!r}; valid knobs: {valid}")

@@ -72,7 +72,9 @@ def real_tokens_first(
 
 class MultiHeadMixer(nn.Module):
     """Base of the q/k/v mixers. Subclasses implement ``attend`` (heads in, heads out) and may set
-    ``self.output_norm`` (applied over the merged width D before the output projection).
+    ``self.output_norm`` (applied over the merged width D before the output projection) and
+    ``self.output_gate`` (a module of the mixer's input whose output multiplies the normed heads, as in
+    TransNormerLLM, RetNet and GLA).
 
     ``forward(x[B, N, D], padding_mask[B, N] | None) -> [B, N, D]``; True in ``padding_mask`` marks
     padding. Outputs at padded positions are zero, and padded keys never reach a real token; wherever the
@@ -94,6 +96,7 @@ class MultiHeadMixer(nn.Module):
         self.v_proj = nn.Linear(d_model, d_model, bias=bias)
         self.out_proj = nn.Linear(d_model, d_model, bias=bias)
         self.output_norm: nn.Module | None = None
+        self.output_gate: nn.Module | None = None
 
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (self.n_heads, self.head_dim)).transpose(1, 2)  # [B, H, N, d]
@@ -143,14 +146,12 @@ class MultiHeadMixer(nn.Module):
             return one_token_at_a_time(self.step, x, state, padding_mask)
         else:
             q, k, v = (self.split_heads(proj(x)) for proj in (self.q_proj, self.k_proj, self.v_proj))
-            mixed = self.attend_step(q, k, v, valid, positions, state).transpose(1, 2).flatten(-2)
-            if self.output_norm is not None:
-                mixed = self.output_norm(mixed, padding_mask)
-            out = self.out_proj(mixed).masked_fill(~valid[..., None], 0.0)
+            mixed = self.attend_step(q, k, v, valid, positions, state, x).transpose(1, 2).flatten(-2)
+            out = self.project_out(mixed, x, padding_mask).masked_fill(~valid[..., None], 0.0)
         advance(state, valid)
         return out, state
 
-    def attend_step(self, q, k, v, valid, positions, state: DecodeState) -> torch.Tensor:
+    def attend_step(self, q, k, v, valid, positions, state: DecodeState, x: torch.Tensor) -> torch.Tensor:
         """Decoding's ``attend``: the new tokens' heads ``[B, H, T, d]`` with the state of earlier ones. Not
         overridden: ``step`` recomputes from every input so far (exact, not constant-memory)."""
         raise NotImplementedError(f"{type(self).__name__} has no recurrent form")
@@ -163,11 +164,16 @@ class MultiHeadMixer(nn.Module):
         """``forward`` for a batch whose padding (if any) is on the right."""
         key_valid = None if padding_mask is None else ~padding_mask
         q, k, v = (self.split_heads(proj(x)) for proj in (self.q_proj, self.k_proj, self.v_proj))
-        out = self.attend(q, k, v, key_valid, x).transpose(1, 2).flatten(-2)
-        if self.output_norm is not None:
-            out = self.output_norm(out, padding_mask)
-        out = self.out_proj(out)
+        out = self.project_out(self.attend(q, k, v, key_valid, x).transpose(1, 2).flatten(-2), x, padding_mask)
         return out if padding_mask is None else out.masked_fill(padding_mask[..., None], 0.0)
+
+    def project_out(self, mixed: torch.Tensor, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
+        """The merged heads ``[B, N, D]`` -> norm, gate (by the input ``x``), output projection."""
+        if self.output_norm is not None:
+            mixed = self.output_norm(mixed, padding_mask)
+        if self.output_gate is not None:
+            mixed = mixed * self.output_gate(x)
+        return self.out_proj(mixed)
 
 
 def zero_padded(x: torch.Tensor, key_valid: torch.Tensor | None) -> torch.Tensor:

@@ -51,7 +51,7 @@ class EluLinearAttention(MultiHeadMixer):
         d = self.head_dim
         return self.n_heads * 2 * 2 * n * d * (d + 1 if self.normalize else d), 0.0
 
-    def attend_step(self, q, k, v, valid, positions, state) -> torch.Tensor:
+    def attend_step(self, q, k, v, valid, positions, state, x) -> torch.Tensor:
         q, k = 1 + F.elu(q), zero_padded(1 + F.elu(k), valid)
         if not self.normalize:
             return linear_step(q, k, v, state, chunk_size=self.chunk_size).to(v.dtype)
@@ -113,7 +113,7 @@ class CosFormerAttention(MultiHeadMixer):
         d = self.head_dim
         return self.n_heads * 2 * 2 * n * (2 * d) * (d + 1), 0.0
 
-    def attend_step(self, q, k, v, valid, positions, state) -> torch.Tensor:
+    def attend_step(self, q, k, v, valid, positions, state, x) -> torch.Tensor:
         if self.max_len is None:
             raise ValueError("cosformer decodes only with a fixed horizon: set its max_len knob (attention.max_len; "
                              "with M = the current length every earlier output would change with each new token)")

@@ -74,7 +74,7 @@ class PerformerAttention(MultiHeadMixer):
         H, d, m = self.n_heads, self.head_dim, self.n_features
         return H * 2 * 2 * n * m * (d + 1), H * 2 * 2 * n * d * m
 
-    def attend_step(self, q, k, v, valid, positions, state) -> torch.Tensor:
+    def attend_step(self, q, k, v, valid, positions, state, x) -> torch.Tensor:
         """The causal scan from the state of the earlier tokens (the projection is fixed outside training)."""
         q_feat, _ = positive_random_features(q, self.projection)
         k_feat, k_log_scale = positive_random_features(k, self.projection, valid)

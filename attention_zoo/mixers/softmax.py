@@ -50,7 +50,7 @@ class SoftmaxAttention(MultiHeadMixer):
         """Forward FLOPs of the core's matrix products per sequence (bidirectional): Q K^T and A V."""
         return self.n_heads * 2 * 2 * n * n * self.head_dim, 0.0
 
-    def attend_step(self, q, k, v, valid, positions, state) -> torch.Tensor:
+    def attend_step(self, q, k, v, valid, positions, state, x) -> torch.Tensor:
         """The key/value cache: new keys appended, each new query attends to the real keys up to itself."""
         q, k = self.pos(q, positions), self.pos(k, positions)
         fresh = "k" not in state.tensors

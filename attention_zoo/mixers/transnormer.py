@@ -68,7 +68,7 @@ class NormAttention(MultiHeadMixer):
         """Forward FLOPs of the core's matrix products per sequence (bidirectional): phi(K)^T V, then phi(Q) S."""
         return self.n_heads * 2 * 2 * n * self.head_dim**2, 0.0
 
-    def attend_step(self, q, k, v, valid, positions, state) -> torch.Tensor:
+    def attend_step(self, q, k, v, valid, positions, state, x) -> torch.Tensor:
         q = self.pos(self.feature_map(q), positions)
         k = zero_padded(self.pos(self.feature_map(k), positions), valid)
         return linear_step(q, k, v, state, chunk_size=self.chunk_size).to(v.dtype)
@@ -134,7 +134,7 @@ class DiagAttention(MultiHeadMixer):
         state.tensors["v"] = last_real_tokens(v, valid, fill, w)
         state.tensors["fill"] = fill
 
-    def attend_step(self, q, k, v, valid, positions, state) -> torch.Tensor:  # one token: q [B, H, 1, d]
+    def attend_step(self, q, k, v, valid, positions, state, x) -> torch.Tensor:  # one token: q [B, H, 1, d]
         w, rows = self.block_size, valid[:, 0]
         if "k" not in state.tensors:
             state.tensors.update(k=k.new_zeros(*k.shape[:2], w, k.shape[-1]),

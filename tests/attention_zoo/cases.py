@@ -27,10 +27,13 @@ SMALL_KNOBS = {
     "diag_attention": {"block_size": 16},
     "transnormer_t1": {"block_size": 16, "chunk_size": 16},
     "transnormer_t2": {"block_size": 16, "chunk_size": 16},
+    "lightning": {"chunk_size": 16},
+    "retnet": {"chunk_size": 16},
+    "gla": {"chunk_size": 8},
 }
 PRESETS = ("transnormer_t1", "transnormer_t2")
 PRESET_HALVES = {"diag": {"layer_index": 0, "n_layers": 2}, "norm": {"layer_index": 1, "n_layers": 2}}
-CHUNKED = {"elu", "norm_attention", "performer", "cosformer"}  # the backends with a chunk_size knob
+CHUNKED = {"elu", "norm_attention", "performer", "cosformer", "lightning", "retnet", "gla"}  # with a chunk_size
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 DEVICES = ["cpu", pytest.param("cuda", marks=requires_cuda)]
 

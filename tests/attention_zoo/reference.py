@@ -336,6 +336,65 @@ def long_short(module, knobs, x):
     return finish(module, out)
 
 
+def decay_weights(log_decays: torch.Tensor, causal: bool) -> torch.Tensor:
+    """``w_ij = prod of the decays of the tokens after min(i, j) up to max(i, j)`` for log-decays ``[H, N(, d)]``:
+    ``[H, N, N(, d)]``, zero above the diagonal when causal."""
+    running = log_decays.cumsum(1)
+    weights = torch.exp(-(running[:, :, None] - running[:, None, :]).abs())
+    if causal:
+        mask = causal_mask(log_decays.shape[1], log_decays.device)
+        weights = weights * (mask if log_decays.dim() == 2 else mask[..., None])
+    return weights
+
+
+def head_rms(x: torch.Tensor, n_heads: int, gain: torch.Tensor | None, eps: float = 1e-6) -> torch.Tensor:
+    """RMSNorm of each head's slice of ``x[N, H d]``."""
+    heads = x.reshape(x.shape[0], n_heads, -1)
+    heads = heads / torch.sqrt(heads.pow(2).mean(-1, keepdim=True) + eps)
+    return (heads if gain is None else heads * gain).reshape(x.shape)
+
+
+def decayed_finish(module, heads_out: torch.Tensor, x: torch.Tensor, normed: torch.Tensor) -> torch.Tensor:
+    gate = affine(module.output_gate.proj, x)
+    return affine(module.out_proj, normed * gate if type(module).__name__ == "LightningAttention" else normed * silu(gate))
+
+
+def lightning(module, knobs, x):
+    """TransNormerLLM: silu features with LRPE, decay lambda_h^|i-j|, SRMSNorm over D, times U = X W_u."""
+    q, k, v = qkv(module, x)
+    q, k = (relative_position(knobs["pos"], module.pos, silu(t)) for t in (q, k))
+    h, layer, layers = module.n_heads, knobs["layer_index"], knobs["n_layers"]
+    assert h & (h - 1) == 0, "the reference writes ALiBi's slopes for a power-of-two head count"
+    slopes = 2.0 ** (-8.0 * torch.arange(1, h + 1, dtype=torch.float64) / h)
+    depth = 1 - layer / (layers - 1) + 1e-5 if layers > 1 else 1 + 1e-5
+    g = (-slopes * depth)[:, None].expand(h, x.shape[0]).to(x.device)
+    out = ((q @ k.transpose(-1, -2)) * decay_weights(g, module.causal)) @ v
+    return decayed_finish(module, out, x, output_norm("srmsnorm", None, merge_heads(out)))
+
+
+def retnet(module, knobs, x):
+    """RetNet: rotary q, k / sqrt(d), gamma_h = 1 - 2^(-5-h), per-head RMSNorm without gain, silu gate."""
+    q, k, v = qkv(module, x)
+    q, k = relative_position(knobs["pos"], module.pos, q), relative_position(knobs["pos"], module.pos, k)
+    k = k / math.sqrt(module.head_dim)
+    gamma = 1 - 2.0 ** (-5.0 - torch.arange(module.n_heads, dtype=torch.float64))
+    g = gamma.log()[:, None].expand(module.n_heads, x.shape[0]).to(x.device)
+    out = ((q @ k.transpose(-1, -2)) * decay_weights(g, module.causal)) @ v
+    return decayed_finish(module, out, x, head_rms(merge_heads(out), module.n_heads, None))
+
+
+def gla(module, knobs, x):
+    """GLA: g = logsigmoid(W_up W_down x + b) / tau per key channel, q / sqrt(d), per-head RMSNorm, silu gate."""
+    q, k, v = qkv(module, x)
+    q = relative_position(knobs["pos"], module.pos, q / math.sqrt(module.head_dim))
+    k = relative_position(knobs["pos"], module.pos, k)
+    logits = affine(module.gate_up, x @ module.gate_down.weight.t())
+    g = split_heads(-torch.log1p(torch.exp(-logits)) / knobs["gate_temperature"], module.n_heads)  # log sigmoid
+    scores = torch.einsum("hid,hjd,hijd->hij", q, k, decay_weights(g, module.causal))
+    out = scores @ v
+    return decayed_finish(module, out, x, head_rms(merge_heads(out), module.n_heads, module.output_norm.weight))
+
+
 BACKENDS = {
     "vanilla": vanilla,
     "elu": elu,
@@ -346,6 +405,9 @@ BACKENDS = {
     "ls": long_short,
     "norm_attention": norm_attention,
     "diag_attention": diag_attention,
+    "lightning": lightning,
+    "retnet": retnet,
+    "gla": gla,
 }
 
 

@@ -78,13 +78,14 @@ def test_an_off_by_one_state_is_caught(name, knobs):
         else:
             state.count += 1
         out, _ = module.step(x[:, 20:21], state)
-    uses_positions = name in ("cosformer", "norm_attention", "diag_attention", "flash") or "transnormer" in name
+    uses_positions = name in ("cosformer", "norm_attention", "diag_attention", "flash", "lightning", "retnet") or (
+        "transnormer" in name)
     if not uses_positions:
         pytest.skip(f"{name}'s outputs do not depend on positions (no relative encoding) or it recomputes")
     assert relative_error(out, module(x[:, :21])[:, 20:21]) > 1e-6
 
 
-@pytest.mark.parametrize("preset", ["transnormer_t1", "transnormer_t2", "vanilla", "flash", "elu"])
+@pytest.mark.parametrize("preset", ["transnormer_t1", "transnormer_t2", "vanilla", "flash", "elu", "lightning", "gla"])
 def test_backbone_and_lm_logits_decode_exactly(preset):
     from tasks.lm import LanguageModel
 

@@ -21,6 +21,9 @@ NAMES = [
     "diag_attention",
     "transnormer_t1",
     "transnormer_t2",
+    "lightning",
+    "retnet",
+    "gla",
 ]
 
 # name: (linear_causal, linear_bidirectional, owns_channel_mixer, prefix_consistent)
@@ -36,6 +39,9 @@ FLAGS = {
     "diag_attention": (True, True, False, True),
     "transnormer_t1": (True, True, False, True),
     "transnormer_t2": (True, True, False, True),
+    "lightning": (True, True, False, True),
+    "retnet": (True, True, False, True),
+    "gla": (True, True, False, True),
 }
 
 

@@ -1,0 +1,85 @@
+"""Linear attention with decay, the core of TransNormer's successors (Lightning Attention, RetNet, GLA).
+
+Causal: ``S_t = diag(exp(g_t)) S_{t-1} + k_t v_t^T`` and ``o_t = S_t^T q_t``, i.e.
+``o_i = sum_{j <= i} (q_i * exp(G_i - G_j)) . k_j v_j`` with ``G`` the running sum of the log-decays ``g <= 0``.
+``g`` is one number per head and token (``[B, H, N]``: Lightning's and RetNet's fixed per-head decays,
+Mamba-2's data-dependent scalar) or one per key channel (``[B, H, N, d_k]``: GLA's gates).
+Bidirectional (our extension, for the encoder tables): the symmetric weights ``exp(-|G_i - G_j|)``, i.e. the
+decays of the tokens between query and key whichever comes first; computed as the causal form, plus the
+causal form of the reversed sequence, minus the diagonal counted twice.
+
+Chunked like ``attention_zoo/ops/linear.py``: inside a chunk of C tokens the decayed, masked C x C product;
+across chunks the decayed running state, carried chunk by chunk. Memory O(N d + N/C d_k d_v), plus O(N C d_k)
+for the in-chunk weights of per-channel decays (keep C small there: 16 in the GLA mixer); never an N x N matrix
+nor an N x d_k x d_v tensor. Every exponent is a difference of running sums that is <= 0, so no gate, however
+strong, overflows. Gradients by autograd; accumulation in fp32 (float64 stays float64).
+"""
+from __future__ import annotations
+
+import torch
+
+from attention_zoo.ops.linear import chunked
+from attention_zoo.ops.precision import accumulation_dtype
+
+
+def _chunked_log_decay(g: torch.Tensor, chunk_size: int, per_channel: bool) -> torch.Tensor:
+    """Running sums of ``g`` inside each chunk (inclusive), ``[B, H, nc, C]`` or ``[B, H, nc, C, d_k]``; the
+    padding at the end gets decay 0 (it follows every real token, so it never reaches one)."""
+    blocks = chunked(g if per_channel else g[..., None], chunk_size)
+    blocks = blocks if per_channel else blocks[..., 0]
+    return blocks.cumsum(dim=3)
+
+
+def causal_decayed_linear_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, *, chunk_size: int = 64,
+    initial_state: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The causal form and the state after the last token: ``(o[B, H, N, d_v], S[B, H, d_k, d_v])``.
+
+    ``initial_state``: the state before the first token (decoding on top of earlier tokens). Padded keys must
+    be zero and padded tokens' ``g`` zero where they precede real ones (decoding's left padding).
+    """
+    n, dtype = q.shape[-2], accumulation_dtype(q, k, v, g)
+    per_channel = g.dim() == q.dim()
+    qc, kc, vc = (chunked(t.to(dtype), chunk_size) for t in (q, k, v))  # [B, H, nc, C, d]
+    b = _chunked_log_decay(g.to(dtype), chunk_size, per_channel)
+    last = b[:, :, :, -1:]  # the chunk's total decay (log), [B, H, nc, 1(, d_k)]
+    causal = torch.ones(chunk_size, chunk_size, dtype=torch.bool, device=q.device).tril()
+    if per_channel:  # the in-chunk weights exp(b_i - b_j) per channel, [.., C, C, d_k]: exponents <= 0 only
+        gap = (b[..., :, None, :] - b[..., None, :, :]).masked_fill(~causal[..., None], -torch.inf)
+        scores = torch.einsum("...id,...jd,...ijd->...ij", qc, kc, torch.exp(gap))
+        q_from_start, k_to_end = qc * torch.exp(b), kc * torch.exp(last - b)
+        chunk_decay = torch.exp(last[:, :, :, 0])[..., None]  # [B, H, nc, d_k, 1]: scales the state's rows
+    else:
+        decay = torch.exp((b[..., :, None] - b[..., None, :]).masked_fill(~causal, -torch.inf))  # [.., C, C]
+        scores = torch.matmul(qc, kc.transpose(-1, -2)) * decay
+        q_from_start, k_to_end = qc * torch.exp(b)[..., None], kc * torch.exp(last - b)[..., None]
+        chunk_decay = torch.exp(last)[..., None]  # [B, H, nc, 1, 1]
+    out = torch.matmul(scores, vc)
+    contributions = torch.matmul(k_to_end.transpose(-1, -2), vc)  # [B, H, nc, d_k, d_v]: each chunk's keys
+    state = q.new_zeros(*q.shape[:2], q.shape[-1], v.shape[-1], dtype=dtype) if initial_state is None else (
+        initial_state.to(dtype))
+    before = []
+    for c in range(qc.shape[2]):  # N / C steps: the state entering each chunk
+        before.append(state)
+        state = chunk_decay[:, :, c] * state + contributions[:, :, c]
+    out = out + torch.matmul(q_from_start, torch.stack(before, dim=2))
+    return out.flatten(2, 3)[..., :n, :].to(v.dtype), state
+
+
+def decayed_linear_attention(
+    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, g: torch.Tensor, *, causal: bool, chunk_size: int = 64
+) -> torch.Tensor:
+    """``o[B, H, N, d_v]`` for ``q, k [B, H, N, d_k]``, ``v [B, H, N, d_v]`` and log-decays ``g <= 0`` of shape
+    ``[B, H, N]`` or ``[B, H, N, d_k]`` (see the module's docstring). Padded keys must be zeroed by the caller."""
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        forward, _ = causal_decayed_linear_attention(q, k, v, g, chunk_size=chunk_size)
+        if causal:
+            return forward
+        # the reversed sequence: the decay between j > i is that of tokens i+1..j, i.e. g shifted by one
+        flip = lambda t: t.flip(2)  # noqa: E731
+        shifted = torch.cat([torch.zeros_like(g[:, :, :1]), flip(g)[:, :, :-1]], dim=2)
+        backward, _ = causal_decayed_linear_attention(flip(q), flip(k), flip(v), shifted, chunk_size=chunk_size)
+        dtype = accumulation_dtype(q, k, v)
+        diagonal = (q.to(dtype) * k.to(dtype)).sum(-1, keepdim=True) * v.to(dtype)
+        return (forward.to(dtype) + flip(backward).to(dtype) - diagonal).to(v.dtype)
