@@ -354,9 +354,9 @@ def head_rms(x: torch.Tensor, n_heads: int, gain: torch.Tensor | None, eps: floa
     return (heads if gain is None else heads * gain).reshape(x.shape)
 
 
-def decayed_finish(module, heads_out: torch.Tensor, x: torch.Tensor, normed: torch.Tensor) -> torch.Tensor:
-    gate = affine(module.output_gate.proj, x)
-    return affine(module.out_proj, normed * gate if type(module).__name__ == "LightningAttention" else normed * silu(gate))
+def gated_finish(module, x: torch.Tensor, normed: torch.Tensor, activation=silu) -> torch.Tensor:
+    """The normed heads times the gate activation(x W), then the output projection."""
+    return affine(module.out_proj, normed * activation(affine(module.output_gate.proj, x)))
 
 
 def lightning(module, knobs, x):
@@ -369,7 +369,7 @@ def lightning(module, knobs, x):
     depth = 1 - layer / (layers - 1) + 1e-5 if layers > 1 else 1 + 1e-5
     g = (-slopes * depth)[:, None].expand(h, x.shape[0]).to(x.device)
     out = ((q @ k.transpose(-1, -2)) * decay_weights(g, module.causal)) @ v
-    return decayed_finish(module, out, x, output_norm("srmsnorm", None, merge_heads(out)))
+    return gated_finish(module, x, output_norm("srmsnorm", None, merge_heads(out)), activation=lambda u: u)
 
 
 def retnet(module, knobs, x):
@@ -380,7 +380,7 @@ def retnet(module, knobs, x):
     gamma = 1 - 2.0 ** (-5.0 - torch.arange(module.n_heads, dtype=torch.float64))
     g = gamma.log()[:, None].expand(module.n_heads, x.shape[0]).to(x.device)
     out = ((q @ k.transpose(-1, -2)) * decay_weights(g, module.causal)) @ v
-    return decayed_finish(module, out, x, head_rms(merge_heads(out), module.n_heads, None))
+    return gated_finish(module, x, head_rms(merge_heads(out), module.n_heads, None))
 
 
 def gla(module, knobs, x):
@@ -392,7 +392,7 @@ def gla(module, knobs, x):
     g = split_heads(-torch.log1p(torch.exp(-logits)) / knobs["gate_temperature"], module.n_heads)  # log sigmoid
     scores = torch.einsum("hid,hjd,hijd->hij", q, k, decay_weights(g, module.causal))
     out = scores @ v
-    return decayed_finish(module, out, x, head_rms(merge_heads(out), module.n_heads, module.output_norm.weight))
+    return gated_finish(module, x, head_rms(merge_heads(out), module.n_heads, module.output_norm.weight))
 
 
 BACKENDS = {

@@ -17,7 +17,8 @@ import torch
 from attention_zoo.ops.decay import causal_decayed_linear_attention, decayed_linear_attention
 
 _FLA = importlib.util.find_spec("fla")
-pytestmark = pytest.mark.skipif(_FLA is None, reason='needs the optional extra "crosscheck": pip install -e ".[crosscheck]"')
+pytestmark = pytest.mark.skipif(
+    _FLA is None, reason='needs the optional extra "crosscheck": pip install -e ".[crosscheck]"')
 TOL = 2e-5  # float32 against float64, relative to the output's scale
 B, H, N, D = 2, 4, 77, 16
 
