@@ -336,6 +336,8 @@ def attention_node(name: str) -> dict[str, Any]:
     with its default (a knob without a default is ``???``, which Hydra requires on the command line)."""
     node: dict[str, Any] = {"name": name, "layer_plan": None}
     for knob, default in get_spec(name).knobs.items():
+        if takes_layer_position(name) and knob in BACKBONE_OWNED_KNOBS:
+            continue  # set by the backbone
         if default is inspect.Parameter.empty:
             node[knob] = "???"
         elif isinstance(default, _PRIMITIVES) or (isinstance(default, (list, tuple))

@@ -18,8 +18,10 @@ import torch
 from torch import nn
 
 import tasks
+from attention_zoo.registry import SUCCESSORS
 from harness.compose import compose
 from harness.config import validate
+from harness.report.build import NOT_IN_PAPER
 from harness.report.paper import PAPER_DIR, paper_number, read_paper
 from harness.run import count_parameters
 from tasks.data.vocab import DEFAULT_SPECIALS
@@ -65,16 +67,21 @@ def compare(task_name: str, overrides: Sequence[str] = ()) -> list[dict]:
         rows.append({"method": line["method"], "backend": line["backend"], "ours_m": ours, "paper_m": theirs,
                      "diff": diff, "agrees": diff is not None and abs(diff) <= TOLERANCE,
                      "non_embedding_m": counts["non_embedding"] / 1e6})
+    for backend in SUCCESSORS if task_name == "lm" else ():  # rows beyond the paper, at the same width and depth
+        counts = count_parameters(build_on_meta(task_name, backend, overrides))
+        rows.append({"method": f"{backend} {NOT_IN_PAPER}", "backend": backend, "ours_m": counts["total"] / 1e6,
+                     "paper_m": None, "diff": None, "agrees": None, "non_embedding_m": counts["non_embedding"] / 1e6})
     return rows
 
 
 def render(rows: list[dict], task_name: str) -> str:
     lines = [f"task={task_name}, vocabulary {vocab_size(task_name):,}; agreement within {TOLERANCE:.0%}",
-             f"{'method':<16}{'ours (M)':>10}{'paper (M)':>11}{'diff':>9}{'non-emb (M)':>13}  agrees"]
+             f"{'method':<30}{'ours (M)':>10}{'paper (M)':>11}{'diff':>9}{'non-emb (M)':>13}  agrees"]
     for r in rows:
         diff = f"{r['diff']:+.2%}" if r["diff"] is not None else "-"
-        lines.append(f"{r['method']:<16}{r['ours_m']:>10.2f}{r['paper_m'] or float('nan'):>11.2f}{diff:>9}"
-                     f"{r['non_embedding_m']:>13.2f}  {'yes' if r['agrees'] else 'NO'}")
+        agrees = "-" if r["agrees"] is None else "yes" if r["agrees"] else "NO"
+        lines.append(f"{r['method']:<30}{r['ours_m']:>10.2f}{r['paper_m'] or float('nan'):>11.2f}{diff:>9}"
+                     f"{r['non_embedding_m']:>13.2f}  {agrees}")
     return "\n".join(lines)
 
 

@@ -91,7 +91,7 @@ class DecayedLinearAttention(MultiHeadMixer):
         return self.n_heads * 2 * 2 * (2 * n * c * d + 2 * n * d * d), 0.0
 
 
-def alibi_slopes(n_heads: int) -> torch.Tensor:
+def alibi_slopes(n_heads: int) -> list[float]:
     """ALiBi's head slopes ``2^(-8 (h + 1) / H)`` (for H not a power of two: the next power's odd ones)."""
     def power_of_two(n: int) -> list[float]:
         return [2 ** (-8 * (h + 1) / n) for h in range(n)]
@@ -100,7 +100,7 @@ def alibi_slopes(n_heads: int) -> torch.Tensor:
     slopes = power_of_two(closest)
     if closest < n_heads:
         slopes += power_of_two(2 * closest)[0::2][: n_heads - closest]
-    return torch.tensor(slopes, dtype=torch.float64)
+    return slopes
 
 
 class LightningAttention(DecayedLinearAttention):
@@ -113,7 +113,7 @@ class LightningAttention(DecayedLinearAttention):
         if not 0 <= layer_index < n_layers:
             raise ValueError(f"layer_index={layer_index} is outside [0, n_layers={n_layers})")
         depth = 1 - layer_index / (n_layers - 1) + 1e-5 if n_layers > 1 else 1 + 1e-5
-        self.log_lambda = (-alibi_slopes(n_heads) * depth).tolist()  # exact in any dtype: made per call
+        self.log_lambda = [-slope * depth for slope in alibi_slopes(n_heads)]  # exact in any dtype: made per call
         self.output_norm = SimpleRMSNorm(d_model)
         self.output_gate = Gate(d_model, "identity", bias)
 
@@ -150,7 +150,7 @@ class Retention(DecayedLinearAttention):
 class GatedLinearAttention(DecayedLinearAttention):
     """GLA (see the module docstring): the decay of each key channel is a gate of the token."""
 
-    def __init__(self, d_model: int, n_heads: int, causal: bool, chunk_size: int = 16, gate_rank: int = 16,
+    def __init__(self, d_model: int, n_heads: int, causal: bool, chunk_size: int = 64, gate_rank: int = 16,
                  gate_temperature: float = 16.0, pos: str = "none", bias: bool = False):
         super().__init__(d_model, n_heads, causal, pos=pos, chunk_size=chunk_size, bias=bias)
         check_positive("gate_rank", gate_rank)

@@ -9,10 +9,12 @@ decays of the tokens between query and key whichever comes first; computed as th
 causal form of the reversed sequence, minus the diagonal counted twice.
 
 Chunked like ``attention_zoo/ops/linear.py``: inside a chunk of C tokens the decayed, masked C x C product;
-across chunks the decayed running state, carried chunk by chunk. Memory O(N d + N/C d_k d_v), plus O(N C d_k)
-for the in-chunk weights of per-channel decays (keep C small there: 16 in the GLA mixer); never an N x N matrix
-nor an N x d_k x d_v tensor. Every exponent is a difference of running sums that is <= 0, so no gate, however
-strong, overflows. Gradients by autograd; accumulation in fp32 (float64 stays float64).
+across chunks the decayed running state, carried chunk by chunk. Memory O(N d + N/C d_k d_v): never an N x N
+matrix nor an N x d_k x d_v tensor. The in-chunk product of per-channel decays is factorised,
+exp(b_i - b_j) = exp(b_i) exp(-b_j), while every chunk's decay stays above e^-60 (fp32; e^-600 in float64), which
+training's gates are far from; beyond, the per-channel weights are materialised (O(N C d_k) memory) with
+exponents <= 0 only, so no gate, however strong, overflows. Gradients by autograd; accumulation in fp32
+(float64 stays float64).
 """
 from __future__ import annotations
 
@@ -20,6 +22,9 @@ import torch
 
 from attention_zoo.ops.linear import chunked
 from attention_zoo.ops.precision import accumulation_dtype
+
+# the largest in-chunk decay (as -log) for which exp(-b) and exp(b) stay finite and normal in this dtype
+_SAFE_EXPONENT = {torch.float32: 60.0, torch.float64: 600.0}
 
 
 def _chunked_log_decay(g: torch.Tensor, chunk_size: int, per_channel: bool) -> torch.Tensor:
@@ -45,11 +50,17 @@ def causal_decayed_linear_attention(
     b = _chunked_log_decay(g.to(dtype), chunk_size, per_channel)
     last = b[:, :, :, -1:]  # the chunk's total decay (log), [B, H, nc, 1(, d_k)]
     causal = torch.ones(chunk_size, chunk_size, dtype=torch.bool, device=q.device).tril()
-    if per_channel:  # the in-chunk weights exp(b_i - b_j) per channel, [.., C, C, d_k]: exponents <= 0 only
+    if per_channel and float(-last.detach().min()) < _SAFE_EXPONENT[dtype]:
+        # every chunk decays by less than e^-limit: exp(b_i - b_j) = exp(b_i) exp(-b_j) without overflow
+        q_from_start = qc * torch.exp(b)
+        scores = torch.matmul(q_from_start, (kc * torch.exp(-b)).transpose(-1, -2)).tril()
+        k_to_end = kc * torch.exp(last - b)
+        chunk_decay = torch.exp(last[:, :, :, 0])[..., None]  # [B, H, nc, d_k, 1]: scales the state's rows
+    elif per_channel:  # gates too strong to factorise: the in-chunk weights per channel, [.., C, C, d_k]
         gap = (b[..., :, None, :] - b[..., None, :, :]).masked_fill(~causal[..., None], -torch.inf)
         scores = torch.einsum("...id,...jd,...ijd->...ij", qc, kc, torch.exp(gap))
         q_from_start, k_to_end = qc * torch.exp(b), kc * torch.exp(last - b)
-        chunk_decay = torch.exp(last[:, :, :, 0])[..., None]  # [B, H, nc, d_k, 1]: scales the state's rows
+        chunk_decay = torch.exp(last[:, :, :, 0])[..., None]
     else:
         decay = torch.exp((b[..., :, None] - b[..., None, :]).masked_fill(~causal, -torch.inf))  # [.., C, C]
         scores = torch.matmul(qc, kc.transpose(-1, -2)) * decay
