@@ -71,9 +71,10 @@ def causal_decayed_linear_attention(
     state = q.new_zeros(*q.shape[:2], q.shape[-1], v.shape[-1], dtype=dtype) if initial_state is None else (
         initial_state.to(dtype))
     before = []
-    for c in range(qc.shape[2]):  # N / C steps: the state entering each chunk
+    # unbind, not a slice per chunk: a slice's backward writes a full-length gradient (quadratic in N)
+    for decay, contribution in zip(chunk_decay.unbind(2), contributions.unbind(2)):  # the state entering each chunk
         before.append(state)
-        state = chunk_decay[:, :, c] * state + contributions[:, :, c]
+        state = decay * state + contribution
     out = out + torch.matmul(q_from_start, torch.stack(before, dim=2))
     return out.flatten(2, 3)[..., :n, :].to(v.dtype), state
 
