@@ -50,17 +50,14 @@ def causal_decayed_linear_attention(
     b = _chunked_log_decay(g.to(dtype), chunk_size, per_channel)
     last = b[:, :, :, -1:]  # the chunk's total decay (log), [B, H, nc, 1(, d_k)]
     causal = torch.ones(chunk_size, chunk_size, dtype=torch.bool, device=q.device).tril()
-    if per_channel and float(-last.detach().min()) < _SAFE_EXPONENT[dtype]:
-        # every chunk decays by less than e^-limit: exp(b_i - b_j) = exp(b_i) exp(-b_j) without overflow
-        q_from_start = qc * torch.exp(b)
-        scores = torch.matmul(q_from_start, (kc * torch.exp(-b)).transpose(-1, -2)).tril()
-        k_to_end = kc * torch.exp(last - b)
-        chunk_decay = torch.exp(last[:, :, :, 0])[..., None]  # [B, H, nc, d_k, 1]: scales the state's rows
-    elif per_channel:  # gates too strong to factorise: the in-chunk weights per channel, [.., C, C, d_k]
-        gap = (b[..., :, None, :] - b[..., None, :, :]).masked_fill(~causal[..., None], -torch.inf)
-        scores = torch.einsum("...id,...jd,...ijd->...ij", qc, kc, torch.exp(gap))
+    if per_channel:
         q_from_start, k_to_end = qc * torch.exp(b), kc * torch.exp(last - b)
-        chunk_decay = torch.exp(last[:, :, :, 0])[..., None]
+        chunk_decay = torch.exp(last[:, :, :, 0])[..., None]  # [B, H, nc, d_k, 1]: scales the state's rows
+        if float(-last.detach().min()) < _SAFE_EXPONENT[dtype]:  # exp(b_i - b_j) = exp(b_i) exp(-b_j), finite
+            scores = torch.matmul(q_from_start, (kc * torch.exp(-b)).transpose(-1, -2)).tril()
+        else:  # gates too strong to factorise: the in-chunk weights per channel, [.., C, C, d_k], exponents <= 0
+            gap = (b[..., :, None, :] - b[..., None, :, :]).masked_fill(~causal[..., None], -torch.inf)
+            scores = torch.einsum("...id,...jd,...ijd->...ij", qc, kc, torch.exp(gap))
     else:
         decay = torch.exp((b[..., :, None] - b[..., None, :]).masked_fill(~causal, -torch.inf))  # [.., C, C]
         scores = torch.matmul(qc, kc.transpose(-1, -2)) * decay
