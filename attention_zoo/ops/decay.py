@@ -46,6 +46,8 @@ def causal_decayed_linear_attention(
     """
     n, dtype = q.shape[-2], accumulation_dtype(q, k, v, g)
     per_channel = g.dim() == q.dim()
+    if n == 1:  # one token (decoding): the recurrence itself, no chunk to pad
+        return _one_step(q.to(dtype), k.to(dtype), v.to(dtype), g.to(dtype), initial_state, per_channel, v.dtype)
     qc, kc, vc = (chunked(t.to(dtype), chunk_size) for t in (q, k, v))  # [B, H, nc, C, d]
     b = _chunked_log_decay(g.to(dtype), chunk_size, per_channel)
     last = b[:, :, :, -1:]  # the chunk's total decay (log), [B, H, nc, 1(, d_k)]
@@ -74,6 +76,14 @@ def causal_decayed_linear_attention(
         state = decay * state + contribution
     out = out + torch.matmul(q_from_start, torch.stack(before, dim=2))
     return out.flatten(2, 3)[..., :n, :].to(v.dtype), state
+
+
+def _one_step(q, k, v, g, state, per_channel: bool, out_dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """S = diag(exp(g)) S + k^T v, o = q S for one token (``q, k, v [B, H, 1, d]``)."""
+    decay = torch.exp(g[:, :, 0])[..., None] if per_channel else torch.exp(g)[..., None]  # [B, H, d_k or 1, 1]
+    state = torch.matmul(k.transpose(-1, -2), v) if state is None else decay * state.to(q.dtype) + torch.matmul(
+        k.transpose(-1, -2), v)
+    return torch.matmul(q, state).to(out_dtype), state
 
 
 def decayed_linear_attention(

@@ -68,3 +68,16 @@ def test_strong_gates_stay_finite_and_accurate_in_float32(per_channel):
     out, _ = causal_decayed_linear_attention(q.float(), k.float(), v.float(), g.float(), chunk_size=64)
     assert torch.isfinite(out).all()
     assert (out.double() - expected).abs().max() <= 1e-4 * expected.abs().max()
+
+
+@pytest.mark.parametrize("per_channel", [False, True], ids=["per-head", "per-channel"])
+def test_one_token_at_a_time_is_the_parallel_form(per_channel):
+    """Decoding's path: a single token updates the state directly (no chunk padded around it)."""
+    q, k, v, g = case(per_channel, seed=3)
+    expected, expected_state = causal_decayed_linear_attention(q, k, v, g, chunk_size=16)
+    state, outputs = None, []
+    for t in range(N):
+        out, state = causal_decayed_linear_attention(*(x[:, :, t : t + 1] for x in (q, k, v, g)), initial_state=state)
+        outputs.append(out)
+    torch.testing.assert_close(torch.cat(outputs, dim=2), expected, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(state, expected_state, rtol=1e-12, atol=1e-12)
