@@ -105,6 +105,7 @@ class TrainerConfig:
     keep_checkpoints: int = 2  # step checkpoints kept besides the best one
     log_every: int = 50
     progress: bool = True  # tqdm progress bar
+    compile: bool = False  # torch.compile the training forward (docs/reproduce.md: what it gives on CPU)
     record_gradients: bool = False  # q/k/v gradient norms per update -> gradient_stats.csv (Table 2)
 
     def __post_init__(self) -> None:
@@ -301,7 +302,7 @@ UNHASHED = (
 
 # keys added after runs were recorded, at the value that reproduces the behaviour before them: left out of the
 # hash at that value, so those runs keep their folders (and resume); any other value is hashed
-HASHED_UNLESS = {("model", "activation_dropout"): 0.0}
+HASHED_UNLESS = {("model", "activation_dropout"): 0.0, ("trainer", "compile"): False}
 
 
 def resolved_dict(cfg: DictConfig) -> dict[str, Any]:

@@ -223,6 +223,8 @@ class Trainer:
         if self.world_size > 1:  # gradients averaged across processes during backward
             device_ids = [self.device.index] if self.device.type == "cuda" else None
             train_model = DistributedDataParallel(model, device_ids=device_ids)
+        if cfg.compile:  # the training forward only: evaluation's batch shapes differ and run once per eval
+            train_model = torch.compile(train_model)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
                                       weight_decay=cfg.weight_decay)
         step, best, progress, resumed_from = self._resume(model, optimizer)
@@ -308,7 +310,7 @@ class Trainer:
                 "trainer.clip_norm, or use trainer.precision=fp32"
             )
         for callback in self.callbacks if self.is_main else ():
-            callback.on_gradients(getattr(model, "module", model), step + 1)
+            callback.on_gradients(plain_module(model), step + 1)
         grad_norm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), self.cfg.clip_norm or math.inf))
         if not math.isfinite(grad_norm):
             raise NonFiniteLossError(f"the gradient norm is {grad_norm} at update {step + 1}; stopping")
@@ -321,3 +323,9 @@ def peak_memory_mb(device: torch.device) -> tuple[float, str]:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**20, "cuda_max_allocated"
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "cpu_max_rss"
+
+
+def plain_module(model: nn.Module) -> nn.Module:
+    """The model inside torch.compile's and DistributedDataParallel's wrappers (its parameters' own names)."""
+    model = getattr(model, "_orig_mod", model)
+    return getattr(model, "module", model)

@@ -130,11 +130,13 @@ def test_config_hash_ignores_logging_and_locations_but_not_what_changes_results(
 
 
 def test_keys_added_later_leave_the_hash_of_earlier_runs_alone(smoke):
-    """model.activation_dropout at 0 (the behaviour before the key existed) hashes as if it were absent."""
+    """model.activation_dropout at 0 and trainer.compile off (the behaviour before the keys existed) hash as if
+    they were absent."""
     resolved = resolved_dict(smoke)
-    assert resolved["model"]["activation_dropout"] == 0.0
-    del resolved["model"]["activation_dropout"]
+    assert resolved["model"]["activation_dropout"] == 0.0 and resolved["trainer"]["compile"] is False
+    del resolved["model"]["activation_dropout"], resolved["trainer"]["compile"]
     assert config_hash(resolved) == config_hash(resolved_dict(smoke))
+    assert config_hash(resolved_dict(changed(smoke, trainer__compile=True))) != config_hash(resolved)
 
 
 @pytest.mark.parametrize(
