@@ -26,6 +26,8 @@ from attention_zoo.norms import NORMS, build_norm
 from attention_zoo.positional import build_absolute_positional
 from attention_zoo.registry import LayerPreset, available, build_mixer, get_spec
 
+CHANNEL_MIXERS = ("glu", "ffn")
+
 
 @dataclass
 class BackboneShape:
@@ -71,8 +73,6 @@ class BackboneConfig(BackboneShape):
     knobs: dict = field(default_factory=dict)
     layer_plan: Any = None
 
-
-CHANNEL_MIXERS = ("glu", "ffn")
 
 
 class FeedForward(nn.Module):

@@ -46,7 +46,7 @@ class MixerSpec:
         """Knob name -> default, read off the builder's signature (the fixed ones excluded); a preset's are
         its position in the backbone and its shared knobs."""
         if self.preset is not None:
-            return dict.fromkeys(LayerPreset.BACKBONE_KNOBS, 0) | {"n_layers": 2} | self.preset.shared
+            return {"layer_index": 0, "n_layers": 2} | self.preset.shared  # the builder's defaults
         params = inspect.signature(self.builder).parameters
         defaults = {
             name: p.default

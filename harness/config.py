@@ -212,11 +212,8 @@ def _structured(section: str, schema: type, node: Any) -> Any:
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(schema), node))
     except OmegaConfBaseException as err:
-        cause = err.__cause__
-        if isinstance(cause, ValueError) and not isinstance(cause, OmegaConfBaseException):
-            raise ConfigError(_keyed(section, cause)) from None
         raise _config_error(section, err) from None
-    except ValueError as err:
+    except ValueError as err:  # a schema's own check (__post_init__)
         raise ConfigError(_keyed(section, err)) from None
 
 

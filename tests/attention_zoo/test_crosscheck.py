@@ -1,5 +1,6 @@
 """An independent cross-check of the decayed linear attention behind lightning, retnet and gla: the pure-PyTorch
-naive references of flash-linear-attention (the package ``fla-core``, optional extra ``crosscheck``).
+naive references of flash-linear-attention (the package ``fla-core``: in the ``dev`` extra, or the extra
+``crosscheck`` alone).
 
 Their naive functions compute in float32 whatever the input (``.float()``), so the comparison is at float32
 precision; the float64 exactness of our backends is checked against our own references (test_exactness.py).
