@@ -156,7 +156,8 @@ def gradient_deviation_command(args: argparse.Namespace) -> None:
                              f"{sorted(stats['group'].unique())}")
         overall = overall.iloc[0]
         backend = record.get("backend", Path(run).name)
-        rows.append({"label": backend, "backend": backend, "run": str(run), "group": args.group,
+        rows.append({"label": backend, "backend": backend, "seed": record.get("seed"), "run": str(run),
+                     "group": args.group,
                      "window": args.window, "skip": skip, "updates": int(overall["updates"]),
                      "deviation": overall["deviation"], "whole_run": overall["whole_run"],
                      "paper": paper.get(backend, float("nan"))})

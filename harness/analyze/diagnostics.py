@@ -18,10 +18,11 @@ def _run(source: AnalysisSource, visitor) -> None:
 
 
 def locality_table(source: AnalysisSource, ratios: Sequence[float] = DEFAULT_RATIOS) -> pd.DataFrame:
-    """Columns ``label, layer, mixer, ratio, score`` (layer ``all``: the mean over layers)."""
+    """Columns ``label, backend, seed, layer, mixer, ratio, score`` (layer ``all``: the mean over layers)."""
     curves = LocalityCurves(ratios)
     _run(source, curves)
-    return pd.DataFrame(curves.rows()).assign(label=source.label)[["label", "layer", "mixer", "ratio", "score"]]
+    frame = pd.DataFrame(curves.rows()).assign(label=source.label, backend=source.backend, seed=source.seed)
+    return frame[["label", "backend", "seed", "layer", "mixer", "ratio", "score"]]
 
 
 def proposition_tables(

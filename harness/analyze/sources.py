@@ -23,6 +23,8 @@ class AnalysisSource:
     model: nn.Module
     forwards: Callable[[], Iterator[Callable[[], object]]]
     out_dir: Path | None = None
+    backend: str = ""  # a trained run's backend and seed (the report pairs seeds across backends)
+    seed: int | None = None
 
 
 def untrained_source(
@@ -50,7 +52,7 @@ def untrained_source(
             x = torch.randn(batch_size, length, d_model, generator=generator)
             yield lambda x=x: backbone(x)
 
-    return AnalysisSource(f"{attention} (untrained)", backbone, forwards)
+    return AnalysisSource(f"{attention} (untrained)", backbone, forwards, backend=attention)
 
 
 ANALYSIS_FOLDER = "analysis"
@@ -83,4 +85,5 @@ def run_source(
             yield lambda batch=batch: model(**batch.inputs)
 
     label = f"{record.get('backend', cfg.attention.name)}"
-    return AnalysisSource(label, model, forwards, run_dir / ANALYSIS_FOLDER)
+    return AnalysisSource(label, model, forwards, run_dir / ANALYSIS_FOLDER, backend=label,
+                          seed=record.get("seed", cfg.seed))

@@ -56,7 +56,7 @@ GIVE_UP = ("oom", "timeout")  # longer lengths of the same backend and mode woul
 COLUMNS = (
     "label", "backend", "mode", "length", "batch_size", "precision", "device", "status", "steps_per_sec",
     "steps_per_sec_min", "steps_per_sec_max", "tokens_per_sec", "time_median_s", "time_min_s", "time_max_s",
-    "spread_pct", "repeats", "peak_memory_mib", "memory_method", "parameters", "error",
+    "spread_pct", "repeats", "times_s", "peak_memory_mib", "memory_method", "parameters", "error",
 )
 
 
@@ -149,6 +149,7 @@ def measure(cell: ModelCell) -> dict[str, Any]:
         "time_max_s": max(times),
         "spread_pct": 100 * (max(times) - min(times)) / median,
         "repeats": len(times),
+        "times_s": ";".join(f"{t:.6g}" for t in times),  # every timed step: the claims' bootstrap resamples them
         "peak_memory_mib": memory.peak_mib(),
         "memory_method": memory.method,
         "parameters": sum(p.numel() for p in model.parameters()),

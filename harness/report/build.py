@@ -70,6 +70,7 @@ class BuiltTable:
     agreement: dict[str, RankAgreement | None]
     notes: list[str] = field(default_factory=list)
     baseline: Row | None = None  # the trivial predictor's scores (spec.baseline), shown below the rows
+    stray: list[Row] = field(default_factory=list)  # runs with other settings than their column's: not compared
 
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys((OK, FAILED, RUNNING, MISSING), 0)
@@ -177,10 +178,11 @@ def _choose_task(spec: RunTable, keyed: list[tuple[RunRecord, str]]) -> str:
     return max(spec.tasks, key=lambda task: (filled(task), -spec.tasks.index(task)))
 
 
-def build_run_table(
-    spec: RunTable, records: Iterable[RunRecord], scale: str, paper_dir: str | Path, defaults: Defaults
-) -> BuiltTable:
-    """The table ``spec`` at ``scale`` from ``records`` (any scale; others are ignored)."""
+def table_runs(
+    spec: RunTable, records: Iterable[RunRecord], scale: str, defaults: Defaults
+) -> tuple[str, dict[str, list[RunRecord]], dict[int, Mapping[str, Any]]]:
+    """The table's task (the one with the most rows run), its runs by row key, and each run's variant (by
+    ``id(record)``): what both the table page and the claims read."""
     candidates = [r for r in records if r.scale == scale and any(_task_matches(r.task, t) for t in spec.tasks)]
     keyed, variants = [], {}
     for record in candidates:
@@ -194,6 +196,19 @@ def build_run_table(
     by_row: dict[str, list[RunRecord]] = defaultdict(list)
     for record, key in keyed:
         by_row[key].append(record)
+    return task, by_row, variants
+
+
+def column_runs(by_row: Mapping[str, list[RunRecord]], key: str, column: Column, task: str) -> list[RunRecord]:
+    """The runs of row ``key`` that fill ``column`` (its task, else the table's)."""
+    return [r for r in by_row.get(key, []) if _task_matches(r.task, column.task or task)]
+
+
+def build_run_table(
+    spec: RunTable, records: Iterable[RunRecord], scale: str, paper_dir: str | Path, defaults: Defaults
+) -> BuiltTable:
+    """The table ``spec`` at ``scale`` from ``records`` (any scale; others are ignored)."""
+    task, by_row, variants = table_runs(spec, records, scale, defaults)
 
     paper = read_paper(paper_dir, spec.paper_file)
     paper_rows: dict[str, Mapping[str, Any]] = {}
@@ -211,41 +226,91 @@ def build_run_table(
         order.sort(key=spec.sort_key)
 
     def runs(key: str, column: Column) -> list[RunRecord]:
-        return [r for r in by_row.get(key, []) if _task_matches(r.task, column.task or task)]
+        return column_runs(by_row, key, column, task)
 
     contexts = {c.name: dominant_context(runs(key, c) for key in order) for c in spec.columns}
-    rows, notes = [], defaultdict(list)  # (row, note) -> the columns it applies to
+    references = {c.name: next((r for key in order for r in runs(key, c) if r.context == contexts[c.name]), None)
+                  for c in spec.columns}
+    rows, stray, notes = [], [], defaultdict(list)  # notes: (row, note) -> the columns it applies to
     for key in order:
         paper_row = paper_rows.get(key, {})
-        cells = {}
+        label = labels.get(key, key)
+        cells, others = {}, {}
         for column in spec.columns:
             if column.name == spec.average:
                 continue
-            cell = make_cell(runs(key, column), column, contexts[column.name])
+            found = runs(key, column)
+            fair = [r for r in found if r.context == contexts[column.name]]
+            cell = make_cell(fair, column, contexts[column.name])
+            if not found:
+                cell.reason = spec.unrun.get(key) or f"not run: ./reproduce.sh {spec.name} --scale {scale}"
+            elif not fair:
+                cell.reason = "no run with the column's settings (runs with other settings: below the table)"
+            unfair = [r for r in found if r.context != contexts[column.name]]
+            if unfair:  # runs with other settings than the column's: shown below the table, not in it
+                others[column.name] = make_cell(unfair, column)
             cell.paper_text = str(paper_row.get(column.name, ""))
             cell.paper = paper_number(cell.paper_text)
-            label = labels.get(key, key)
             if cell.ignored_groups:
                 notes[label, f"{cell.ignored_groups} other configuration(s) also match, not shown (shown: the one "
-                       "with the column's training settings, then the most seeds, then the most recent)"].append(
-                    column.label)
-            if cell.records and cell.records[0].context != contexts[column.name]:
-                notes[label, "run with other training, data or model-size settings than the rest of the column "
-                       "(compare with care)"].append(column.label)
+                       "with the most seeds, then the most recent)"].append(column.label)
             cells[column.name] = cell
         if spec.average:
             cells[spec.average] = _average_cell(cells, str(paper_row.get(spec.average, "")))
-        shown = next((cell.records[0] for cell in cells.values() if cell.records), None)
-        row = Row(key, labels.get(key, key), cells, paper_source=str(paper_row.get("source", "")))
-        if shown is not None:
-            row.detail = describe_variant(shown, variants.get(id(shown), {}))
-            total = shown.parameters.get("total")
-            row.params_m = total / 1e6 if total else None
+        if others:
+            stray.append(_stray_row(spec, key, label, others, references, variants))
+        if key not in labels and not any(cell.records for cell in cells.values()):
+            continue  # a row only runs with other settings made: below the table alone
+        row = Row(key, label, cells, paper_source=str(paper_row.get("source", "")))
+        _describe_row(row, variants)
         row.paper_params_m = paper_number(str(paper_row.get("params_m", "")))
         rows.append(row)
     lines = [f"{label} ({', '.join(columns)}): {note}" for (label, note), columns in notes.items()]
     baseline = baseline_row(spec, rows) if spec.baseline else None
-    return BuiltTable(spec, scale, task, rows, column_agreement(spec, rows), lines, baseline)
+    return BuiltTable(spec, scale, task, rows, column_agreement(spec, rows), lines, baseline, stray)
+
+
+def _describe_row(row: Row, variants: Mapping[int, Mapping[str, Any]]) -> None:
+    shown = next((cell.records[0] for cell in row.cells.values() if cell.records), None)
+    if shown is not None:
+        row.detail = describe_variant(shown, variants.get(id(shown), {}))
+        total = shown.parameters.get("total")
+        row.params_m = total / 1e6 if total else None
+
+
+def _stray_row(spec: RunTable, key: str, label: str, others: dict[str, Cell],
+               references: Mapping[str, RunRecord | None], variants: Mapping[int, Mapping[str, Any]]) -> Row:
+    """A row of runs whose settings differ from their column's: its cells, and how the settings differ."""
+    cells = {c.name: others.get(c.name, Cell(MISSING, reason="")) for c in spec.columns if c.name != spec.average}
+    row = Row(key, label, cells)
+    _describe_row(row, variants)
+    name = next(iter(others))
+    reference, shown = references.get(name), others[name].records[0]
+    if reference is not None:
+        row.detail = (row.detail + "; " if row.detail else "") + context_difference(shown, reference)
+    return row
+
+
+def _flatten(config: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    flat = {}
+    for key, value in config.items():
+        if isinstance(value, Mapping):
+            flat |= _flatten(value, f"{prefix}{key}.")
+        else:
+            flat[f"{prefix}{key}"] = value
+    return flat
+
+
+def context_difference(record: RunRecord, reference: RunRecord, limit: int = 4) -> str:
+    """The settings outside the row's business where ``record`` differs from ``reference`` (the column's runs),
+    e.g. ``trainer.max_steps=800 (the table: 200)``."""
+    mine, theirs = _flatten(record.context_config), _flatten(reference.context_config)
+    keys = sorted(k for k in mine.keys() | theirs.keys() if mine.get(k) != theirs.get(k))
+    parts = [f"{k}={mine.get(k)} (the table: {theirs.get(k)})" for k in keys[:limit]]
+    if len(keys) > limit:
+        parts.append(f"and {len(keys) - limit} more")
+    return ", ".join(parts) or "other settings"
+
 
 
 def baseline_row(spec: RunTable, rows: list[Row]) -> Row | None:

@@ -70,12 +70,17 @@ class RunRecord:
         return config_hash({k: v for k, v in self.config.items() if k != "seed"})
 
     @cached_property
-    def context(self) -> str:
-        """Hash of what is not the row's business: the configuration without the seed, the attention section
-        and the model's variant settings (sizes, data, training). A fair table compares runs that share it."""
+    def context_config(self) -> dict[str, Any]:
+        """What is not the row's business: the configuration without the seed, the attention section and the
+        model's variant settings (what is left: sizes, data, training)."""
         config = {k: v for k, v in self.config.items() if k not in ("seed", "attention")}
         config["model"] = {k: v for k, v in config.get("model", {}).items() if k not in MODEL_AXES}
-        return config_hash(config)
+        return config
+
+    @cached_property
+    def context(self) -> str:
+        """Hash of :attr:`context_config`: a fair table compares runs that share it."""
+        return config_hash(self.context_config)
 
     @property
     def variant(self) -> dict[str, Any] | None:

@@ -33,7 +33,7 @@ def ours(cell: Cell) -> str:
         return f"failed: {escape(reason)}"
     if cell.status == RUNNING:
         return "incomplete"
-    return "missing"
+    return f"missing: {escape(cell.reason)}" if cell.reason else "missing"
 
 
 def paper(cell: Cell) -> str:
@@ -48,6 +48,16 @@ def agreement(value: RankAgreement | None) -> str:
     if value is None:
         return "n/a (needs two rows with both numbers, and numbers that differ)"
     return f"τ = {value.tau:+.2f} (p = {value.p:.2g}, {value.n} rows)"
+
+
+def stray_markdown(table: BuiltTable) -> list[str]:
+    columns = [c for c in table.spec.columns if c.name != table.spec.average]
+    lines = ["| " + " | ".join([table.spec.label_column, "setting", *(f"{c.label} (ours)" for c in columns)]) + " |",
+             "|" + "---|" * (len(columns) + 2)]
+    for row in table.stray:
+        cells = [ours(row.cells[c.name]) if row.cells[c.name].records else "" for c in columns]
+        lines.append("| " + " | ".join([escape(row.label), escape(row.detail), *cells]) + " |")
+    return lines
 
 
 def table_markdown(table: BuiltTable, plots: Sequence[str], paper_file: str | None) -> str:
@@ -107,6 +117,9 @@ def table_markdown(table: BuiltTable, plots: Sequence[str], paper_file: str | No
         out += ["", spec.note]
     if table.notes:
         out += ["", "Notes:", ""] + [f"- {escape(note)}" for note in table.notes]
+    if table.stray:
+        out += ["", "Runs with other settings than the rest of their column (training, data or model size): not "
+                "compared in the table above nor in the rank agreement:", "", *stray_markdown(table)]
     if plots:
         out += [""] + [f"![{name}](plots/{name})" for name in plots]
     out.append("")

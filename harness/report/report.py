@@ -21,7 +21,14 @@ from harness.report.layout import Layout
 from harness.report.paper import PAPER_DIR
 from harness.report.records import RunRecord, load_records
 from harness.report.render import agreement, escape, table_markdown
-from harness.report.sources import build_table2, build_table7, locality_markdown, read_locality
+from harness.report.sources import (
+    build_table2,
+    build_table7,
+    fig2_status,
+    locality_markdown,
+    locality_means,
+    read_locality,
+)
 from harness.report.specs import ORDER, OTHER_TABLES, TABLES
 from harness.variants import Defaults
 from zoo_io.atomic import atomic_write, write_text
@@ -132,11 +139,12 @@ def _write_fig2(layout: Layout, scale: str, folder: Path) -> Entry:
     if frame is None or frame.empty:
         return _missing("fig2", f"no locality curves at {layout.locality_csv(scale)}")
     plot = "fig2_locality.png"
-    figure = plots.lines_by_label(frame, "ratio", "score", "label", f"Figure 2: locally accumulated attention "
-                                  f"({scale})", "neighbourhood size r (share of the sequence)", "l(r)")
+    figure = plots.lines_by_label(locality_means(frame), "ratio", "score", "model",
+                                  f"Figure 2: locally accumulated attention ({scale})",
+                                  "neighbourhood size r (share of the sequence)", "l(r)")
     plots.save(figure, folder / "plots" / plot)
     write_text(folder / "fig2.md", locality_markdown(frame, scale, plot))
-    return Entry("fig2", OTHER_TABLES["fig2"], f"{frame['label'].nunique()} models", "",
+    return Entry("fig2", OTHER_TABLES["fig2"], fig2_status(frame), "",
                  ["fig2.md", f"plots/{plot}"])
 
 

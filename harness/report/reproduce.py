@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -40,8 +41,13 @@ ALIASES = {"pos": "pos_ablation", "figure2": "fig2"}
 SCALES = ("smoke", "cpu", "paper")
 LAUNCHERS = {"local": "local", "joblib": "joblib", "slurm": "submitit_slurm"}
 # The no-argument run at cpu scale trains each configuration for this many updates (instead of the preset's)
-# so that the core claims fit 45 minutes on 2 cores; ./reproduce.sh TABLE ... keeps the preset's.
+# so that the core claims with 3 seeds fit about an hour on 2 cores; ./reproduce.sh TABLE ... keeps the preset's.
 CORE_CPU_STEPS = 200
+# seeds per configuration unless --seeds says: enough for a confidence interval (the claims page), one at smoke
+DEFAULT_SEEDS = {"smoke": 1, "cpu": 3, "paper": 3}
+# --data: the built-in corpus, or a WikiText folder (the causal-LM tables only: Table 7's benchmark uses random
+# tokens, and the diagnostics of Table 2 and Figure 2 are kept to the built-in corpus's runs)
+DATA_SETS = ("builtin", "wikitext-2", "wikitext-103")
 
 
 @dataclass
@@ -106,7 +112,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     )
     parser.add_argument("tables", nargs="*", metavar="TABLE", help="tables to reproduce (default: the core claims)")
     parser.add_argument("--scale", choices=SCALES, default="cpu", help="smoke (seconds), cpu (default), paper (GPUs)")
-    parser.add_argument("--seeds", type=int, default=1, help="seeds per configuration (seed=0..N-1; default 1)")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="seeds per configuration (seed=0..N-1; default 3, 1 at smoke scale)")
     parser.add_argument("--launcher", choices=sorted(LAUNCHERS), default="local",
                         help="local: one run after another; joblib: parallel processes; slurm: one SLURM job per run")
     parser.add_argument("--results", type=Path, default=Path("results"), help="results folder (runs/, bench/, ...)")
@@ -120,17 +127,34 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--extra-backends", type=backend_list, default=[], metavar="NAME[,NAME]",
                         help="registered backends (plugins included) to add as rows to "
                         + ", ".join(EXTRA_BACKEND_TABLES) + ", marked as not in the paper")
+    parser.add_argument("--data", choices=DATA_SETS, default="builtin",
+                        help="training data: the built-in corpus (default) or WikiText from --data-dir (the causal "
+                        "LM's run tables only; the report puts them on their own pages, <scale>-<data>)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="the WikiText folder: wiki.{train,valid,test}.tokens, or valid and test alone (then train "
+                        "is valid, and test is cut in two: validation, then test; docs/reproduce.md)")
     parser.add_argument("--wandb", action="store_true", help="log runs to wandb (offline) as well")
     parser.add_argument("--progress", action="store_true", help="show the runs' progress bars")
     parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
     parser.add_argument("--no-report", action="store_true", help="do not build the report at the end")
     args = parser.parse_args(argv)
+    if args.seeds is None:
+        args.seeds = DEFAULT_SEEDS[args.scale]
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
     if args.steps is not None and args.steps < 1:
         parser.error(f"--steps must be at least 1, got {args.steps}")
     core = not args.tables
     args.tables = expand_tables(args.tables, parser)
+    if args.data != "builtin":
+        if args.data_dir is None:
+            parser.error(f"--data {args.data} needs --data-dir DIR, the folder of its files")
+        not_runs = [t for t in args.tables if not runs_only(t)]
+        if core:
+            args.tables = [t for t in args.tables if runs_only(t)]
+        elif not_runs:
+            parser.error(f"--data {args.data}: {', '.join(not_runs)} are built on the built-in corpus only (a "
+                         "benchmark or a diagnostic); valid: tables of training runs")
     user_steps = any(o.lstrip("+~").startswith("trainer.max_steps=") for o in extra)
     if args.steps is None and core and args.scale == "cpu" and not user_steps:
         args.steps = CORE_CPU_STEPS
@@ -142,6 +166,28 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         extra = ["trainer.progress=false", *extra]
     args.overrides = extra
     return args
+
+
+def runs_only(name: str) -> bool:
+    """A table made of training runs alone (no benchmark, no diagnostics): the ones --data can move."""
+    plan = PLANS.get(name) or table_plan(name)
+    return plan.bench is None and not plan.analysis
+
+
+def data_overrides(data: str, folder: Path | None, dry_run: bool = False) -> list[str]:
+    """The runs' overrides for ``--data``: nothing for the built-in corpus; else the WikiText folder, made from
+    a valid + test copy when it has no train file (:func:`tasks.data.wikitext.resplit_valid_test`)."""
+    if data == "builtin":
+        return []
+    from tasks.data.wikitext import SPLIT_FILES, resplit_valid_test
+
+    assert folder is not None
+    if not all((folder / name).is_file() for name in SPLIT_FILES.values()):
+        cache = Path(os.environ.get("ATTENTION_ZOO_CACHE", ".cache")) / "data" / "real" / data
+        if not dry_run:
+            resplit_valid_test(folder, cache if cache.is_absolute() else REPO / cache)
+        folder = cache
+    return ["task.data.source=files", f"task.data.path={folder}"]
 
 
 def backend_list(text: str) -> list[str]:
@@ -408,9 +454,15 @@ def run_table(name: str, ctx: Context, dry_run: bool, notes: list[str]) -> Outco
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(sys.argv[1:] if argv is None else argv)
     layout = Layout(args.results)
-    ctx = Context(args.scale, args.seeds, args.launcher, layout, args.overrides, args.wandb, args.ablation_task,
+    try:
+        overrides = [*data_overrides(args.data, args.data_dir, args.dry_run), *args.overrides]
+    except (OSError, ValueError) as err:
+        print(f"reproduce: --data {args.data}: {err}", file=sys.stderr)
+        return 2
+    ctx = Context(args.scale, args.seeds, args.launcher, layout, overrides, args.wandb, args.ablation_task,
                   args.extra_backends)
-    print(f"reproduce: {' '.join(args.tables)} at scale {args.scale}, {args.seeds} seed(s), launcher "
+    data = "" if args.data == "builtin" else f", data {args.data}"
+    print(f"reproduce: {' '.join(args.tables)} at scale {args.scale}, {args.seeds} seed(s){data}, launcher "
           f"{args.launcher}; results in {layout.root}", flush=True)
     started = time.perf_counter()
     notes: list[str] = []

@@ -104,28 +104,52 @@ def build_table2(layout: Layout, scale: str, paper_dir: Path) -> BuiltTable | No
 
 
 def read_locality(layout: Layout, scale: str) -> pd.DataFrame | None:
-    """Figure 2's curves (``label, layer, mixer, ratio, score``), the mean over layers only."""
+    """Figure 2's curves, the mean over layers only: one line per (run, ratio) with its ``model`` (the backend;
+    the label in files written before the backend and seed columns) and ``seed``."""
     path = layout.locality_csv(scale)
     if not path.is_file():
         return None
     frame = pd.read_csv(path)
-    return frame[frame["layer"].astype(str) == "all"]
+    frame = frame[frame["layer"].astype(str) == "all"].copy()
+    backend = frame["backend"].fillna("").astype(str) if "backend" in frame else pd.Series("", index=frame.index)
+    frame["model"] = backend.where(backend != "", frame["label"].astype(str))
+    if "seed" not in frame:
+        frame["seed"] = None
+    return frame
+
+
+def locality_means(frame: pd.DataFrame) -> pd.DataFrame:
+    """Per model and ratio: the mean score over seeds, its sample standard deviation and the seed count."""
+    grouped = frame.groupby(["model", "ratio"], sort=True)["score"]
+    means = grouped.agg(["mean", "std", "count"]).reset_index()
+    return means.rename(columns={"mean": "score", "count": "n_seeds"})
 
 
 def locality_markdown(frame: pd.DataFrame, scale: str, plot: str | None) -> str:
-    """Figure 2 as a table: the locally accumulated attention at a few neighbourhood sizes per model."""
-    ratios = [r for r in (0.05, 0.1, 0.2, 0.4, 0.6) if (frame["ratio"] - r).abs().min() < 1e-9]
-    lines = ["| model | " + " | ".join(f"l(r = {r:g})" for r in ratios) + " |", "|---|" + "---|" * len(ratios)]
-    for label, part in frame.groupby("label", sort=True):
-        scores = [part.loc[(part["ratio"] - r).abs() < 1e-9, "score"] for r in ratios]
-        lines.append(f"| {label} | " + " | ".join(f"{s.iloc[0]:.3f}" if len(s) else "" for s in scores) + " |")
+    """Figure 2 as a table: the locally accumulated attention at a few neighbourhood sizes per model (the mean
+    over seeds, with the standard deviation when there are several)."""
+    means = locality_means(frame)
+    ratios = [r for r in (0.05, 0.1, 0.2, 0.4, 0.6) if (means["ratio"] - r).abs().min() < 1e-9]
+    lines = ["| model | seeds | " + " | ".join(f"l(r = {r:g})" for r in ratios) + " |",
+             "|---|---|" + "---|" * len(ratios)]
+    for model, part in means.groupby("model", sort=True):
+        cells = []
+        for r in ratios:
+            found = part[(part["ratio"] - r).abs() < 1e-9]
+            if not len(found):
+                cells.append("")
+                continue
+            value, std = float(found["score"].iloc[0]), found["std"].iloc[0]
+            cells.append(f"{value:.3f}" + (f" ± {std:.3f}" if pd.notna(std) else ""))
+        lines.append(f"| {model} | {int(part['n_seeds'].max())} | " + " | ".join(cells) + " |")
     out = [
         "# fig2: Figure 2, locally accumulated attention",
         "",
         f"Scale `{scale}`. l(r): the share of attention a token puts within the neighbourhood holding a fraction r "
         "of the sequence, averaged over tokens, heads and layers (harness/analyze/locality.py). The paper's "
         "reading: softmax attention puts about 80% of its mass within 40% of the sequence, kernel linear "
-        "attention about 40% (secondary source; the paper gives a figure, no numbers).",
+        "attention about 40% (secondary source; the paper gives a figure, no numbers). Mean over seeds ± their "
+        "standard deviation; the claims page compares the models seed by seed.",
         "",
         f"Reproduce: `./reproduce.sh fig2 --scale {scale}`.",
         "",
@@ -138,5 +162,5 @@ def locality_markdown(frame: pd.DataFrame, scale: str, plot: str | None) -> str:
 
 
 def fig2_status(frame: pd.DataFrame | None) -> str:
-    return "missing" if frame is None or frame.empty else f"{frame['label'].nunique()} models"
+    return "missing" if frame is None or frame.empty else f"{frame['model'].nunique()} models"
 

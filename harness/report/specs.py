@@ -13,7 +13,7 @@ LM first and the causal LM second, and a table shows the task with the most rows
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
@@ -58,6 +58,7 @@ class RunTable:
     sort_rows: bool = False  # every row in sort_key order (a numeric axis), else the paper's rows first
     baseline: str = ""  # label of a reference row from the runs' trivial predictor (RunRecord.baseline_value)
     note: str = ""
+    unrun: Mapping[str, str] = field(default_factory=dict)  # row key -> why a missing cell has no run
 
 
 # ------------------------------------------------------------------------------------------- row keys

@@ -19,6 +19,7 @@ import torch
 
 from tasks.data.cache import load_cached, save_cached
 from tasks.data.vocab import DEFAULT_SPECIALS, EOS, Vocabulary
+from zoo_io.atomic import write_text
 
 SPLIT_FILES = {"train": "wiki.train.tokens", "valid": "wiki.valid.tokens", "test": "wiki.test.tokens"}
 DOWNLOAD_HINT = "python -m harness.data download wikitext-103 --dest DIR   (or wikitext-2)"
@@ -110,3 +111,38 @@ def load_wikitext(
     splits = {split: encode_file(path, vocab) for split, path in paths.items()}
     save_cached(cache_file, {"symbols": vocab.symbols, "specials": list(vocab.specials), **splits})
     return TokenCorpus(vocab, splits)
+
+
+# ----------------------------------------------------------------------- a folder with valid and test only
+ARTICLE_HEADING = re.compile(r"^ = [^=].* = $")  # " = Title = ": a new article (sections have "= =")
+
+
+def article_starts(lines: Sequence[str]) -> list[int]:
+    """The indices of the lines that open an article (WikiText's `` = Title = `` headings)."""
+    return [i for i, line in enumerate(lines) if ARTICLE_HEADING.match(line.rstrip("\n"))]
+
+
+def resplit_valid_test(folder: str | Path, dest: str | Path) -> Path:
+    """A WikiText folder holding only ``wiki.valid.tokens`` and ``wiki.test.tokens`` (an evaluation copy, no
+    train file) made into the three official files under ``dest``: train is the valid file; the test file is cut
+    at the article heading nearest its middle, its first half the validation split (where the best checkpoint
+    is chosen) and its second half the test split, so that choosing a checkpoint never sees the reported text.
+    Files are rewritten only when their content changes (the tokenised cache keys on modification times)."""
+    folder, dest = Path(folder), Path(dest)
+    sources = {split: folder / SPLIT_FILES[split] for split in ("valid", "test")}
+    missing = [p.name for p in sources.values() if not p.is_file()]
+    if missing:
+        raise FileNotFoundError(f"WikiText folder {str(folder)!r} lacks {missing}; expected at least "
+                                f"{SPLIT_FILES['valid']} and {SPLIT_FILES['test']}")
+    test_lines = sources["test"].read_text(encoding="utf-8").splitlines(keepends=True)
+    starts = [i for i in article_starts(test_lines) if i > 0]
+    if not starts:
+        raise DataFormatError(f"{sources['test']}: no article heading (' = Title = ') to cut the file at")
+    cut = min(starts, key=lambda i: abs(i - len(test_lines) / 2))
+    contents = {"train": sources["valid"].read_text(encoding="utf-8"), "valid": "".join(test_lines[:cut]),
+                "test": "".join(test_lines[cut:])}
+    for split, text in contents.items():
+        path = dest / SPLIT_FILES[split]
+        if not (path.is_file() and path.read_text(encoding="utf-8") == text):
+            write_text(path, text, newline="")
+    return dest

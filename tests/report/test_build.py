@@ -57,7 +57,8 @@ def test_table4_seeds_failed_missing_and_paper_values(tmp_path, defaults):
 
     markdown = table_markdown(table, [], "table4.csv")
     assert "failed: NonFiniteLossError: the training loss is nan" in markdown
-    assert "| LS | missing | 32.37 |" in markdown and "31 ± 1.4 (2 seeds)" in markdown
+    assert "| LS | missing: not run: ./reproduce.sh table4 --scale smoke | 32.37 |" in markdown
+    assert "31 ± 1.4 (2 seeds)" in markdown
     frame = long_frame(table)
     assert len(frame) == 16 and set(frame["status"]) == {OK, FAILED, RUNNING, MISSING}
     row = frame[(frame["row_key"] == "vanilla") & (frame["column"] == "ppl_val")].iloc[0]
@@ -133,14 +134,20 @@ def test_masked_lm_runs_are_preferred_for_ablations(tmp_path, defaults):
     assert table.task == "mlm" and cells(table, "ppl")["block 32"].stats.mean == 3.0
 
 
-def test_several_configurations_for_one_cell_keep_the_one_with_most_seeds(tmp_path, defaults):
+def test_runs_with_other_training_settings_go_below_the_table(tmp_path, defaults):
     write_run(tmp_path, "attention=vanilla", "trainer.lr=0.001", "seed=0", valid=40.0, updated="2026-02-01T00:00:00")
     write_run(tmp_path, "attention=vanilla", "seed=0", valid=30.0)
     write_run(tmp_path, "attention=vanilla", "seed=1", valid=30.0)
+    write_run(tmp_path, "attention=elu", "seed=0", valid=31.0)
     table = build("table4", tmp_path, defaults)
     cell = cells(table, "ppl_val")["Vanilla"]
-    assert cell.stats.mean == 30.0 and cell.stats.n == 2 and cell.ignored_groups == 1
-    assert table.notes[0].startswith("Vanilla (ppl valid, ppl test): 1 other configuration(s) also match")
+    assert cell.stats.mean == 30.0 and cell.stats.n == 2 and cell.ignored_groups == 0
+    [stray] = table.stray
+    assert stray.label == "Vanilla" and stray.cells["ppl_val"].stats.mean == 40.0
+    assert "trainer.lr=0.001" in stray.detail and "(the table: " in stray.detail
+    markdown = table_markdown(table, [], "table4.csv")
+    below = markdown.split("Runs with other settings than the rest of their column")[1]
+    assert "| Vanilla |" in below and "40" in below
 
 
 def test_other_scales_are_left_out(tmp_path, defaults):
@@ -157,7 +164,7 @@ def test_split_rows_follow_the_share_of_diag_layers(tmp_path, defaults):
     assert [row.cells["ppl"].paper for row in table.rows] == [4.23, None, 3.82, None, 4.75]
 
 
-def test_cells_prefer_the_training_settings_of_the_rest_of_the_column(tmp_path, defaults):
+def test_cells_hold_only_runs_with_the_training_settings_of_the_rest_of_the_column(tmp_path, defaults):
     for backend in ("vanilla", "elu", "performer"):
         write_run(tmp_path, f"attention={backend}", "trainer.max_steps=20", valid=30.0)
     for seed in (0, 1):  # more seeds, more recent, but trained longer than the rest of the column
@@ -166,11 +173,13 @@ def test_cells_prefer_the_training_settings_of_the_rest_of_the_column(tmp_path, 
     write_run(tmp_path, "attention=transnormer_t2", "trainer.max_steps=40", valid=25.0)
     table = build("table4", tmp_path, defaults)
     valid = cells(table, "ppl_val")
-    assert valid["1+elu"].stats.mean == 30.0 and valid["1+elu"].ignored_groups == 1
-    assert valid["TransNormer T2"].stats.mean == 25.0  # the only run it has, flagged
-    assert "TransNormer T2 (ppl valid, ppl test): run with other training, data or model-size settings" in \
-        "\n".join(table.notes)
-    assert not any(n.startswith("Vanilla") for n in table.notes)
+    assert valid["1+elu"].stats.mean == 30.0 and valid["1+elu"].stats.n == 1
+    assert valid["TransNormer T2"].status == MISSING  # its only run trained longer: below the table, not in it
+    assert "no run with the column's settings" in valid["TransNormer T2"].reason
+    assert {row.label: row.cells["ppl_val"].stats.mean for row in table.stray} == {"1+elu": 20.0,
+                                                                                  "TransNormer T2": 25.0}
+    assert all("trainer.max_steps=40 (the table: 20)" in row.detail for row in table.stray)
+    assert {row.cells["ppl_val"].stats.mean for row in table.rows if row.cells["ppl_val"].stats} == {30.0}
 
 
 def test_majority_class_row_below_the_backends(tmp_path, defaults):

@@ -17,6 +17,7 @@ from harness.report.reproduce import (
     Context,
     Unavailable,
     check_task,
+    data_overrides,
     expand_tables,
     parse_args,
     plan_sweep,
@@ -29,9 +30,31 @@ REPO = Path(__file__).resolve().parents[2]
 
 def test_no_table_is_the_core_claims_at_cpu_scale_within_the_time_budget():
     args = parse_args([])
-    assert args.tables == CORE and args.scale == "cpu" and args.seeds == 1 and args.launcher == "local"
+    assert args.tables == CORE and args.scale == "cpu" and args.seeds == 3 and args.launcher == "local"
     assert f"trainer.max_steps={CORE_CPU_STEPS}" in args.overrides and args.ablation_task == "lm"
     assert parse_args(["table1"]).ablation_task == "auto" and parse_args(["--scale", "smoke"]).ablation_task == "auto"
+    assert parse_args(["--scale", "smoke"]).seeds == 1  # seconds, not a confidence interval
+
+
+def test_real_data_moves_the_run_tables_only(tmp_path, monkeypatch):
+    monkeypatch.setenv("ATTENTION_ZOO_CACHE", str(tmp_path / "cache"))
+    args = parse_args(["--data", "wikitext-2", "--data-dir", str(tmp_path)])
+    assert args.tables == [t for t in CORE if t not in ("table7", "fig2")]  # a benchmark and a diagnostic stay
+    with pytest.raises(SystemExit):
+        parse_args(["table7", "--data", "wikitext-2", "--data-dir", str(tmp_path)])
+    with pytest.raises(SystemExit):
+        parse_args(["table4", "--data", "wikitext-2"])  # no folder
+    (tmp_path / "wiki.valid.tokens").write_text(" = A = \n a b \n")
+    (tmp_path / "wiki.test.tokens").write_text(" = B = \n c \n = C = \n d \n")
+    overrides = data_overrides("wikitext-2", tmp_path)  # valid + test only: made into three files in the cache
+    folder = tmp_path / "cache" / "data" / "real" / "wikitext-2"
+    assert overrides == ["task.data.source=files", f"task.data.path={folder}"]
+    assert (folder / "wiki.train.tokens").read_text() == " = A = \n a b \n"
+    assert (folder / "wiki.valid.tokens").read_text() == " = B = \n c \n"  # cut at the heading nearest the middle
+    assert (folder / "wiki.test.tokens").read_text() == " = C = \n d \n"
+    for name in ("wiki.train.tokens", "wiki.valid.tokens", "wiki.test.tokens"):
+        (tmp_path / name).write_text(" = A = \n a \n")
+    assert data_overrides("wikitext-2", tmp_path) == ["task.data.source=files", f"task.data.path={tmp_path}"]
 
 
 def test_tables_all_aliases_and_options():
