@@ -20,12 +20,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--scale", nargs="+", default=None, help="scales to report (default: every scale found)")
     parser.add_argument("--tables", nargs="+", default=None, choices=ORDER, metavar="TABLE",
                         help=f"tables to build (default: all of {', '.join(ORDER)})")
+    parser.add_argument("--readme", type=Path, default=None,
+                        help="also rewrite this README's generated results section (between its two markers)")
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    index = build_report(args.results, args.out, args.paper, args.scale, args.tables)
+    index = build_report(args.results, args.out, args.paper, args.scale, args.tables, args.readme)
     print(f"report: {index}")
     return 0
 

@@ -166,3 +166,22 @@ def lines_by_label(frame: pd.DataFrame, x: str, y: str, label: str, title: str, 
     figure.suptitle(title, fontsize=11)
     figure.tight_layout()
     return figure
+
+
+def budget_curves(frame: pd.DataFrame, title: str, ylabel: str) -> Figure | None:
+    """One line per row of a metric against training updates (the mean over seeds; error bars: their std)."""
+    if frame.empty:
+        return None
+    figure, ax = plt.subplots(figsize=(6.5, 4.2))
+    for name, group in frame.groupby("row", sort=True):
+        group = group.sort_values("updates")
+        ax.errorbar(group["updates"], group["mean"], yerr=group["std"], marker="o", markersize=3, capsize=3,
+                    label=f"{name} ({int(group['n'].min())}+ seeds)")
+    ax.set_xscale("log", base=2)
+    ax.set_xticks(sorted(frame["updates"].unique()), labels=[str(u) for u in sorted(frame["updates"].unique())])
+    ax.set_xlabel("training updates (separate runs, each with its full schedule)")
+    ax.set_ylabel(ylabel)
+    ax.set_title(title)
+    ax.legend(fontsize=7)
+    figure.tight_layout()
+    return figure

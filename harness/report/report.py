@@ -10,12 +10,13 @@ Layout of ``<out>`` (``results/report`` by default)::
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-from harness.report import plots
+from harness.report import claims, plots
 from harness.report.build import BuiltTable, build_run_table, long_frame
 from harness.report.layout import Layout
 from harness.report.paper import PAPER_DIR
@@ -75,14 +76,18 @@ def run_table_figures(table: BuiltTable) -> dict[str, object]:
     return figures
 
 
-def build_scale(scale: str, records: list[RunRecord], layout: Layout, paper_dir: Path, out: Path,
-                names: Sequence[str], defaults: Defaults) -> list[Entry]:
-    folder = out / scale
+def build_scale(scale: str, records: list[RunRecord], layout: Layout | None, paper_dir: Path, out: Path,
+                names: Sequence[str], defaults: Defaults, folder_name: str | None = None) -> list[Entry]:
+    """The tables ``names`` at ``scale`` into ``out/<folder_name or scale>``; ``layout`` None: the training
+    runs' tables only (a data set other than the built-in corpus: no benchmark, no diagnostics)."""
+    folder = out / (folder_name or scale)
     entries = []
     for name in names:
         if name in TABLES:
             table = build_run_table(TABLES[name], records, scale, paper_dir, defaults)
             entries.append(_entry(table, _write_table(table, folder, run_table_figures(table))))
+        elif layout is None:
+            continue
         elif name == "table7":
             table = build_table7(layout, scale, paper_dir)
             entries.append(_missing(name, f"no benchmark results at {layout.bench_csv(scale)}") if table is None else
@@ -95,6 +100,44 @@ def build_scale(scale: str, records: list[RunRecord], layout: Layout, paper_dir:
         elif name == "fig2":
             entries.append(_write_fig2(layout, scale, folder))
     return entries
+
+
+def write_claims(scale: str, records: list[RunRecord], layout: Layout | None, folder: Path, defaults: Defaults,
+                 data: str, claims_file: Path | None = None) -> list[claims.Decision]:
+    """``claims.md`` and ``claims.csv`` (+ the budget plot) of one scale and data set; returns the decisions."""
+    wanted = claims.load_claims(claims_file)
+    if layout is None:  # another data set: the claims of the run tables that were run on it
+        run = {n for n in TABLES if build_run_table(TABLES[n], records, scale, PAPER_DIR, defaults).counts()["ok"]}
+        wanted = [c for c in wanted if c.table in run]
+    locality = read_locality(layout, scale) if layout is not None else None
+    decisions = claims.decide_all(wanted, records, scale, layout, defaults, locality, not_run_reasons(scale))
+    budgets = claims.budget_frame(records, scale, defaults)
+    plot = None
+    if not budgets.empty:
+        figure = plots.budget_curves(budgets, f"Table 4 against the training budget ({scale}, {data})", "test ppl")
+        plots.save(figure, folder / "plots" / "claims_budget.png")
+        plot = "claims_budget.png"
+    table = claims.frame(decisions)
+    atomic_write(folder / "claims.csv", lambda tmp: table.to_csv(tmp, index=False))
+    if not budgets.empty:
+        atomic_write(folder / "claims_budget.csv", lambda tmp: budgets.to_csv(tmp, index=False))
+    write_text(folder / "claims.md", claims.claims_markdown(decisions, scale, data, plot))
+    return decisions
+
+
+def not_run_reasons(scale: str) -> dict[str, str]:
+    """table -> what running it costs at ``scale``, from its experiment file (``reproduce.cost``)."""
+    from harness.report.reproduce import PLANS
+
+    return {name: plan.cost[scale] for name, plan in PLANS.items() if scale in plan.cost}
+
+
+def data_label(record: RunRecord) -> str:
+    """"" for the built-in data, else the data folder's name (``wikitext-2``): the report's pages per data set."""
+    data = record.config.get("task", {}).get("data", {}) or {}
+    if data.get("source", "builtin") == "builtin" or not data.get("path"):
+        return ""
+    return Path(str(data["path"])).name
 
 
 def _missing(name: str, why: str) -> Entry:
@@ -172,13 +215,30 @@ def provenance(records: Iterable[RunRecord]) -> list[str]:
     return lines
 
 
-def _index_markdown(scale: str, entries: list[Entry], records: list[RunRecord]) -> str:
-    lines = [f"# Report at scale `{scale}`", "", *provenance(records), "",
-             "| table | what | cells | rank agreement with the paper | files |", "|---|---|---|---|---|"]
+def _index_markdown(scale: str, entries: list[Entry], records: list[RunRecord],
+                    decisions: Sequence[claims.Decision] = (), data: str = "built-in corpus") -> str:
+    lines = [f"# Report at scale `{scale}` ({data})", "", *provenance(records), ""]
+    if decisions:
+        lines += [f"## The paper's claims: {claims.summary_line(decisions)}", "",
+                  "Generated from [claims.md](claims.md) (95% intervals over seeds, how to read them, the budgets):",
+                  "", *claims.verdict_table(decisions), ""]
+    lines += ["## Tables", "", "| table | what | cells | rank agreement with the paper | files |",
+              "|---|---|---|---|---|"]
     for e in entries:
         files = " ".join(f"[{Path(f).name}]({f})" for f in e.files)
         lines.append(f"| {e.name} | {escape(e.title)} | {escape(e.status)} | {e.agreement} | {files} |")
     return "\n".join(lines) + "\n"
+
+
+@dataclass
+class Section:
+    """One page set of the report: a scale on one data set (``cpu``, ``cpu-wikitext-2``)."""
+
+    name: str
+    scale: str
+    data: str
+    records: list[RunRecord]
+    decisions: list[claims.Decision] = field(default_factory=list)
 
 
 def build_report(
@@ -187,8 +247,10 @@ def build_report(
     paper_dir: str | Path = PAPER_DIR,
     scales: Sequence[str] | None = None,
     tables: Sequence[str] | None = None,
+    readme: str | Path | None = None,
 ) -> Path:
-    """Build every table (or ``tables``) at every scale found (or ``scales``); returns the top index page."""
+    """Build every table (or ``tables``) at every scale found (or ``scales``), and the claims of each; with
+    ``readme``, rewrite that file's generated results section. Returns the top index page."""
     layout = Layout(Path(results))
     out = Path(out) if out is not None else layout.report
     names = [n for n in ORDER if tables is None or n in tables]
@@ -200,15 +262,59 @@ def build_report(
     scales = list(scales) if scales else found
     defaults = Defaults()
     top = ["# Reproduction report", "",
-           "Each scale's page lists the paper's tables with our numbers beside the paper's "
-           "(`python -m harness.report`).", ""]
+           "Each page set lists the paper's claims with their verdicts and the paper's tables with our numbers "
+           "beside the paper's (`python -m harness.report`).", ""]
+    sections = []
     for scale in scales:
         mine = [r for r in records if r.scale == scale]
-        entries = build_scale(scale, records, layout, Path(paper_dir), out, names, defaults)
-        write_text(out / scale / "index.md", _index_markdown(scale, entries, mine))
-        top.append(f"- [{scale}]({scale}/index.md): {len(mine)} runs, {len(entries)} tables")
+        by_data: dict[str, list[RunRecord]] = {}
+        for record in mine:
+            by_data.setdefault(data_label(record), []).append(record)
+        for label in ["", *sorted(k for k in by_data if k)]:
+            section = Section(f"{scale}-{label}" if label else scale, scale, label or "built-in corpus",
+                              by_data.get(label, []))
+            scale_layout = layout if not label else None
+            entries = build_scale(scale, section.records, scale_layout, Path(paper_dir), out, names, defaults,
+                                  section.name)
+            section.decisions = write_claims(scale, section.records, scale_layout, out / section.name, defaults,
+                                             section.data)
+            write_text(out / section.name / "index.md",
+                       _index_markdown(scale, entries, section.records, section.decisions, section.data))
+            top.append(f"- [{section.name}]({section.name}/index.md): {section.data}, {len(section.records)} runs, "
+                       f"{len(entries)} tables; claims: {claims.summary_line(section.decisions)}")
+            sections.append(section)
     if not scales:
         top.append(f"No runs yet under {layout.runs}: run `./reproduce.sh` or `python -m harness.run` first.")
     index = out / "index.md"
     write_text(index, "\n".join(top) + "\n")
+    if readme is not None:
+        update_readme(Path(readme), sections, out)
     return index
+
+
+README_BEGIN = "<!-- results: generated by python -m harness.report --readme README.md; do not edit by hand -->"
+README_END = "<!-- end of the generated results -->"
+
+
+def readme_section(sections: Sequence[Section], out: Path, readme_dir: Path) -> str:
+    """The README's results: per page set, its claims' verdict table (from its claims.md)."""
+    lines = [README_BEGIN]
+    for section in sections:
+        if not section.decisions:
+            continue
+        folder = Path(os.path.relpath(out / section.name, readme_dir)).as_posix()
+        lines += ["", f"**{section.name}** ({section.data}, {len(section.records)} runs; "
+                  f"[claims]({folder}/claims.md), [tables]({folder}/index.md)): "
+                  f"{claims.summary_line(section.decisions)}", "",
+                  *claims.verdict_table(section.decisions, f"{folder}/")]
+    return "\n".join([*lines, "", README_END])
+
+
+def update_readme(readme: Path, sections: Sequence[Section], out: Path) -> None:
+    """Replace the text between the README's markers with :func:`readme_section`; no markers: an error."""
+    text = readme.read_text(encoding="utf-8")
+    if README_BEGIN not in text or README_END not in text:
+        raise ValueError(f"{readme}: no generated results section; add the two lines\n{README_BEGIN}\n{README_END}")
+    head, rest = text.split(README_BEGIN, 1)
+    tail = rest.split(README_END, 1)[1]
+    write_text(readme, head + readme_section(sections, out, readme.resolve().parent) + tail)

@@ -71,6 +71,7 @@ class TablePlan:
     sweep: list[str] = field(default_factory=list)
     analysis: list[Analysis] = field(default_factory=list)
     bench: dict[str, dict[str, Any]] | None = None  # scale -> `harness.bench table7` options, instead of a sweep
+    cost: dict[str, str] = field(default_factory=dict)  # scale -> what a run of the table costs (the report says it)
 
 
 def table_plan(name: str) -> TablePlan:
