@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Reproduce the paper's tables and plots with one command (docs/reproduce.md):
-#   ./reproduce.sh                                  # the core claims at cpu scale, then the report (<= 45 min, 2 cores)
+#   ./reproduce.sh                                  # the core claims at cpu scale, 3 seeds, then the report (~1 h, 2 cores)
+#   ./reproduce.sh --data wikitext-2 --data-dir DIR # the core LM claims on real text
 #   ./reproduce.sh table4 table11 --scale smoke     # some tables, in seconds
 #   ./reproduce.sh all --scale paper --seeds 3 --launcher slurm
 #   ./reproduce.sh --help                           # every option

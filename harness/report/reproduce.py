@@ -121,7 +121,7 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--report", type=Path, default=None, help="report folder (default: <results>/report)")
     parser.add_argument("--steps", type=int, default=None,
                         help="training updates per run (default: the scale's preset; the no-argument run at cpu "
-                        f"scale uses {CORE_CPU_STEPS} to fit 45 minutes)")
+                        f"scale uses {CORE_CPU_STEPS} to fit about an hour with 3 seeds)")
     parser.add_argument("--ablation-task", choices=["auto", "mlm", "lm"], default=None,
                         help="task of the ablations: auto (the masked LM when available, as the paper; default), "
                         "mlm or lm (the no-argument run at cpu scale: lm)")
