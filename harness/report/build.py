@@ -219,6 +219,7 @@ def build_run_table(
     for key, label in spec.rows:
         labels.setdefault(key, label)
     extra = sorted((k for k in by_row if k not in labels), key=spec.sort_key)
+    always = set(labels)  # the paper's rows and the spec's: shown even without a run
     order = list(labels) + extra
     if spec.row_key is backend_row:  # a backend the paper did not run (a plugin, a successor): said in every view
         labels |= {key: f"{key} {NOT_IN_PAPER}" for key in extra}
@@ -259,7 +260,7 @@ def build_run_table(
             cells[spec.average] = _average_cell(cells, str(paper_row.get(spec.average, "")))
         if others:
             stray.append(_stray_row(spec, key, label, others, references, variants))
-        if key not in labels and not any(cell.records for cell in cells.values()):
+        if key not in always and not any(cell.records for cell in cells.values()):
             continue  # a row only runs with other settings made: below the table alone
         row = Row(key, label, cells, paper_source=str(paper_row.get("source", "")))
         _describe_row(row, variants)

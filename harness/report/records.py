@@ -24,6 +24,10 @@ from harness.variants import MODEL_AXES
 
 log = logging.getLogger(__name__)
 
+# trainer settings that record more without changing what is learnt (Table 2's gradient norms): a run with them
+# is compared with the runs without
+OBSERVING = ("record_gradients",)
+
 
 @dataclass
 class RunRecord:
@@ -75,6 +79,7 @@ class RunRecord:
         model's variant settings (what is left: sizes, data, training)."""
         config = {k: v for k, v in self.config.items() if k not in ("seed", "attention")}
         config["model"] = {k: v for k, v in config.get("model", {}).items() if k not in MODEL_AXES}
+        config["trainer"] = {k: v for k, v in config.get("trainer", {}).items() if k not in OBSERVING}
         return config
 
     @cached_property

@@ -139,7 +139,9 @@ def test_runs_with_other_training_settings_go_below_the_table(tmp_path, defaults
     write_run(tmp_path, "attention=vanilla", "seed=0", valid=30.0)
     write_run(tmp_path, "attention=vanilla", "seed=1", valid=30.0)
     write_run(tmp_path, "attention=elu", "seed=0", valid=31.0)
+    write_run(tmp_path, "attention=performer", "trainer.record_gradients=true", valid=32.0)  # observes, same run
     table = build("table4", tmp_path, defaults)
+    assert cells(table, "ppl_val")["Performer"].stats.mean == 32.0
     cell = cells(table, "ppl_val")["Vanilla"]
     assert cell.stats.mean == 30.0 and cell.stats.n == 2 and cell.ignored_groups == 0
     [stray] = table.stray
