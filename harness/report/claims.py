@@ -403,7 +403,7 @@ def measured(d: Decision) -> str:
 
 def sides(d: Decision) -> str:
     if d.claim.kind == "trend":
-        return f"{d.claim.column} against {'log2 ' if d.claim.x == 'log2' else ''}row: " + ", ".join(d.claim.rows)
+        return f"{d.claim.column} against {'log2 of ' if d.claim.x == 'log2' else ''}the row: " + ", ".join(d.claim.rows)
     def side(key: str, mean: float | None) -> str:
         return f"{key} {_num(mean)}" if mean is not None else f"{key} (no runs)"
 

@@ -45,7 +45,8 @@ def build_table7(layout: Layout, scale: str, paper_dir: Path) -> BuiltTable | No
         cells = {}
         for (mode, length), column in zip(pairs, columns):
             found = mine[(mine["mode"] == mode) & (mine["length"].astype(int) == length)]
-            cell = _bench_cell(found.iloc[0]) if len(found) else Cell(MISSING)
+            cell = _bench_cell(found.iloc[0]) if len(found) else Cell(
+                MISSING, reason=f"not measured: ./reproduce.sh table7 --scale {scale}")
             match = theirs[(theirs["mode"] == mode) & (theirs["length"].astype(int) == length)]
             cell.paper_text = str(match.iloc[0]["steps_per_sec"]) if len(match) else ""
             cell.paper = paper_number(cell.paper_text)
@@ -94,7 +95,7 @@ def build_table2(layout: Layout, scale: str, paper_dir: Path) -> BuiltTable | No
         elif len(values):  # runs analysed, but shorter than one window of updates
             cell = Cell(FAILED, reason="fewer recorded updates than one window (train longer or lower --window)")
         else:
-            cell = Cell(MISSING)
+            cell = Cell(MISSING, reason=f"not run: ./reproduce.sh table2 --scale {scale}")
         theirs = paper[paper["backend"] == key]
         cell.paper_text = str(theirs.iloc[0]["gradient_deviation"]) if len(theirs) else ""
         cell.paper = paper_number(cell.paper_text)
