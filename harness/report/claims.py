@@ -403,7 +403,9 @@ def measured(d: Decision) -> str:
 
 def sides(d: Decision) -> str:
     if d.claim.kind == "trend":
-        return f"{d.claim.column} against {'log2 of ' if d.claim.x == 'log2' else ''}the row: " + ", ".join(d.claim.rows)
+        axis = "log2 of the row" if d.claim.x == "log2" else "the row"
+        return f"{d.claim.column} against {axis}: " + ", ".join(d.claim.rows)
+
     def side(key: str, mean: float | None) -> str:
         return f"{key} {_num(mean)}" if mean is not None else f"{key} (no runs)"
 
@@ -422,6 +424,25 @@ def _other_budgets(d: Decision, decisions: Sequence[Decision]) -> str:
 def counts(decisions: Sequence[Decision]) -> dict[str, int]:
     main = [d for d in decisions if d.main]
     return {v: sum(d.verdict == v for d in main) for v in VERDICTS}
+
+
+def flipped(decisions: Sequence[Decision]) -> list[Decision]:
+    """The main decisions whose verdict differs at another training budget."""
+    return [d for d in decisions if d.main and any(o.claim.id == d.claim.id and not o.main and o.verdict != d.verdict
+                                                   for o in decisions)]
+
+
+def budget_line(decisions: Sequence[Decision]) -> str:
+    """What the other budgets change, in a sentence ("" when no claim was run at another budget)."""
+    others = sorted({o.budget for o in decisions if not o.main and o.budget is not None})
+    if not others:
+        return ""
+    changed = [f"`{d.claim.id}` ({d.verdict} → " + ", ".join(
+        f"{o.verdict} at {o.budget}" for o in decisions if o.claim.id == d.claim.id and not o.main) + ")"
+        for d in flipped(decisions)]
+    budgets = ", ".join(str(b) for b in others)
+    return (f"Decided again at {budgets} updates: " + ("; ".join(changed) if changed else "no verdict changes")
+            + ".")
 
 
 def summary_line(decisions: Sequence[Decision]) -> str:
@@ -449,8 +470,7 @@ def claims_markdown(decisions: Sequence[Decision], scale: str, data: str, plot: 
                  d.method, f"**{d.verdict}**" + (f": {_escape(d.reason)}" if d.reason else "")]
         cells += [_escape(_other_budgets(d, decisions))] if has_budgets else []
         lines.append("| " + " | ".join(cells) + " |")
-    flips = [d for d in decisions if d.main and any(o.claim.id == d.claim.id and not o.main and o.verdict != d.verdict
-                                                    for o in decisions)]
+    flips = flipped(decisions)
     out = [
         f"# The paper's claims at scale `{scale}` ({data})",
         "",

@@ -222,6 +222,8 @@ def _index_markdown(scale: str, entries: list[Entry], records: list[RunRecord],
         lines += [f"## The paper's claims: {claims.summary_line(decisions)}", "",
                   "Generated from [claims.md](claims.md) (95% intervals over seeds, how to read them, the budgets):",
                   "", *claims.verdict_table(decisions), ""]
+        if claims.budget_line(decisions):
+            lines += [claims.budget_line(decisions), ""]
     lines += ["## Tables", "", "| table | what | cells | rank agreement with the paper | files |",
               "|---|---|---|---|---|"]
     for e in entries:
@@ -307,6 +309,8 @@ def readme_section(sections: Sequence[Section], out: Path, readme_dir: Path) -> 
                   f"[claims]({folder}/claims.md), [tables]({folder}/index.md)): "
                   f"{claims.summary_line(section.decisions)}", "",
                   *claims.verdict_table(section.decisions, f"{folder}/")]
+        if claims.budget_line(section.decisions):
+            lines += ["", claims.budget_line(section.decisions)]
     return "\n".join([*lines, "", README_END])
 
 
