@@ -288,12 +288,22 @@ def masked_lm(ctx: Context) -> tuple[list[str], str]:
     return ["task=mlm"], ""
 
 
+def first_values(overrides: Sequence[str]) -> list[str]:
+    """Sweep overrides (``attention=vanilla,elu``) at their first value: what composing one config of the sweep
+    needs to check it (Hydra's compose takes no sweep); lists, dicts and quoted values are kept whole."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    return [f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else o.input_line
+            for o in parsed]
+
+
 def plan_sweep(name: str, ctx: Context, extra: Sequence[str] = ()) -> tuple[list[str], Any]:
     """The sweep command of experiment ``name`` and its composed config; raises Unavailable."""
     if not (CONF_DIR / "experiment" / f"{name}.yaml").is_file():
         raise Unavailable(f"conf/experiment/{name}.yaml does not exist")
     try:
-        cfg = compose([f"experiment={name}", f"scale={ctx.scale}", *extra, *ctx.overrides])
+        cfg = compose([f"experiment={name}", f"scale={ctx.scale}", *first_values([*extra, *ctx.overrides])])
     except Exception as err:
         raise Unavailable(f"experiment={name} does not compose: {type(err).__name__}: "
                           f"{str(err).splitlines()[0]}") from None

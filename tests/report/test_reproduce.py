@@ -166,3 +166,10 @@ def test_one_smoke_table_end_to_end_then_a_rerun_skips_it(tmp_path):
                            timeout=600)
     assert again.returncode == 0 and again.stdout.count("skipped (already completed)") == 2, again.stdout[-3000:]
     assert [json.loads(p.read_text())["updated"] for p in records] == before
+
+
+def test_a_sweep_after_the_double_dash_plans(tmp_path):
+    ctx = Context("smoke", 1, "local", Layout(tmp_path), ["attention=vanilla,elu", "trainer.max_steps=3"])
+    argv, cfg = plan_sweep("table4", ctx)
+    assert "attention=vanilla,elu" in argv and cfg.attention.name == "vanilla"  # composed at the first value
+    assert reproduce.first_values(["+ablation/pos=none,rope", "x=[1,2]"]) == ["+ablation/pos=none", "x=[1,2]"]
