@@ -107,3 +107,21 @@ def test_real_wikitext2_through_the_files_path_trains(tmp_path):
         optimizer.step()
         losses.append(loss.item())
     assert all(torch.isfinite(torch.tensor(losses))) and losses[-1] < losses[0]
+
+
+@pytest.mark.skipif(not WIKITEXT2.is_dir(), reason="the real WikiText-2 files are not available")
+def test_real_wikitext2_valid_and_test_become_three_splits_without_sharing_text(tmp_path):
+    """./reproduce.sh --data wikitext-2: train = valid; test cut at an article heading into validation and test."""
+    from tasks.data.wikitext import ARTICLE_HEADING, read_words, resplit_valid_test
+
+    folder = resplit_valid_test(WIKITEXT2, tmp_path / "wikitext-2")
+    lines = {split: (folder / f"wiki.{split}.tokens").read_text(encoding="utf-8").splitlines(keepends=True)
+             for split in ("train", "valid", "test")}
+    assert "".join(lines["train"]) == (WIKITEXT2 / "wiki.valid.tokens").read_text(encoding="utf-8")
+    assert "".join(lines["valid"] + lines["test"]) == (WIKITEXT2 / "wiki.test.tokens").read_text(encoding="utf-8")
+    assert ARTICLE_HEADING.match(lines["test"][0].rstrip("\n"))  # the cut is an article boundary
+    sizes = {split: sum(len(w) for w in read_words(folder / f"wiki.{split}.tokens")) for split in lines}
+    assert sizes["train"] == 217_646 and abs(sizes["valid"] - sizes["test"]) < 0.1 * sizes["train"]
+    before = (folder / "wiki.test.tokens").stat().st_mtime_ns
+    resplit_valid_test(WIKITEXT2, folder)  # unchanged content: not rewritten (the token cache keys on mtimes)
+    assert (folder / "wiki.test.tokens").stat().st_mtime_ns == before
