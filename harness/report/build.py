@@ -233,6 +233,7 @@ def build_run_table(
     references = {c.name: next((r for key in order for r in runs(key, c) if r.context == contexts[c.name]), None)
                   for c in spec.columns}
     rows, stray, notes = [], [], defaultdict(list)  # notes: (row, note) -> the columns it applies to
+    unrun = False
     for key in order:
         paper_row = paper_rows.get(key, {})
         label = labels.get(key, key)
@@ -244,7 +245,8 @@ def build_run_table(
             fair = [r for r in found if r.context == contexts[column.name]]
             cell = make_cell(fair, column, contexts[column.name])
             if not found:
-                cell.reason = spec.unrun.get(key) or f"not run: ./reproduce.sh {spec.name} --scale {scale}"
+                cell.reason = spec.unrun.get(key) or "not run"
+                unrun = True
             elif not fair:
                 cell.reason = "no run with the column's settings (runs with other settings: below the table)"
             unfair = [r for r in found if r.context != contexts[column.name]]
@@ -267,6 +269,9 @@ def build_run_table(
         row.paper_params_m = paper_number(str(paper_row.get("params_m", "")))
         rows.append(row)
     lines = [f"{label} ({', '.join(columns)}): {note}" for (label, note), columns in notes.items()]
+    if unrun:
+        lines.append(f"missing: not run: no run of the row at this scale; `./reproduce.sh {spec.name} --scale {scale}` "
+                     "runs it")
     baseline = baseline_row(spec, rows) if spec.baseline else None
     return BuiltTable(spec, scale, task, rows, column_agreement(spec, rows), lines, baseline, stray)
 

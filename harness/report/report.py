@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from harness.report import claims, plots
-from harness.report.build import BuiltTable, build_run_table, long_frame
+from harness.report.build import OK, BuiltTable, build_run_table, long_frame
 from harness.report.layout import Layout
 from harness.report.paper import PAPER_DIR
 from harness.report.records import RunRecord, load_records
@@ -85,6 +85,9 @@ def build_scale(scale: str, records: list[RunRecord], layout: Layout | None, pap
     for name in names:
         if name in TABLES:
             table = build_run_table(TABLES[name], records, scale, paper_dir, defaults)
+            cost = not_run_reasons(scale).get(name)
+            if cost and not table.counts()[OK]:
+                table.notes.append(f"No run of this table at this scale: {cost}.")
             entries.append(_entry(table, _write_table(table, folder, run_table_figures(table))))
         elif layout is None:
             continue
