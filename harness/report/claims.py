@@ -352,6 +352,7 @@ def decide_all(claims: Iterable[Claim], records: Sequence[RunRecord], scale: str
             found = [decide(claim, evidence) for evidence in run_evidence(claim, records, scale, defaults)]
             for extra in found[1:]:
                 extra.main = False
+            found = found[:1] + [d for d in found[1:] if d.verdict != NOT_RUN]  # budgets both sides ran
         elif layout is None:
             found = [Decision(claim, NOT_RUN, reason="built on the built-in corpus's runs only")]
         elif claim.table == "table2":

@@ -114,6 +114,8 @@ def write_claims(scale: str, records: list[RunRecord], layout: Layout | None, fo
         wanted = [c for c in wanted if c.table in run]
     locality = read_locality(layout, scale) if layout is not None else None
     decisions = claims.decide_all(wanted, records, scale, layout, defaults, locality, not_run_reasons(scale))
+    if layout is None:  # another data set: the claims whose runs were made on it
+        decisions = [d for d in decisions if d.verdict != claims.NOT_RUN]
     budgets = claims.budget_frame(records, scale, defaults)
     plot = None
     if not budgets.empty:
