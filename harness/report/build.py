@@ -85,7 +85,8 @@ def _task_matches(record_task: str, wanted: str) -> bool:
     return record_task == wanted or record_task.startswith(wanted + "/")
 
 
-def _value(record: RunRecord, column: Column) -> float | None:
+def column_value(record: RunRecord, column: Column) -> float | None:
+    """The run's value for ``column`` (a fraction shown as a percentage where the column says so)."""
     value = record.split_value(column.split)
     if value is not None and column.percent and abs(value) <= 1.0:
         value *= 100.0
@@ -124,7 +125,7 @@ def make_cell(records: list[RunRecord], column: Column, context: str | None = No
         return Cell(MISSING)
     chosen, ignored = choose_group(records, context)
     completed = [r for r in chosen if r.status == "completed"]
-    values = [v for v in (_value(r, column) for r in completed) if v is not None]
+    values = [v for v in (column_value(r, column) for r in completed) if v is not None]
     failed = [r for r in chosen if r.status == "failed"]
     if values:
         reason = f"{len(failed)} of {len(chosen)} seeds failed: {failed[0].reason}" if failed else ""

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
-from harness.report.build import column_runs, dominant_context, table_runs
+from harness.report.build import column_runs, column_value, dominant_context, table_runs
 from harness.report.layout import ORDER, Layout
 from harness.report.paper import PAPER_DIR
 from harness.report.records import RunRecord
@@ -280,10 +280,8 @@ def run_evidence(claim: Claim, records: Sequence[RunRecord], scale: str, default
 
 
 def _value(record: RunRecord, column: Column) -> float | None:
-    value = record.split_value(column.split) if record.status == "completed" else None
-    if value is None or not math.isfinite(value):
-        return None
-    return value * 100.0 if column.percent and abs(value) <= 1 else value
+    value = column_value(record, column) if record.status == "completed" else None
+    return value if value is not None and math.isfinite(value) else None
 
 
 def average_evidence(spec: RunTable, by_row: Mapping[str, list[RunRecord]], task: str, keys: Sequence[str]) -> Evidence:
