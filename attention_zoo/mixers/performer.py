@@ -54,13 +54,14 @@ class PerformerAttention(MultiHeadMixer):
                 self.redraw_projection()
             self.forwards_since_redraw += 1
         q_feat, _ = positive_random_features(q, self.projection)  # its scale cancels but for eps (ops/favor.py)
-        k_feat, k_log_scale = positive_random_features(k, self.projection, key_valid)
         if self.causal:
+            k_feat, k_log_scale = positive_random_features(k, self.projection, key_valid)
             return causal_logscaled_linear_attention(
                 q_feat, k_feat, k_log_scale, v, chunk_size=self.chunk_size, eps=self.eps
             )
         # Bidirectionally every query sees every key: one shift per sequence and head is exact.
-        return self._bidirectional(q_feat, k_feat, k_log_scale, v)
+        k_feat, _ = positive_random_features(k, self.projection, key_valid, shift="sequence")
+        return normalized_linear_attention(q_feat, k_feat, v, causal=False, eps=self.eps)
 
     def attention_map(self, x, key_valid):
         """The N x N attention this mixer implies (analysis only): attention_zoo.maps.performer_map."""
@@ -83,8 +84,3 @@ class PerformerAttention(MultiHeadMixer):
                                                 eps=self.eps, carry=carry)
         state.tensors.update(carry)
         return out
-
-    def _bidirectional(self, q_feat, k_feat, k_log_scale, v) -> torch.Tensor:
-        shift = k_log_scale.amax(dim=-1, keepdim=True).clamp_min(-1e30)
-        k_feat = k_feat * (k_log_scale - shift).exp()[..., None]
-        return normalized_linear_attention(q_feat, k_feat, v, causal=False, eps=self.eps)

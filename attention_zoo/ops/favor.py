@@ -11,10 +11,14 @@ maximum over all keys leaks the future through its epsilon and through underflow
 The epsilon is added to the stabilised denominator, so in exact terms query i computes
 sum_j A_ij v_j / (sum_j A_ij + eps exp(a_i + c_i)), with a_i its largest logit and c_i the largest key
 logit it sees: an epsilon relative to the feature scale, which keeps tiny-but-valid denominators from
-being swamped. The log-scales are differentiated like everything else (they are not detached), so the
-gradient is exactly the gradient of that function.
+being swamped. The log-scales (the maxima a_i, c_i) are constants for autograd, as in performer-pytorch:
+they cancel between numerator and denominator, so the gradient is exact but for the epsilon term's own
+dependence on them (measured in docs/attention_zoo.md: a relative gradient change of about 1e-2 at
+cpu scale), and their backward (a cumulative maximum, a per-vector maximum) costs nothing.
 """
 from __future__ import annotations
+
+import math
 
 import torch
 
@@ -24,23 +28,40 @@ _FLOOR = -1e30  # finite "minus infinity" for running maxima, so that difference
 
 
 def positive_random_features(
-    x: torch.Tensor, projection: torch.Tensor, key_valid: torch.Tensor | None = None
+    x: torch.Tensor, projection: torch.Tensor, key_valid: torch.Tensor | None = None, *, shift: str = "vector"
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Stabilised features ``[B, H, N, m]`` and per-vector log-scales ``[B, H, N]`` (fp32, or float64).
+    """Stabilised features ``[B, H, N, m]`` and log-scales (fp32, or float64): phi(x) = features * exp(log_scale).
 
-    ``projection`` is ``[m, d]``. Padded positions get zero features and a log-scale of -inf.
+    ``projection`` is ``[m, d]``. ``shift="vector"``: each vector's own largest logit, log-scales ``[B, H, N]``;
+    ``"sequence"``: the largest over the (real) sequence, one log-scale ``[B, H, 1]`` (bidirectional keys).
+    Padded positions get zero features and a log-scale of -inf. The log-scales are constants for autograd
+    (module docstring); the features carry the whole gradient of the logits.
     """
+    if shift not in ("vector", "sequence"):
+        raise ValueError(f"invalid shift {shift!r}; valid choices: ['vector', 'sequence']")
     with torch.autocast(device_type=x.device.type, enabled=False):
         dtype = accumulation_dtype(x, projection)
-        x = x.to(dtype) * x.shape[-1] ** -0.25
-        logits = torch.matmul(x, projection.to(dtype).t()) - 0.5 * x.pow(2).sum(-1, keepdim=True)
-        log_scale = logits.amax(dim=-1)
-        features = torch.exp(logits - log_scale[..., None]) * projection.shape[0] ** -0.5
-        if key_valid is not None:
-            valid = key_valid[:, None, :]
-            features = features * valid[..., None]
-            log_scale = log_scale.masked_fill(~valid, -torch.inf)
-        return features, log_scale
+        x = x.to(dtype)
+        d, m = x.shape[-1], projection.shape[0]
+        # x' = d^-1/4 x, folded into the (small) projection and into |x'|^2 = d^-1/2 |x|^2
+        projected = torch.matmul(x, projection.to(dtype).t() * d**-0.25)  # [B, H, N, m]
+        half_norm = (0.5 * d**-0.5) * x.pow(2).sum(-1, keepdim=True)  # [B, H, N, 1]
+        padded = None if key_valid is None else ~key_valid[:, None, :, None]
+        with torch.no_grad():
+            largest = projected.amax(dim=-1, keepdim=True) - half_norm  # the largest logit of each vector
+            log_scale = largest if padded is None else largest.masked_fill(padded, -torch.inf)
+            if shift == "sequence":
+                log_scale = log_scale.amax(dim=-2, keepdim=True)
+            # padded vectors (and fully padded rows) are shifted by their own largest logit, so that their
+            # zeroed features never hold inf (whose gradient would be NaN)
+            offset = torch.where(torch.isfinite(log_scale), log_scale, largest)
+            if padded is not None:
+                offset = torch.where(padded, largest, offset)
+        # exp(logits - log_scale) m^-1/2 in one subtraction: logits = projected - half_norm
+        features = torch.exp(projected - (half_norm + (offset + 0.5 * math.log(m))))
+        if padded is not None:
+            features = features.masked_fill(padded, 0.0)
+        return features, log_scale[..., 0]
 
 
 def causal_logscaled_linear_attention(

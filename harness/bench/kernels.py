@@ -26,6 +26,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from harness.bench import public
 from harness.bench import targets as target_checks
 from harness.bench.cell import CellSpec
 from harness.bench.runner import ROOT, run_in_subprocess
@@ -34,6 +35,7 @@ from zoo_io.atomic import write_json, write_text
 
 DEFAULT_LENGTHS = (1024, 2048, 4096, 8192, 16384)
 DEFAULT_OUT = ROOT / "results" / "bench" / "kernels.csv"
+DEFAULT_PUBLIC_OUT = ROOT / "results" / "bench" / "kernels_public.csv"
 SETTINGS = ("batch", "heads", "head_dim", "d_model", "scope", "device", "dtype")
 COLUMNS = (
     "backend", "mode", "n", *SETTINGS, "linear", "status", "time_median_s", "time_min_s", "time_max_s",
@@ -54,7 +56,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--backends", nargs="+", default=None, metavar="NAME",
                         help=f"default: all of {backend_names()}")
     parser.add_argument("--modes", nargs="+", choices=MODES, default=list(MODES))
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT, help="CSV path (default: %(default)s)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help=f"CSV path (default: {DEFAULT_OUT}, with --against public {DEFAULT_PUBLIC_OUT})")
+    parser.add_argument("--against", choices=["none", "public"], default="none",
+                        help="public: time each mixer beside the public implementation of its method "
+                             "(harness/bench/public.py), interleaved in one process")
+    parser.add_argument("--public-path", nargs="+", default=[], metavar="DIR",
+                        help="with --against public: folders to import public code from (e.g. the official cosFormer)")
     parser.add_argument("--memory-cap-gb", type=float, default=None,
                         help="CPU: cap each cell's address space (RLIMIT_AS) at this many GiB")
     parser.add_argument("--scope", choices=SCOPES, default="mixer",
@@ -81,6 +89,8 @@ def _positive(name: str, value: int) -> None:
 
 def validate(args: argparse.Namespace) -> None:
     check_backends(args.backends or backend_names())
+    if args.public_path and args.against != "public":
+        raise ValueError("--public-path is only used with --against public")
     for name in ("batch", "heads", "head_dim", "repeats", "peak_size"):
         _positive(name, getattr(args, name))
     for n in args.lengths:
@@ -238,6 +248,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     device = resolve_device(args.device)
+    if args.against == "public":
+        args.out = args.out or DEFAULT_PUBLIC_OUT
+        return public.run(args, environment(device))
+    args.out = args.out or DEFAULT_OUT
     backends = args.backends or backend_names()
     lengths = sorted(set(args.lengths))
     cap = int(args.memory_cap_gb * 2**30) if args.memory_cap_gb else None

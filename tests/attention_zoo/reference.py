@@ -169,11 +169,12 @@ def elu(module, knobs, x):
     return finish(module, out)
 
 
-def performer(module, knobs, x):
+def performer(module, knobs, x, *, differentiate_eps_scale: bool = False):
     """Exact FAVOR+ features (no stabiliser): phi(x) = m^-1/2 exp(W x' - |x'|^2 / 2), x' = d^-1/4 x,
     normalised like 1+elu. The epsilon is relative to the largest feature scale (the documented design):
     o_i = sum_j A_ij v_j / (sum_j A_ij + eps exp(a_i + c_i)), a_i the largest logit of query i, c_i the
-    largest logit of the keys query i sees (all keys bidirectionally, keys j <= i causally)."""
+    largest logit of the keys query i sees (all keys bidirectionally, keys j <= i causally); that scale is
+    not differentiated (``differentiate_eps_scale=True``: it is, the function before the stabilisers)."""
     q, k, v = qkv(module, x)
     projection = module.projection  # [m, d]
     m, d = projection.shape
@@ -190,7 +191,9 @@ def performer(module, knobs, x):
         key_scale = key_max.cummax(-1).values
     else:
         key_scale = key_max.amax(-1, keepdim=True).expand_as(key_max)
-    eps = knobs["eps"] * torch.exp(q_logits.amax(-1) + key_scale)[..., None]
+    # the epsilon's scale is a constant for autograd (the mixer's stabilisers are: ops/favor.py)
+    scale = torch.exp(q_logits.amax(-1) + key_scale)
+    eps = knobs["eps"] * (scale if differentiate_eps_scale else scale.detach())[..., None]
     return finish(module, weights @ v / (weights.sum(-1, keepdim=True) + eps))
 
 

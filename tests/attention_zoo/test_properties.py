@@ -10,6 +10,7 @@ import attention_zoo
 from attention_zoo import conformance
 from attention_zoo.mixers.gated import GatedAttentionUnit
 from attention_zoo.ops import causal_logscaled_linear_attention, linear_attention
+from tests.attention_zoo import reference
 from tests.attention_zoo.cases import (
     CHUNKED,
     DEFAULT_CASES,
@@ -197,3 +198,32 @@ def test_flash_cross_group_state_accumulates_in_fp32():
     earlier_group_tokens = (torch.arange(4096) // 4 * 4).float()
     expected = earlier_group_tokens / 64 / 4  # (q . k) summed over earlier groups, over G
     assert_close(out[0, 0, :, 0].float(), expected, 1e-2, "cross-group state under bf16")
+
+
+# ---------------------------------------------------------------------------------- Performer's stabilisers
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
+def test_performer_stabilisers_change_the_gradient_only_through_eps(causal):
+    """The stabilisers' maxima are constants for autograd (ops/favor.py): with eps = 0 the gradient equals the
+    fully differentiated function's; at the default eps they differ by the epsilon term's own dependence on
+    the maxima only, a small relative change (printed: docs/attention_zoo.md quotes it)."""
+    x = inputs(1, 129)
+    weight = torch.randn(x.shape, generator=torch.Generator().manual_seed(5), dtype=x.dtype)
+
+    def gradients(module, function):
+        x_ = x.clone().requires_grad_(True)
+        (function(x_) * weight).sum().backward()
+        found = [x_.grad] + [p.grad for p in module.parameters()]
+        module.zero_grad(set_to_none=True)
+        return torch.cat([g.flatten() for g in found])
+
+    for eps, bound in ((0.0, 1e-10), (1e-6, 1e-3)):
+        knobs = SMALL_KNOBS["performer"] | {"eps": eps}
+        module = build("performer", causal, knobs)
+        full_knobs = reference.full_knobs("performer", knobs)
+        ours = gradients(module, module)
+        full = gradients(module, lambda x_, m=module, k=full_knobs: reference.performer(
+            m, k, x_[0], differentiate_eps_scale=True)[None])
+        change = float((ours - full).norm() / full.norm())
+        print(f"performer ({'causal' if causal else 'bidirectional'}), eps={eps:g}: relative gradient change "
+              f"{change:.2e} from not differentiating the stabilisers")
+        assert change < bound
