@@ -1,7 +1,16 @@
 """harness: entry points, trainer, run records, reports, speed bench, diagnostics."""
 import os
 
+# The user's own OpenMP wait policy, if any (the speed benchmarks' cells run with it, or with torch's default).
+USER_OMP_WAIT_POLICY = os.environ.get("OMP_WAIT_POLICY")
+# Set by harness.bench.runner for a benchmark cell: keep OpenMP's defaults, which are what a plain
+# `import torch` gets (measured on an idle 2-core machine: the passive policy below makes a training step of
+# the cpu-scale LM at N=1K 1.4x slower for vanilla and 1.9x slower for TransNormer T2, whose many small
+# kernels each wake sleeping threads).
+KEEP_OMP_DEFAULTS = "ATTENTION_ZOO_KEEP_OMP_DEFAULTS"
+
 # Idle OpenMP threads sleep instead of spinning (must be set before torch loads): on a small or shared CPU
 # machine spinning threads steal the cores the work needs (measured: training steps 7x slower on a loaded
 # 2-core machine with the default policy). Set OMP_WAIT_POLICY yourself to override.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+if os.environ.get(KEEP_OMP_DEFAULTS) != "1":
+    os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")

@@ -121,7 +121,14 @@ class MultiHeadMixer(nn.Module):
         core, constant = self.core_products(n)
         if core is None:
             return None, 0.0
+        pos = getattr(self, "pos", None)  # a relative encoding on q and k (LRPE: a product with a fixed matrix)
+        if pos is not None and hasattr(pos, "products"):
+            constant += 2 * self.n_heads * pos.products(self.position_rows(n))
         return (0.0 if scope == "attention" else 4 * 2 * n * self.d_model**2) + core, constant
+
+    def position_rows(self, n: int) -> int:
+        """How many vectors per head the relative positional encoding is applied to (per q and per k)."""
+        return n
 
     # ---------------------------------------------------------------------------- recurrent decoding
     prefill_in_parallel = False  # True: a fresh state's first chunk runs the parallel forward, then absorb()

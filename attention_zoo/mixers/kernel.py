@@ -8,7 +8,7 @@ import torch.nn.functional as F
 
 from attention_zoo.decoding import linear_step
 from attention_zoo.mixers.base import MultiHeadMixer, check_flag, check_positive, check_real, valid_lengths, zero_padded
-from attention_zoo.ops import linear_attention, normalized_linear_attention
+from attention_zoo.ops import elu_plus_one, linear_attention, normalized_linear_attention
 from attention_zoo.ops.precision import accumulation_dtype
 
 
@@ -35,7 +35,7 @@ class EluLinearAttention(MultiHeadMixer):
         self.normalize, self.eps, self.chunk_size = normalize, eps, chunk_size
 
     def attend(self, q, k, v, key_valid, x) -> torch.Tensor:
-        q, k = 1 + F.elu(q), zero_padded(1 + F.elu(k), key_valid)
+        q, k = elu_plus_one(q), zero_padded(elu_plus_one(k), key_valid)
         if not self.normalize:
             return linear_attention(q, k, v, causal=self.causal, chunk_size=self.chunk_size)
         return normalized_linear_attention(q, k, v, causal=self.causal, chunk_size=self.chunk_size, eps=self.eps)
@@ -52,7 +52,7 @@ class EluLinearAttention(MultiHeadMixer):
         return self.n_heads * 2 * 2 * n * d * (d + 1 if self.normalize else d), 0.0
 
     def attend_step(self, q, k, v, valid, positions, state, x) -> torch.Tensor:
-        q, k = 1 + F.elu(q), zero_padded(1 + F.elu(k), valid)
+        q, k = elu_plus_one(q), zero_padded(elu_plus_one(k), valid)
         if not self.normalize:
             return linear_step(q, k, v, state, chunk_size=self.chunk_size).to(v.dtype)
         return normalized_step(q, k, v, state, self.chunk_size, lambda den: den + self.eps)

@@ -7,12 +7,19 @@ import torch.nn.functional as F
 from attention_zoo.decoding import block_fill, last_real_tokens, linear_step, write_slot
 from attention_zoo.mixers.base import MultiHeadMixer, check_choice, check_dropout, check_positive, zero_padded
 from attention_zoo.norms import NORMS, build_norm
-from attention_zoo.ops import attention_within_blocks, block_valid, from_blocks, linear_attention, to_blocks
+from attention_zoo.ops import (
+    attention_within_blocks,
+    block_valid,
+    elu_plus_one,
+    from_blocks,
+    linear_attention,
+    to_blocks,
+)
 from attention_zoo.positional import build_relative_positional
 
 FEATURE_MAPS = {
     "elu": F.elu,  # T1: can be negative
-    "1+elu": lambda x: 1 + F.elu(x),  # T2
+    "1+elu": elu_plus_one,  # T2
     "relu": F.relu,
     "silu": F.silu,
 }
@@ -106,7 +113,9 @@ class DiagAttention(MultiHeadMixer):
         n, w = q.shape[-2], self.block_size
         qb = self.pos(to_blocks(q * self.head_dim**-0.5, w))  # [B, H, nb, w, d]; positions per block
         kb, vb = self.pos(to_blocks(k, w)), to_blocks(v, w)
-        valid = block_valid(key_valid, n, w, q.device)
+        # no mask but the causal one where only the last block's tail is padding (no real query sees it)
+        only_tail = key_valid is None and (self.causal or n % w == 0)
+        valid = None if only_tail else block_valid(key_valid, n, w, q.device)
         dropout = self.attn_dropout if self.training else 0.0
         out = attention_within_blocks(qb, kb, vb, valid, causal=self.causal, inner=self.inner, dropout_p=dropout)
         return from_blocks(out, n)
@@ -122,6 +131,9 @@ class DiagAttention(MultiHeadMixer):
         Q K^T and A V inside blocks of w tokens."""
         w = self.block_size
         return self.n_heads * 2 * 2 * (-(-n // w) * w) * w * self.head_dim, 0.0
+
+    def position_rows(self, n: int) -> int:
+        return -(-n // self.block_size) * self.block_size  # positions are applied to whole (padded) blocks
 
     # decoding: the state is the current block's keys (rotated by their place in the block) and values
     prefill_in_parallel = True

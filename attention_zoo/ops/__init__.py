@@ -3,6 +3,7 @@
 Shapes: ``q, k, v`` are ``[B, H, N, d]``; ``key_valid`` is a bool ``[B, N]`` (True marks a real token).
 """
 from attention_zoo.ops.block import attention_within_blocks, block_valid, from_blocks, to_blocks
+from attention_zoo.ops.elementwise import elu_plus_one
 from attention_zoo.ops.favor import (
     causal_logscaled_linear_attention,
     orthogonal_gaussian_projection,
@@ -20,6 +21,7 @@ __all__ = [
     "attention_within_blocks",
     "block_valid",
     "chunked",
+    "elu_plus_one",
     "orthogonal_gaussian_projection",
     "states_of_earlier_chunks",
     "causal_logscaled_linear_attention",

@@ -18,7 +18,9 @@ D = d_model, H heads of width d = D / H:
   (N' = N rounded up to whole groups);
 - ``ls``: landmark logits 2 N D (H r), global keys and values 2 x 2 N r d per head, and each query
   against its 2w local and r global keys: 2 x 2 N' (2w + r) d per head;
-- ``vanilla``: 2 x 2 N^2 d per head; ``flash_quad``: 2 N^2 s + 2 N^2 (eD) plus its dense layers.
+- ``vanilla``: 2 x 2 N^2 d per head; ``flash_quad``: 2 N^2 s + 2 N^2 (eD) plus its dense layers;
+- LRPE, where a mixer has it: q and k times a fixed d x 2d matrix (the reflection and its halves swapped),
+  2 x 2 N d (2d) per head, a constant operand.
 """
 from __future__ import annotations
 

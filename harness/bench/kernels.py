@@ -29,7 +29,7 @@ from typing import Any
 from harness.bench import public
 from harness.bench import targets as target_checks
 from harness.bench.cell import CellSpec
-from harness.bench.runner import ROOT, run_in_subprocess
+from harness.bench.runner import ROOT, omp_wait_policy, run_in_subprocess
 from harness.bench.workloads import MODES, SCOPES, backend_names, check_backends, is_linear
 from zoo_io.atomic import write_json, write_text
 
@@ -232,6 +232,7 @@ def environment(device: str) -> dict[str, Any]:
         "cpu": cpu_name(),
         "logical_cpus": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
+        "omp_wait_policy": omp_wait_policy(),
         "torch": torch.__version__,
         "python": platform.python_version(),
         "device": device,
@@ -310,7 +311,8 @@ def run(args: argparse.Namespace) -> int:
                            "matmul_probes_flops_per_s": probes,
                            "targets": evaluated, "throughput": fractions})
     report = (f"Command: `{env['command']}`\n\nMachine: {env['cpu']}, {env['logical_cpus']} logical CPUs, torch "
-              f"{env['torch']} ({env['torch_threads']} threads), device {device}; load average "
+              f"{env['torch']} ({env['torch_threads']} threads, OpenMP wait policy {env['omp_wait_policy']}), "
+              f"device {device}; load average "
               f"{env['load_average_start']} at the start, {env['load_average_end']} at the end.\n\n"
               + markdown_tables(rows) + "\n" + targets_markdown(evaluated, fractions, peak))
     write_text(markdown_path, report)

@@ -376,7 +376,8 @@ def run(args: argparse.Namespace, environment: dict[str, Any]) -> int:
     environment["load_average_end"] = list(os.getloadavg())
     write_json(out.with_suffix(".json"), {"environment": environment, "rows": rows})
     report = (f"Command: `{environment['command']}`\n\nMachine: {environment['cpu']}, {environment['logical_cpus']} "
-              f"logical CPUs, torch {environment['torch']}, device {environment['device']}; load average "
+              f"logical CPUs, torch {environment['torch']} (OpenMP wait policy "
+              f"{environment['omp_wait_policy']}), device {environment['device']}; load average "
               f"{environment['load_average_start']} at the start, {environment['load_average_end']} at the end.\n\n"
               "Forward+backward of one mixer, B={batch}, {heads} heads of {head_dim}, fp32; median seconds of "
               "{repeats} interleaved rounds; the ratio is taken per round (below 1: ours is faster).\n\n"

@@ -5,7 +5,8 @@ CPU cells run with glibc's heap serving every allocation (``CPU_ALLOCATOR_ENV``;
 at N = 16K every [8, N, 64] fp32 tensor is above glibc's mmap threshold, so with its defaults each pass would
 page-fault ~1.2 GB of fresh zeroed memory (measured: 300,000 minor faults per forward+backward of
 norm_attention), a cost of the allocator that swamps the kernels' own. Set the variables yourself to override
-them (e.g. ``MALLOC_MMAP_MAX_=65536``).
+them (e.g. ``MALLOC_MMAP_MAX_=65536``). Cells run with OpenMP's wait policy as the user left it, not with the
+harness's passive one (``benchmark_environment``).
 """
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
+from harness import KEEP_OMP_DEFAULTS, USER_OMP_WAIT_POLICY
 from harness.allocator import CPU_ALLOCATOR_ENV
 from harness.bench.cell import CellSpec
 
@@ -46,12 +48,28 @@ def describe_exit(returncode: int, stderr: str) -> dict[str, Any]:
     return {"status": "crashed", "error": f"exit code {returncode}: {tail}"}
 
 
+def omp_wait_policy() -> str:
+    """The OpenMP wait policy benchmark cells run with: the user's ``OMP_WAIT_POLICY``, or OpenMP's default."""
+    return USER_OMP_WAIT_POLICY or "default (unset)"
+
+
+def benchmark_environment() -> dict[str, str]:
+    """The cells' environment: this one, but with OpenMP's wait policy as the user left it. The harness's
+    own passive policy (harness/__init__.py, right for training on a shared machine) is not what a user of
+    torch gets, and it slows small kernels down (harness/__init__.py), so a benchmark does not inherit it."""
+    env = dict(os.environ)
+    if USER_OMP_WAIT_POLICY is None:
+        env.pop("OMP_WAIT_POLICY", None)
+        env[KEEP_OMP_DEFAULTS] = "1"
+    return env
+
+
 def run_in_subprocess(
     spec: CellSpec, *, memory_cap_bytes: int | None, timeout_s: float, module: str = "harness.bench.cell"
 ) -> dict[str, Any]:
     """Measure ``spec`` in a child process (``python -m <module> SPEC_JSON RESULT_PATH``, by default
     ``harness.bench.cell``; any dataclass spec with a ``device`` field); the result always has a ``status``."""
-    env = dict(os.environ)
+    env = benchmark_environment()
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
     cap = memory_cap_bytes if spec.device == "cpu" else None  # CUDA maps far more address space than it uses
     if spec.device == "cpu":

@@ -21,6 +21,9 @@ does not change the cost) and the vocabulary is ``--vocab-size`` (random tokens)
 - ``--memory-cap-gb`` (CPU: the process's address space, default 80% of RAM; CUDA: a fraction of the
   device, default all of it): a cell that runs out of memory is recorded as OOM, the longer lengths of that
   backend and mode are skipped, and the sweep goes on.
+``--runs R`` measures every cell R times, the backends of one (mode, length) one after the other in each
+run, so that a ratio compares cells measured under the same load; the speed ratios are then per run
+(median and min-max), and ``table7_runs.csv`` holds every run's row.
 Outputs in ``--out`` (rewritten after every cell): ``table7.csv`` (one row per cell), ``table7.md`` (the
 paper's layout, "-" for OOM, our speed ratios beside the paper's), ``table7.json`` (machine, load,
 versions, commit, settings), ``table7_speed.png`` and ``table7_memory.png`` (log-log against length, one
@@ -44,7 +47,7 @@ import torch
 from harness.bench.cell import is_out_of_memory
 from harness.bench.kernels import cpu_name
 from harness.bench.memory import PeakMemory
-from harness.bench.runner import ROOT, run_in_subprocess
+from harness.bench.runner import ROOT, omp_wait_policy, run_in_subprocess
 from zoo_io.atomic import write_json, write_text
 
 if TYPE_CHECKING:
@@ -58,6 +61,7 @@ COLUMNS = (
     "steps_per_sec_min", "steps_per_sec_max", "tokens_per_sec", "time_median_s", "time_min_s", "time_max_s",
     "spread_pct", "repeats", "times_s", "peak_memory_mib", "memory_method", "parameters", "error",
 )
+RUN_COLUMNS = ("run", *COLUMNS)  # table7_runs.csv: one row per cell and run
 
 
 @dataclass(frozen=True)
@@ -220,7 +224,7 @@ def environment(args: argparse.Namespace, device: str) -> dict[str, Any]:
         "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
         "torch_threads": args.threads or torch.get_num_threads(),
         "load_average_start": load_average(),
-        "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+        "omp_wait_policy": omp_wait_policy(),
         "versions": versions(),
         "git": git_commit(ROOT),
     }
@@ -269,13 +273,15 @@ def layout(results: pd.DataFrame, value: str, fmt: str) -> str:
     return "\n".join(lines)
 
 
-def ratio_table(results: pd.DataFrame, reference: str) -> str:
+def ratio_table(results: pd.DataFrame, reference: str, runs: pd.DataFrame | None = None) -> str:
     """Each backend's speed over ``reference``'s at the same mode and length, ours and, in brackets, the
-    paper's (GPU) where it has both numbers (backends without knob overrides only)."""
+    paper's (GPU) where it has both numbers (backends without knob overrides only). With several runs
+    (``runs``, measured side by side): the median of the per-run ratios and their min-max."""
     paper = paper_table().assign(steps_per_sec=lambda t: pd_numeric(t["steps_per_sec"])).dropna()
     theirs = {(r["backend"], r["mode"], r["length"]): r["steps_per_sec"] for _, r in paper.iterrows()}
     ok = results[results["status"] == "ok"]
     speed = {(r["label"], r["mode"], r["length"]): r["steps_per_sec"] for _, r in ok.iterrows()}
+    paired = paired_ratios(runs, reference) if runs is not None and runs["run"].nunique() > 1 else {}
     lengths = sorted(results["length"].unique())
     lines = ["| backend | mode | " + " | ".join(length_label(n) for n in lengths) + " |",
              "|---|---|" + "---|" * len(lengths)]
@@ -285,7 +291,11 @@ def ratio_table(results: pd.DataFrame, reference: str) -> str:
         backend, cells = rows.iloc[0]["backend"], []
         for n in lengths:
             ours, base = speed.get((label, mode, n)), speed.get((reference, mode, n))
-            text = f"{ours / base:.2f}" if ours and base else ""
+            found = paired.get((label, mode, n))
+            if found:
+                text = f"{statistics.median(found):.2f} [{min(found):.2f}-{max(found):.2f}, {len(found)} runs]"
+            else:
+                text = f"{ours / base:.2f}" if ours and base else ""
             paper_pair = theirs.get((backend, mode, n)), theirs.get((reference, mode, n))
             if None not in paper_pair and label == backend:  # knob overrides are not the paper's model
                 text += f" ({paper_pair[0] / paper_pair[1]:.2f})"
@@ -322,7 +332,8 @@ def pd_numeric(series: pd.Series) -> pd.Series:
     return pd.to_numeric(series, errors="coerce")
 
 
-def markdown(results: pd.DataFrame, env: dict[str, Any], settings: dict[str, Any]) -> str:
+def markdown(results: pd.DataFrame, env: dict[str, Any], settings: dict[str, Any],
+             runs: pd.DataFrame | None = None) -> str:
     git = env.get("git") or {}
     lines = [
         "# Table 7: speed (steps/s, higher is better) and peak memory",
@@ -335,7 +346,9 @@ def markdown(results: pd.DataFrame, env: dict[str, Any], settings: dict[str, Any
         + (f", {env['load_average_end']} at the end" if "load_average_end" in env else ""),
         f"- model: the LM at scale `{settings['scale']}` (vocabulary {settings['vocab_size']}), batch "
         f"{settings['batch_size']}, {'bidirectional' if settings['bidirectional'] else 'causal'}, "
-        f"{settings['precision']}; {settings['warmup']} warm-up + {settings['repeats']} timed steps per cell",
+        f"{settings['precision']}; {settings['warmup']} warm-up + {settings['repeats']} timed steps per cell"
+        + (f", {settings['runs']} runs of every cell, the backends side by side in each (table7_runs.csv)"
+           if settings.get("runs", 1) > 1 else ""),
         f"- torch {env['versions'].get('torch')}, python {env['versions'].get('python')}, commit "
         f"{git.get('commit', 'unknown')}{' (uncommitted changes)' if git.get('dirty') else ''}",
         "",
@@ -349,8 +362,9 @@ def markdown(results: pd.DataFrame, env: dict[str, Any], settings: dict[str, Any
     ]
     lines += ["", "## Growth of peak memory with length", "", memory_growth_table(results)]
     if "vanilla" in set(results["label"]):
-        lines += ["", "## Speed relative to vanilla (in brackets: the paper's, on a GPU)", ""]
-        lines.append(ratio_table(results, "vanilla"))
+        lines += ["", "## Speed relative to vanilla (in round brackets: the paper's, on a GPU; in square brackets: "
+                  "the min-max of the per-run ratios)", ""]
+        lines.append(ratio_table(results, "vanilla", runs))
     return "\n".join(lines) + "\n"
 
 
@@ -379,17 +393,57 @@ def figures(results: pd.DataFrame) -> dict[str, Any]:
     return out
 
 
-def write_outputs(out: Path, rows: list[dict[str, Any]], env: dict[str, Any], settings: dict[str, Any],
+def combine_runs(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per cell from its runs: steps/s the median of the runs' medians, the spread from the slowest
+    to the fastest step of any run, every timed step in ``times_s``; a cell is ok when every run of it was
+    (else the first failure is shown)."""
+    import pandas as pd
+
+    rows = []
+    for _, group in runs.groupby(["label", "mode", "length"], sort=False):
+        failed = group[group["status"] != "ok"]
+        if len(failed) or len(group) == 1:
+            rows.append((failed if len(failed) else group).iloc[0].drop("run"))
+            continue
+        row = group.iloc[0].drop("run").copy()
+        times = [float(t) for text in group["times_s"] for t in str(text).split(";") if t]
+        median = statistics.median(group["time_median_s"].astype(float))
+        row["steps_per_sec"], row["time_median_s"] = 1 / median, median
+        row["tokens_per_sec"] = row["batch_size"] * row["length"] / median
+        row["time_min_s"], row["time_max_s"] = min(times), max(times)
+        row["steps_per_sec_min"], row["steps_per_sec_max"] = 1 / max(times), 1 / min(times)
+        row["spread_pct"] = 100 * (max(times) - min(times)) / median
+        row["repeats"], row["times_s"] = len(times), ";".join(f"{t:.6g}" for t in times)
+        row["peak_memory_mib"] = float(group["peak_memory_mib"].astype(float).median())
+        rows.append(row)
+    return pd.DataFrame(rows, columns=list(COLUMNS)).reset_index(drop=True)
+
+
+def paired_ratios(runs: pd.DataFrame, reference: str) -> dict[tuple[str, str, int], list[float]]:
+    """(label, mode, length) -> its speed over ``reference``'s, one ratio per run (cells measured side by side)."""
+    ok = runs[runs["status"] == "ok"]
+    speed = {(r["run"], r["label"], r["mode"], r["length"]): r["steps_per_sec"] for _, r in ok.iterrows()}
+    ratios: dict[tuple[str, str, int], list[float]] = {}
+    for (run, label, mode, length), value in speed.items():
+        base = speed.get((run, reference, mode, length))
+        if label != reference and base:
+            ratios.setdefault((label, mode, length), []).append(value / base)
+    return ratios
+
+
+def write_outputs(out: Path, runs: list[dict[str, Any]], env: dict[str, Any], settings: dict[str, Any],
                   with_figures: bool) -> str:
     import matplotlib.pyplot as plt
     import pandas as pd
 
     from harness.analyze.files import save_figure, write_csv
 
-    results = pd.DataFrame(rows, columns=list(COLUMNS))
+    by_run = pd.DataFrame(runs, columns=list(RUN_COLUMNS))
+    results = combine_runs(by_run)
     write_csv(results, out / "table7.csv")
+    write_csv(by_run, out / "table7_runs.csv")
     write_json(out / "table7.json", {"environment": env, "settings": settings})
-    text = markdown(results, env, settings)
+    text = markdown(results, env, settings, by_run)
     write_text(out / "table7.md", text)
     if with_figures:
         for name, figure in figures(results).items():
@@ -427,6 +481,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     parser.add_argument("--warmup", type=int, help="untimed steps per cell (default: %(default)s)")
     parser.add_argument("--repeats", type=int, help="timed steps per cell (default: %(default)s)")
+    parser.add_argument("--runs", type=int, help="measure every cell this many times, the backends side by side "
+                        "in each run; ratios are then per run (median, min-max) (default: %(default)s)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads per cell (default: torch's)")
     parser.add_argument("--memory-cap-gb", type=float, default=None,
                         help="per cell: CPU address space (default 80%% of RAM), CUDA memory (default all)")
@@ -439,7 +495,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    for name in ("vocab_size", "batch_size", "repeats"):
+    for name in ("vocab_size", "batch_size", "repeats", "runs"):
         if getattr(args, name) < 1:
             print(f"error: --{name.replace('_', '-')} must be a positive integer", file=sys.stderr)
             return 2
@@ -461,30 +517,34 @@ def run(args: argparse.Namespace) -> int:
     settings["memory_cap_bytes"] = cap
     print(f"{env['cpu']} | {env['logical_cpus']} logical CPUs | {env['torch_threads']} threads | device {device}"
           f" | load {env['load_average_start']}", flush=True)
-    rows: list[dict[str, Any]] = []
-    total = len(plan) * len(args.modes) * len(args.lengths)
-    for label, name, attention, model in plan:
+    runs: list[dict[str, Any]] = []
+    total = args.runs * len(plan) * len(args.modes) * len(args.lengths)
+    gave_up: dict[tuple[str, str], dict[str, Any]] = {}
+    # backends innermost: the cells compared in a ratio run next to each other, under the same load
+    for run in range(args.runs):
         for mode in args.modes:
-            gave_up = None
             for length in args.lengths:
-                cell = ModelCell(label, attention, model, args.vocab_size, length, args.batch_size, mode,
-                                 args.precision, device, args.warmup, args.repeats, args.threads,
-                                 cap if device == "cuda" else None, causal=not args.bidirectional)
-                if gave_up:
-                    result = {"status": "skipped", "error": f"{gave_up['status']} at N={gave_up['length']}"}
-                else:
-                    result = run_in_subprocess(cell, memory_cap_bytes=cap, timeout_s=args.timeout_s,
-                                               module="harness.bench.table7")
-                    if result["status"] in GIVE_UP:
-                        gave_up = result | {"length": length}
-                row = {"label": label, "backend": name, "mode": mode, "length": length,
-                       "batch_size": args.batch_size, "precision": args.precision, "device": device} | result
-                rows.append({column: row.get(column) for column in COLUMNS})
-                write_outputs(args.out, rows, env, settings, with_figures=False)
-                print(progress_line(len(rows), total, rows[-1]), flush=True)
+                for label, name, attention, model in plan:
+                    cell = ModelCell(label, attention, model, args.vocab_size, length, args.batch_size, mode,
+                                     args.precision, device, args.warmup, args.repeats, args.threads,
+                                     cap if device == "cuda" else None, causal=not args.bidirectional)
+                    failed = gave_up.get((label, mode))
+                    if failed and failed["length"] <= length:
+                        result = {"status": "skipped", "error": f"{failed['status']} at N={failed['length']}"}
+                    else:
+                        result = run_in_subprocess(cell, memory_cap_bytes=cap, timeout_s=args.timeout_s,
+                                                   module="harness.bench.table7")
+                        if result["status"] in GIVE_UP:
+                            gave_up[(label, mode)] = result | {"length": length}
+                    row = {"run": run, "label": label, "backend": name, "mode": mode, "length": length,
+                           "batch_size": args.batch_size, "precision": args.precision, "device": device} | result
+                    runs.append({column: row.get(column) for column in RUN_COLUMNS})
+                    write_outputs(args.out, runs, env, settings, with_figures=False)
+                    print(progress_line(len(runs), total, runs[-1]), flush=True)
     env["load_average_end"] = load_average()
-    text = write_outputs(args.out, rows, env, settings, with_figures=True)
-    print("\n" + text + f"\nwrote {args.out}/table7.{{csv,md,json}}, table7_speed.png, table7_memory.png")
+    text = write_outputs(args.out, runs, env, settings, with_figures=True)
+    print("\n" + text + f"\nwrote {args.out}/table7.{{csv,md,json}}, table7_runs.csv, table7_speed.png, "
+          "table7_memory.png")
     return 0
 
 

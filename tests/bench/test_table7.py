@@ -73,3 +73,19 @@ def test_memory_growth_tells_linear_from_quadratic():
     table = memory_growth_table(pd.DataFrame(rows))
     assert "| linear | train | 50 | 1.000 | 1.50 |" in table  # 150, 200, 300 MiB: affine, below 2x
     assert "| quadratic | train |" in table and table.strip().endswith("| 3.00 |")
+
+
+def test_runs_interleave_backends_and_give_paired_ratios(tmp_path):
+    """--runs 2: every cell twice, table7.csv one row per cell (all timed steps), the ratio per run."""
+    argv = [*TINY, "--backends", "vanilla", "transnormer_t2", "--lengths", "32", "--modes", "train", "--runs", "2",
+            "--repeats", "2", "--out", str(tmp_path)]
+    assert main(argv) == 0
+    runs = pd.read_csv(tmp_path / "table7_runs.csv")
+    assert list(runs["run"]) == [0, 0, 1, 1] and list(runs["label"]) == ["vanilla", "transnormer_t2"] * 2
+    cells = pd.read_csv(tmp_path / "table7.csv", dtype={"times_s": str})
+    assert len(cells) == 2 and all(len(t.split(";")) == 4 for t in cells["times_s"])
+    t2 = runs[runs["label"] == "transnormer_t2"]["steps_per_sec"].to_numpy()
+    vanilla = runs[runs["label"] == "vanilla"]["steps_per_sec"].to_numpy()
+    ratios = sorted(t2 / vanilla)
+    text = (tmp_path / "table7.md").read_text()
+    assert f"[{ratios[0]:.2f}-{ratios[1]:.2f}, 2 runs]" in text
