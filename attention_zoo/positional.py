@@ -68,21 +68,64 @@ class LRPE(nn.Module):
         self.theta = nn.Parameter(inverse_frequencies(head_dim))
 
     def forward(self, x: torch.Tensor, positions: torch.Tensor | None = None) -> torch.Tensor:
-        # One product gives the reflected vector r = x (I - 2 u u^T) and its halves swapped, [r2, r1]; the
-        # rotation is then r [cos, cos] + [r2, r1] [-sin, sin]: three passes over x instead of about ten.
         d = x.shape[-1]
         u = self.householder.to(x.dtype)
         reflection = torch.eye(d, dtype=x.dtype, device=x.device) - 2 * u[:, None] * u[None, :]
-        both = torch.matmul(x, torch.cat([reflection, reflection.roll(d // 2, dims=1)], dim=1))
         dtype = accumulation_dtype(x, self.theta)
         angles = positions_of(x, dtype, positions) * self.theta.to(dtype)
-        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-        return torch.addcmul(both[..., :d] * torch.cat([cos, cos], -1), both[..., d:], torch.cat([-sin, sin], -1))
+        return reflect_and_rotate(x, reflection, angles)
 
     def products(self, rows: int) -> float:
         """FLOPs of matrix products per application to ``rows`` vectors: the fixed d x 2d product above."""
         d = self.theta.shape[0] * 2
         return 2.0 * rows * d * 2 * d
+
+
+class _ReflectRotate(torch.autograd.Function):
+    """rotate_pairs(x @ reflection, angles) in three passes over x each way.
+
+    Forward: one product gives r = x H and its halves swapped, [r2, r1] (H's columns rolled by d/2), and
+    the rotation is r [cos, cos] + [r2, r1] [-sin, sin]. Backward: the gradient of x is one product of both
+    halves' gradients; that of the angles uses d out / d angle = out rotated by 90 degrees, [-out2, out1],
+    so it needs only the output: sum over the leading dims of g2 out1 - g1 out2.
+    """
+
+    @staticmethod
+    def forward(ctx, x, reflection, angles):
+        d = x.shape[-1]
+        both = torch.matmul(x, torch.cat([reflection, reflection.roll(d // 2, dims=1)], dim=1))
+        reflected, swapped = both.unflatten(-1, (2, d)).unbind(-2)
+        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
+        c, t = torch.cat([cos, cos], -1), torch.cat([-sin, sin], -1)
+        out = torch.addcmul(reflected * c, swapped, t)
+        ctx.save_for_backward(out, reflection, c, t)
+        ctx.angles_shape, ctx.angles_dtype = angles.shape, angles.dtype
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad):
+        out, reflection, c, t = ctx.saved_tensors
+        d = grad.shape[-1]
+        grad_x = grad_angles = None
+        if ctx.needs_input_grad[0]:
+            halves = grad.new_empty(*grad.shape[:-1], 2 * d)
+            torch.mul(grad, c, out=halves[..., :d])
+            torch.mul(grad, t, out=halves[..., d:])
+            matrix = torch.cat([reflection, reflection.roll(d // 2, dims=1)], dim=1)
+            grad_x = torch.matmul(halves, matrix.t())
+        if ctx.needs_input_grad[2]:
+            out1, out2 = out.chunk(2, dim=-1)
+            grad1, grad2 = grad.chunk(2, dim=-1)
+            per_pair = torch.addcmul(grad2 * out1, grad1, out2, value=-1)
+            grad_angles = per_pair.sum_to_size(ctx.angles_shape).to(ctx.angles_dtype)
+        return grad_x, None, grad_angles
+
+
+def reflect_and_rotate(x: torch.Tensor, reflection: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
+    """``rotate_pairs(x @ reflection, angles)`` (``reflection`` fixed, ``angles`` broadcast over x's leading
+    dims) with a fused forward and backward; first derivatives only."""
+    return _ReflectRotate.apply(x, reflection, angles)
 
 
 def build_relative_positional(kind: str, head_dim: int) -> nn.Module:

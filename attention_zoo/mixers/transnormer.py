@@ -111,13 +111,14 @@ class DiagAttention(MultiHeadMixer):
 
     def attend(self, q, k, v, key_valid, x) -> torch.Tensor:
         n, w = q.shape[-2], self.block_size
-        qb = self.pos(to_blocks(q * self.head_dim**-0.5, w))  # [B, H, nb, w, d]; positions per block
+        qb = self.pos(to_blocks(q, w))  # [B, H, nb, w, d]; positions per block (scaled by d^-1/2 in the kernel)
         kb, vb = self.pos(to_blocks(k, w)), to_blocks(v, w)
         # no mask but the causal one where only the last block's tail is padding (no real query sees it)
         only_tail = key_valid is None and (self.causal or n % w == 0)
         valid = None if only_tail else block_valid(key_valid, n, w, q.device)
         dropout = self.attn_dropout if self.training else 0.0
-        out = attention_within_blocks(qb, kb, vb, valid, causal=self.causal, inner=self.inner, dropout_p=dropout)
+        out = attention_within_blocks(qb, kb, vb, valid, causal=self.causal, inner=self.inner, dropout_p=dropout,
+                                      scale=self.head_dim**-0.5)
         return from_blocks(out, n)
 
     def attention_map(self, x, key_valid):

@@ -4,8 +4,8 @@ Causal form: the sequence is cut into chunks of C tokens; inside a chunk the (C 
 used, across chunks the d_k x d_v states of the earlier chunks are summed (an exclusive prefix sum over
 chunks). Memory is O(N d + N/C d_k d_v): never an N x N matrix nor an N x d_k x d_v cumulative sum.
 The causal form is one autograd function with a hand-written backward (the gradients are three more
-passes of the same chunked form, two of them anti-causal), so that autograd keeps only q, k, v, the masked
-in-chunk scores (N x C) and the per-chunk states. All accumulation happens in fp32
+passes of the same chunked form, two of them anti-causal), so that autograd keeps only q, k, v (as
+chunks), the masked in-chunk scores (N x C) and the per-chunk states. All accumulation happens in fp32
 (float64 stays float64), whatever the autocast dtype.
 """
 from __future__ import annotations
@@ -78,17 +78,19 @@ class CausalLinearAttention(torch.autograd.Function):
         scores = torch.matmul(qc, kc.transpose(-1, -2)).tril_()  # [..., n_chunks, C, C]: O(N C), kept for dv
         out = torch.matmul(scores, vc)
         out += torch.matmul(qc, before)
-        ctx.save_for_backward(q, k, v, before, scores)
-        ctx.chunk_size = chunk_size
+        # the chunked copies, not q, k, v: the backward needs them in this layout (and q, k, v are kept alive
+        # by nothing else here, so the memory is the same)
+        ctx.save_for_backward(qc, kc, vc, before, scores)
+        ctx.chunk_size, ctx.length, ctx.dtypes = chunk_size, n, (q.dtype, k.dtype, v.dtype)
         return out.flatten(-3, -2)[..., :n, :].to(v.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad_out: torch.Tensor):
-        q, k, v, before, scores = ctx.saved_tensors
-        n, dtype, need_q, need_k, need_v = q.shape[-2], before.dtype, *ctx.needs_input_grad[:3]
-        with torch.autocast(device_type=q.device.type, enabled=False):
-            qc, kc, vc, gc = (_contiguous_chunks(t, ctx.chunk_size, dtype) for t in (q, k, v, grad_out))
+        qc, kc, vc, before, scores = ctx.saved_tensors
+        n, dtype, need_q, need_k, need_v = ctx.length, before.dtype, *ctx.needs_input_grad[:3]
+        with torch.autocast(device_type=qc.device.type, enabled=False):
+            gc = _contiguous_chunks(grad_out, ctx.chunk_size, dtype)
             grad_scores = torch.matmul(gc, vc.transpose(-1, -2)).tril_()  # (G_i . v_j) for j <= i
             dq = dk = dv = None
             if need_q:
@@ -103,8 +105,8 @@ class CausalLinearAttention(torch.autograd.Function):
                     dv = torch.matmul(scores.transpose(-1, -2), gc)
                     dv += torch.matmul(kc, after)
         grads = []
-        for grad, x in zip((dq, dk, dv), (q, k, v)):
-            grads.append(None if grad is None else grad.flatten(-3, -2)[..., :n, :].to(x.dtype))
+        for grad, input_dtype in zip((dq, dk, dv), ctx.dtypes):
+            grads.append(None if grad is None else grad.flatten(-3, -2)[..., :n, :].to(input_dtype))
         return (*grads, None)
 
 
