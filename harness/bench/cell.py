@@ -113,9 +113,14 @@ def run(spec: CellSpec) -> dict[str, Any]:
     except NotApplicable as reason:
         return {"status": "not_applicable", "error": str(reason)}
     except BaseException as error:  # noqa: BLE001 - every failure becomes a recorded cell
-        status = "oom" if is_out_of_memory(error) else "error"
-        first_line = (str(error).strip().splitlines() or [""])[0]
-        return {"status": status, "error": f"{type(error).__name__}: {first_line[:300]}"}
+        return failure(error)
+
+
+def failure(error: BaseException) -> dict[str, Any]:
+    """A failed cell's result: ``oom`` or ``error``, with the exception's type and first line."""
+    first_line = (str(error).strip().splitlines() or [""])[0]
+    return {"status": "oom" if is_out_of_memory(error) else "error",
+            "error": f"{type(error).__name__}: {first_line[:300]}"}
 
 
 def main(argv: list[str]) -> int:

@@ -264,14 +264,12 @@ def measure_pair(spec: PairSpec) -> dict[str, Any]:
 
 def run_pair(spec: PairSpec) -> dict[str, Any]:
     """``measure_pair`` with every failure turned into a status."""
-    from harness.bench.cell import is_out_of_memory
+    from harness.bench.cell import failure
 
     try:
         return measure_pair(spec)
     except BaseException as error:  # noqa: BLE001 - every failure becomes a recorded cell
-        status = "oom" if is_out_of_memory(error) else "error"
-        first_line = (str(error).strip().splitlines() or [""])[0]
-        return {"status": status, "error": f"{type(error).__name__}: {first_line[:300]}"}
+        return failure(error)
 
 
 def main(argv: list[str]) -> int:

@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from harness.bench.cell import is_out_of_memory
+from harness.bench.cell import failure
 from harness.bench.kernels import cpu_name
 from harness.bench.memory import PeakMemory
 from harness.bench.runner import ROOT, omp_wait_policy, run_in_subprocess
@@ -169,9 +169,7 @@ def cell_main(argv: list[str]) -> int:
     try:
         result = measure(cell)
     except BaseException as error:  # noqa: BLE001 - every failure becomes a recorded cell
-        first_line = (str(error).strip().splitlines() or [""])[0]
-        result = {"status": "oom" if is_out_of_memory(error) else "error",
-                  "error": f"{type(error).__name__}: {first_line[:300]}"}
+        result = failure(error)
     write_json(argv[1], result)
     return 0
 
