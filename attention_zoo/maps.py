@@ -221,7 +221,7 @@ def gau_map(mixer: GatedAttentionUnit, x, key_valid) -> AttentionMap:
     key_valid = torch.ones(B, N, dtype=torch.bool, device=x.device) if key_valid is None else key_valid
     _, v = F.silu(mixer.to_uv(x)).chunk(2, dim=-1)
     z = F.silu(mixer.to_z(x))
-    parts = [mixer.pos(t[:, None]) for t in mixer.offset_scale(z)]  # [B, 1, N, s] each
+    parts = mixer.pos(mixer.offset_scale(z)).split(1, dim=1)  # [B, 1, N, s] each
     v = zero_padded(v[:, None], key_valid)
     allowed = allowed_keys(N, mixer.causal, key_valid, x.device) & key_valid[:, None, None, :]
     if mixer.group_size is None:

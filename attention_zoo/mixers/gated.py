@@ -34,32 +34,33 @@ from attention_zoo.mixers.base import (
     valid_lengths,
     zero_padded,
 )
-from attention_zoo.ops import chunked, from_blocks, states_of_earlier_chunks
+from attention_zoo.ops import chunked, from_blocks, relu_squared, states_of_earlier_chunks
 from attention_zoo.ops.block import block_valid
 from attention_zoo.ops.precision import accumulation_dtype
 from attention_zoo.positional import build_relative_positional
 
 
 class OffsetScale(nn.Module):
-    """``parts`` cheap per-dimension affine maps of the shared z: gamma * z + beta."""
+    """``parts`` cheap per-dimension affine maps of the shared z: gamma * z + beta, stacked as heads."""
 
     def __init__(self, dim: int, parts: int):
         super().__init__()
         self.gamma = nn.Parameter(torch.randn(parts, dim) * 0.02 + 1.0)
         self.beta = nn.Parameter(torch.zeros(parts, dim))
 
-    def forward(self, z: torch.Tensor) -> tuple[torch.Tensor, ...]:
-        return (z[..., None, :] * self.gamma + self.beta).unbind(dim=-2)
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        """``z[B, N, s] -> [B, parts, N, s]``: one pass, and the positional encoding then takes all parts at
+        once (split them with ``.split(1, dim=1)``)."""
+        return torch.addcmul(self.beta[:, None], z[:, None], self.gamma[:, None])
 
 
-def relu_squared_attention(q, k, v, *, causal: bool, key_valid: torch.Tensor, scale: torch.Tensor):
-    """relu(q k^T * scale)^2 v with masked keys; ``key_valid`` ``[B, ..., Nk]`` broadcast over queries."""
-    scores = torch.relu(torch.matmul(q, k.transpose(-1, -2)) * scale).square()
-    mask = key_valid[..., None, :]
-    if causal:
-        n = q.shape[-2]
-        mask = mask & torch.ones(n, n, dtype=torch.bool, device=q.device).tril()
-    return torch.matmul(scores * mask, v)
+def relu_squared_attention(q, k, v, *, causal: bool, key_valid: torch.Tensor | None, scale):
+    """relu(q k^T * scale)^2 v; ``key_valid`` ``[B, ..., Nk]`` (broadcast over queries) masks keys, None: all
+    real. The (positive) scale multiplies q, which is narrower than the scores."""
+    scores = relu_squared(torch.matmul(q * scale, k.transpose(-1, -2)), lower_triangular=causal)
+    if key_valid is not None:
+        scores = scores * key_valid[..., None, :]
+    return torch.matmul(scores, v)
 
 
 class GatedAttentionUnit(nn.Module):
@@ -101,19 +102,19 @@ class GatedAttentionUnit(nn.Module):
     def mix(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
         """``forward`` for a batch whose padding (if any) is on the right."""
         B, N, _ = x.shape
-        key_valid = torch.ones(B, N, dtype=torch.bool, device=x.device) if padding_mask is None else ~padding_mask
+        key_valid = None if padding_mask is None else ~padding_mask
         u, v = F.silu(self.to_uv(x)).chunk(2, dim=-1)
-        z = F.silu(self.to_z(x))
         # One head: [B, 1, N, s] so that the positional and chunking helpers see the usual layout.
-        parts = [self.pos(t[:, None]) for t in self.offset_scale(z)]
+        parts = self.pos(self.offset_scale(F.silu(self.to_z(x)))).split(1, dim=1)
         v = zero_padded(v[:, None], key_valid)
         if self.group_size is None:
             lengths = valid_lengths(key_valid, B, N, x.device, accumulation_dtype(x))
             scale = (1.0 / lengths)[:, None, None, None]
-            mixed = relu_squared_attention(*parts, v, causal=self.causal, key_valid=key_valid[:, None], scale=scale)
+            valid = None if key_valid is None else key_valid[:, None]
+            mixed = relu_squared_attention(*parts, v, causal=self.causal, key_valid=valid, scale=scale)
         else:
             mixed = self.mixed_chunk_attention(*parts, v, key_valid)
-        out = self.out_proj(u * mixed[:, 0])
+        out = self.out_proj(u * mixed.squeeze(1))  # squeeze, not [:, 0]: its backward copies nothing
         return out if padding_mask is None else out.masked_fill(padding_mask[..., None], 0.0)
 
     # -------------------------------------------------------------------------- facts for the harness
@@ -132,7 +133,7 @@ class GatedAttentionUnit(nn.Module):
             return dense + 2 * n * n * s + 2 * n * n * e_d, 0.0
         G = self.group_size
         padded = -(-n // G) * G
-        return dense + 2 * padded * G * s + 2 * padded * G * e_d + 2 * n * s * e_d + 2 * padded * s * e_d, 0.0
+        return dense + 2 * padded * G * s + 2 * padded * G * e_d + 2 * 2 * n * s * e_d, 0.0
 
     # ---------------------------------------------------------------------------- recurrent decoding
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> DecodeState:
@@ -159,7 +160,7 @@ class GatedAttentionUnit(nn.Module):
 
     def _features(self, x, positions):
         u, v = F.silu(self.to_uv(x)).chunk(2, dim=-1)
-        parts = [self.pos(t[:, None], positions) for t in self.offset_scale(F.silu(self.to_z(x)))]
+        parts = self.pos(self.offset_scale(F.silu(self.to_z(x))), positions).split(1, dim=1)
         return u, v[:, None], parts  # v, parts: [B, 1, T, .]
 
     def _absorb(self, x, valid, state) -> None:
@@ -198,17 +199,19 @@ class GatedAttentionUnit(nn.Module):
 
     def mixed_chunk_attention(self, quad_q, quad_k, lin_q, lin_k, v, key_valid) -> torch.Tensor:
         G, N = self.group_size, v.shape[-2]
-        valid = block_valid(key_valid, N, G, v.device)[:, None]  # [B, 1, n_groups, G]
+        # without padding no mask at all: the zeros that fill the last group add relu(0)^2 = 0
+        valid = None if key_valid is None else block_valid(key_valid, N, G, v.device)[:, None]  # [B, 1, groups, G]
         qq, qk, lq, lk, vg = (chunked(t, G) for t in (quad_q, quad_k, lin_q, zero_padded(lin_k, key_valid), v))
         quadratic = relu_squared_attention(qq, qk, vg, causal=self.causal, key_valid=valid, scale=1.0 / G)
         # The linear part carries a running state across groups: accumulate it in (at least) fp32.
         dtype = accumulation_dtype(lq, lk, vg)
         with torch.autocast(device_type=v.device.type, enabled=False):
-            lq, lk, vg, lin_k, v = (t.to(dtype) for t in (lq, lk, vg, lin_k, v))
             if self.causal:
-                linear = torch.matmul(lq, states_of_earlier_chunks(lk, vg) / G)
-            else:
-                lengths = valid_lengths(key_valid, v.shape[0], N, v.device, dtype)[:, None, None, None]
-                state = torch.matmul(lin_k.transpose(-1, -2), v) / lengths  # v is zero at padding
-                linear = torch.matmul(lq, state[:, :, None])
-        return from_blocks(quadratic + linear.to(quadratic.dtype), N)
+                lq, lk, vg = (t.to(dtype) for t in (lq, lk, vg))
+                linear = torch.matmul(lq, states_of_earlier_chunks(lk / G, vg))  # 1/G on the narrow keys
+                return from_blocks(quadratic + linear.to(quadratic.dtype), N)
+            lin_q, lin_k, v = (t.to(dtype) for t in (lin_q, lin_k, v))
+            lengths = valid_lengths(key_valid, v.shape[0], N, v.device, dtype)[:, None, None, None]
+            state = torch.matmul(lin_k.transpose(-1, -2), v) / lengths  # v is zero at padding
+            # one state for every group: multiplied unchunked, since a broadcast over groups would copy it
+            return from_blocks(quadratic, N) + torch.matmul(lin_q, state).to(quadratic.dtype)

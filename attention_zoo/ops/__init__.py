@@ -3,7 +3,7 @@
 Shapes: ``q, k, v`` are ``[B, H, N, d]``; ``key_valid`` is a bool ``[B, N]`` (True marks a real token).
 """
 from attention_zoo.ops.block import attention_within_blocks, block_valid, from_blocks, to_blocks
-from attention_zoo.ops.elementwise import elu_plus_one
+from attention_zoo.ops.elementwise import elu_plus_one, relu_squared
 from attention_zoo.ops.favor import (
     causal_logscaled_linear_attention,
     orthogonal_gaussian_projection,
@@ -29,6 +29,7 @@ __all__ = [
     "linear_attention",
     "normalized_linear_attention",
     "positive_random_features",
+    "relu_squared",
     "softmax_attention",
     "to_blocks",
 ]

@@ -25,3 +25,27 @@ def elu_plus_one(x: torch.Tensor) -> torch.Tensor:
     """1 + elu(x) (the positive feature map of Katharopoulos et al. and TransNormer), fused: the input is not
     kept for backward and no intermediate elu(x) is stored. First derivatives only."""
     return _EluPlusOne.apply(x)
+
+
+class _ReluSquared(torch.autograd.Function):
+    """relu(x)^2, optionally zeroed above the diagonal; d/dx = 2 relu(x) (zero where masked)."""
+
+    @staticmethod
+    def forward(ctx, x: torch.Tensor, lower_triangular: bool) -> torch.Tensor:
+        r = torch.relu(x)
+        if lower_triangular:
+            r.tril_()
+        ctx.save_for_backward(r)
+        return r.square()
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        (r,) = ctx.saved_tensors
+        return torch.mul(grad, r).mul_(2.0), None
+
+
+def relu_squared(x: torch.Tensor, *, lower_triangular: bool = False) -> torch.Tensor:
+    """relu(x)^2 (the GAU's attention weights), with ``lower_triangular`` the causal mask of the last two axes
+    applied in the same function (no mask tensor); saves one tensor. First derivatives only."""
+    return _ReluSquared.apply(x, lower_triangular)

@@ -29,10 +29,9 @@ def chunked(x: torch.Tensor, chunk_size: int) -> torch.Tensor:
 def states_of_earlier_chunks(kc: torch.Tensor, vc: torch.Tensor) -> torch.Tensor:
     """``[B, H, n_chunks, dk, dv]``: sum of k_j v_j^T over the chunks strictly before each chunk.
 
-    Exclusive by construction (a shifted cumulative sum): a chunk's own keys never enter its state.
+    Exclusive by construction: a chunk's own keys never enter its state.
     """
-    chunk_states = torch.matmul(kc.transpose(-1, -2), vc)
-    return F.pad(chunk_states.cumsum(dim=-3)[..., :-1, :, :], (0, 0, 0, 0, 1, 0))
+    return exclusive_sum_over_chunks(torch.matmul(kc.transpose(-1, -2), vc))
 
 
 def exclusive_sum_over_chunks(states: torch.Tensor, reverse: bool = False) -> torch.Tensor:
@@ -142,9 +141,53 @@ def normalized_linear_attention(
     of one pass. ``denominator="add"`` divides by (den + eps) (Katharopoulos et al.); ``"clamp"`` by
     max(den, eps) (cosFormer's official code).
     """
+    if not causal:
+        return _bidirectional_normalized(q, k, v, eps=eps, denominator=denominator)
     ones = torch.ones_like(v[..., :1])
     v_and_ones = torch.cat([v, ones], dim=-1).to(accumulation_dtype(v))
     out = linear_attention(q, k, v_and_ones, causal=causal, chunk_size=chunk_size)
     num, den = out[..., :-1], out[..., -1:]
     den = den + eps if denominator == "add" else den.clamp_min(eps)
     return (num / den).to(v.dtype)
+
+
+class _DivideRows(torch.autograd.Function):
+    """``num[..., m] / den[..., None]``, with a backward of two passes over ``num`` instead of autograd's
+    four; the gradient of ``num`` is autograd's own (``grad / den``), bit for bit."""
+
+    @staticmethod
+    def forward(ctx, num: torch.Tensor, den: torch.Tensor) -> torch.Tensor:
+        out = num / den[..., None]
+        ctx.save_for_backward(out, den)
+        return out
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: torch.Tensor):
+        out, den = ctx.saved_tensors
+        grad_num = grad / den[..., None] if ctx.needs_input_grad[0] else None
+        grad_den = -(grad * out).sum(-1) / den if ctx.needs_input_grad[1] else None
+        return grad_num, grad_den
+
+
+def _bidirectional_normalized(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, *, eps: float,
+                              denominator: str) -> torch.Tensor:
+    """``normalized_linear_attention`` over all keys, computed token-major.
+
+    The heads ``[B, H, N, d]`` are usually a transposed view of token-major ``[B, N, H, d]`` projections, so
+    the products run in that layout and the output comes back as a view of a token-major tensor: merging
+    the heads afterwards copies nothing. The normaliser's key sum rides along as one more row of the
+    (small) state rather than as a column of ones in V (which would copy V), so numerator and denominator
+    still come out of one product. Measured, forward+backward at 2K-8K: 0.75-0.8x the time of the
+    ones-column form in heads-major layout.
+    """
+    with torch.autocast(device_type=q.device.type, enabled=False):
+        out_dtype, dtype = v.dtype, accumulation_dtype(q, k, v)
+        q, k, v = (t.to(dtype).transpose(1, 2) for t in (q, k, v))  # [B, N, H, d]
+        state = torch.einsum("bnhd,bnhm->bhmd", k, v)  # d_v x d_k: the order einsum multiplies fastest here
+        state = torch.cat([state, k.sum(dim=1)[:, :, None]], dim=2)  # the key sum as one more row
+        num_and_den = torch.einsum("bnhd,bhmd->bnhm", q, state)
+        den = num_and_den[..., -1]
+        den = den + eps if denominator == "add" else den.clamp_min(eps)
+        out = _DivideRows.apply(num_and_den[..., :-1], den)
+        return out.transpose(1, 2).to(out_dtype)

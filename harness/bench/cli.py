@@ -12,6 +12,7 @@ COMMANDS = {
     "kernels": "harness.bench.kernels",  # one token mixer per backend, mode and length
     "table7": "harness.bench.table7",  # the paper's Table 7: model-level training and inference speed
     "decode": "harness.bench.decode",  # recurrent decoding: time per token and state memory against context
+    "compile": "harness.bench.compile",  # trainer.compile: whole training runs with and without torch.compile
 }
 
 
