@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from harness import KEEP_OMP_DEFAULTS, USER_OMP_WAIT_POLICY
+from harness import KEEP_OMP_DEFAULTS, POLICY_FROM_HARNESS, USER_OMP_WAIT_POLICY
 from harness.allocator import CPU_ALLOCATOR_ENV
 from harness.bench.cell import CellSpec
 
@@ -60,6 +60,7 @@ def benchmark_environment() -> dict[str, str]:
     env = dict(os.environ)
     if USER_OMP_WAIT_POLICY is None:
         env.pop("OMP_WAIT_POLICY", None)
+        env.pop(POLICY_FROM_HARNESS, None)
         env[KEEP_OMP_DEFAULTS] = "1"
     return env
 
