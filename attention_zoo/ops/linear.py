@@ -137,9 +137,10 @@ def normalized_linear_attention(
 ) -> torch.Tensor:
     """o_i = sum_j (q_i . k_j) v_j / sum_j (q_i . k_j), the "scaled" linear attention of 1+elu & co.
 
-    The denominator rides along as an extra value column of ones, so numerator and denominator come out
-    of one pass. ``denominator="add"`` divides by (den + eps) (Katharopoulos et al.); ``"clamp"`` by
-    max(den, eps) (cosFormer's official code).
+    Numerator and denominator come out of one pass: causal, the denominator rides along as an extra value
+    column of ones; bidirectional, the key sum as an extra row of the state (``_bidirectional_normalized``).
+    ``denominator="add"`` divides by (den + eps) (Katharopoulos et al.); ``"clamp"`` by max(den, eps)
+    (cosFormer's official code).
     """
     if not causal:
         return _bidirectional_normalized(q, k, v, eps=eps, denominator=denominator)
