@@ -9,11 +9,16 @@ from torch import nn
 from attention_zoo.ops.precision import accumulation_dtype
 
 
-def rotate_pairs(x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """Rotate dimension pairs (x_i, x_{i+d/2}) of ``x[..., N, d]`` by ``angles[N, d/2]``."""
+def rotation_factors(angles: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """``[cos, cos]`` and ``[-sin, sin]`` of ``angles[..., d/2]``: rotating the dimension pairs (x_i, x_{i+d/2})
+    of x by the angles is then ``x * c + swap_halves(x) * t``, three passes over x."""
+    cos, sin = angles.cos().to(dtype), angles.sin().to(dtype)
+    return torch.cat([cos, cos], dim=-1), torch.cat([-sin, sin], dim=-1)
+
+
+def swap_halves(x: torch.Tensor) -> torch.Tensor:
     x1, x2 = x.chunk(2, dim=-1)
-    cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], dim=-1)
+    return torch.cat([x2, x1], dim=-1)
 
 
 def inverse_frequencies(dim: int, base: float = 10000.0, device=None, dtype=torch.float32) -> torch.Tensor:
@@ -29,27 +34,21 @@ def positions_of(x: torch.Tensor, dtype: torch.dtype, positions: torch.Tensor | 
 
 
 class _FixedRotation(torch.autograd.Function):
-    """``rotate_pairs`` by constant angles, as x * [cos, cos] + swap(x) * [-sin, sin] (swap: the halves
-    exchanged): three passes over x each way, where autograd's form takes seven forward and more backward.
-    The backward is the rotation by minus the angles."""
+    """The pairs of x rotated by constant angles (``rotation_factors``): three passes over x each way, where
+    autograd's form of the rotation takes seven forward and more backward. The backward is the rotation by
+    minus the angles (``t`` negated)."""
 
     @staticmethod
     def forward(ctx, x: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-        ctx.save_for_backward(cos, sin)
-        return _rotate_by(x, cos, sin)
+        c, t = rotation_factors(angles, x.dtype)
+        ctx.save_for_backward(c, t)
+        return torch.addcmul(x * c, swap_halves(x), t)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: torch.Tensor):
-        cos, sin = ctx.saved_tensors
-        return _rotate_by(grad, cos, -sin), None
-
-
-def _rotate_by(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    x1, x2 = x.chunk(2, dim=-1)
-    swapped = torch.cat([x2, x1], dim=-1)
-    return torch.addcmul(x * torch.cat([cos, cos], dim=-1), swapped, torch.cat([-sin, sin], dim=-1))
+        c, t = ctx.saved_tensors
+        return torch.addcmul(grad * c, swap_halves(grad), t, value=-1), None
 
 
 class RoPE(nn.Module):
@@ -106,7 +105,7 @@ class LRPE(nn.Module):
 
 
 class _ReflectRotate(torch.autograd.Function):
-    """rotate_pairs(x @ reflection, angles) in three passes over x each way.
+    """The pairs of ``x @ reflection`` rotated by ``angles`` in three passes over x each way.
 
     Forward: one product gives r = x H and its halves swapped, [r2, r1] (H's columns rolled by d/2), and
     the rotation is r [cos, cos] + [r2, r1] [-sin, sin]. Backward: the gradient of x is one product of both
@@ -119,8 +118,7 @@ class _ReflectRotate(torch.autograd.Function):
         d = x.shape[-1]
         both = torch.matmul(x, torch.cat([reflection, reflection.roll(d // 2, dims=1)], dim=1))
         reflected, swapped = both.unflatten(-1, (2, d)).unbind(-2)
-        cos, sin = angles.cos().to(x.dtype), angles.sin().to(x.dtype)
-        c, t = torch.cat([cos, cos], -1), torch.cat([-sin, sin], -1)
+        c, t = rotation_factors(angles, x.dtype)
         out = torch.addcmul(reflected * c, swapped, t)
         ctx.save_for_backward(out, reflection, c, t)
         ctx.angles_shape, ctx.angles_dtype = angles.shape, angles.dtype
@@ -147,8 +145,8 @@ class _ReflectRotate(torch.autograd.Function):
 
 
 def reflect_and_rotate(x: torch.Tensor, reflection: torch.Tensor, angles: torch.Tensor) -> torch.Tensor:
-    """``rotate_pairs(x @ reflection, angles)`` (``reflection`` fixed, ``angles`` broadcast over x's leading
-    dims) with a fused forward and backward; first derivatives only."""
+    """The pairs of ``x @ reflection`` rotated by ``angles`` (``reflection`` fixed, ``angles`` broadcast over
+    x's leading dims) with a fused forward and backward; first derivatives only."""
     return _ReflectRotate.apply(x, reflection, angles)
 
 

@@ -156,14 +156,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scale", default="cpu", help="default: %(default)s")
     parser.add_argument("--timeout-s", type=float, default=1800.0, help="per run (default: %(default)s)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench" / "compile.csv")
-    parser.add_argument("--threads", type=int, default=None, help=argparse.SUPPRESS)  # for the shared environment
 
 
 def run(args: argparse.Namespace) -> int:
     if args.steps < 1 or args.repeats < 1:
         print("error: --steps and --repeats must be positive integers", file=sys.stderr)
         return 2
-    env = environment(args, "cpu")
+    env = environment(argparse.Namespace(threads=None), "cpu")  # the runs use torch's default thread count
     settings = {"backends": args.backends, "steps": args.steps, "repeats": args.repeats, "scale": args.scale}
     rows: list[dict[str, Any]] = []
     for repeat in range(args.repeats):
