@@ -2,7 +2,8 @@
 
 Runs the battery of ``attention_zoo.conformance`` (the one the project's own tests run on the built-in backends)
 on CPU, and on CUDA where present, in causal and bidirectional mode (``--causal`` / ``--bidirectional`` for
-one), optionally against a float64 reference (``--reference pkg.mod:fn``, ``fn(module, x, padding_mask, causal)``),
+one), causality a second time with the backend's chunk/block/group/window size knobs at 8 where it has any,
+optionally against a float64 reference (``--reference pkg.mod:fn``, ``fn(module, x, padding_mask, causal)``),
 then measures how time and peak memory grow per doubling of N, each length in a fresh process, and flags
 linear or quadratic against what the backend declares. Prints one table; exits 1 when a check fails.
 
@@ -170,19 +171,31 @@ def run_checks(args: argparse.Namespace) -> list[Row]:
     knobs = dict(args.knob)
     reference = import_object(args.reference) if args.reference else None
     make = maker(spec.name, knobs, args.d_model, args.heads)
+    small = small_variant(spec, knobs, args.d_model, args.heads)
     modes = [True] if args.causal else [False] if args.bidirectional else [True, False]
     devices = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
     rows = []
     for causal in modes:
         mode = "causal" if causal else "bidirectional"
         for device in devices:
-            for check, thunk in conformance.battery(make, causal, reference, device=device):
+            for check, thunk in conformance.battery(make, causal, reference, device=device,
+                                                    prefix_consistent=spec.prefix_consistent, small=small):
                 rows.append(_row(check, mode, device, thunk))
         if not args.no_scaling:
             lengths = tuple(int(n) for n in args.lengths.split(","))
             rows.append(_row("scaling (fresh processes)", mode, "cpu",
                              lambda c=causal, n=lengths: check_scaling(args.target, spec, c, knobs, n)))
     return rows
+
+
+def small_variant(spec: MixerSpec, knobs: dict, d_model: int, n_heads: int) -> tuple[str, Callable] | None:
+    """("chunk_size=8, ...", its make) when the backend has chunk/block/group/window size knobs above 8: causality
+    is checked again with them small, so that N=320 crosses their boundaries many times."""
+    small = conformance.small_size_knobs(spec.knobs | knobs)
+    if not small:
+        return None
+    label = ", ".join(f"{name}={value}" for name, value in small.items())
+    return label, maker(spec.name, knobs | small, d_model, n_heads)
 
 
 def _row(check: str, mode: str, device: str, thunk: Callable[[], str]) -> Row:

@@ -51,8 +51,12 @@ def exclusive_sum_over_chunks(states: torch.Tensor, reverse: bool = False) -> to
     ones = torch.ones(group, group, dtype=states.dtype, device=states.device)
     out = torch.matmul(ones.triu(1) if reverse else ones.tril(-1), groups)
     totals = groups.sum(dim=-2)  # [BH, n_groups, dk * dv]
-    inclusive = totals.cumsum(dim=1)
-    carried = inclusive[:, -1:] - inclusive if reverse else inclusive - totals
+    # the sums over strictly earlier (later) groups as shifted running sums: "inclusive minus own total" would
+    # round the group's later chunks into its earlier ones (a causal leak at rounding level)
+    if reverse:
+        carried = F.pad(totals.flip(1).cumsum(dim=1).flip(1)[:, 1:], (0, 0, 0, 1))
+    else:
+        carried = F.pad(totals.cumsum(dim=1)[:, :-1], (0, 0, 1, 0))
     out += carried[:, :, None]
     return out.flatten(1, 2)[:, :n_chunks].reshape(states.shape)
 

@@ -154,6 +154,12 @@ def test_a_broken_plugin_is_reported_and_the_builtins_still_work(tmp_path):
     ("LeakyPadding", ["--bidirectional", "--no-scaling"], "right padding leaks: changing the padded tokens of "
                                                           "batch row 1 changes its real output at position 0"),
     ("FakeLinear", ["--bidirectional"], "declared linear but grows quadratically"),
+    ("LatePeek", ["--causal", "--no-scaling"], "sees the future: perturbing the tokens after 64 changes the output "
+                                              "at position 64 (batch row 8)"),
+    ("RightPaddingOnly", ["--causal", "--no-scaling", "--reference", "tests.attention_zoo.wrong_mixers:reference"],
+     "first at batch row 2 (left padding), position 10"),
+    ("RowZeroMask", ["--causal", "--no-scaling"], "right padding: batch row 1 (50 real tokens of 50, in a batch whose "
+                                                 "row 0 is padded) has a real output at position 38"),
 ])
 def test_the_checker_fails_a_wrong_mixer_with_the_reason(mixer, options, reason):
     env = {**os.environ, "PYTHONPATH": str(REPO)}

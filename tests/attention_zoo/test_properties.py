@@ -26,16 +26,25 @@ from tests.attention_zoo.cases import (
 )
 
 ALL_CASES = SMALL_CASES + [pytest.param(*p.values, id=f"{p.id}-defaults") for p in DEFAULT_CASES]
-CUTS = [0, 15, 16, 31, 40, 63]  # last visible position: chunk, block, group and window edges of SMALL_KNOBS
 
 
 # -------------------------------------------------------------------------------------------- causality
 @pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("name, knobs", ALL_CASES)
 def test_future_tokens_change_no_past_output(name, knobs, device):
-    """Perturbing tokens after t (also with huge values, which would leak through a global stabiliser or
-    a shared normaliser) changes no output at or before t, and no gradient reaches them from there."""
-    conformance.check_causality(make_for(name, knobs), cuts=CUTS, device=device)
+    """At N=320, cuts t past 64, 128 and 256 included: perturbing tokens after t (also with huge values, which
+    would leak through a global stabiliser or a shared normaliser) changes no output at or before t, no
+    gradient reaches them from there, and (where the registry says so) x[:t+1] alone gives the same outputs."""
+    conformance.check_causality(make_for(name, knobs), device=device,
+                                prefix_consistent=attention_zoo.get_spec(name).prefix_consistent)
+
+
+@pytest.mark.parametrize("name, knobs", DEFAULT_CASES)
+def test_causal_at_the_checkers_small_size_knobs(name, knobs):
+    """The checker's second causality check: every chunk/block/group/window size knob at 8."""
+    small = conformance.small_size_knobs(attention_zoo.get_spec(name).knobs | knobs)
+    conformance.check_causality(make_for(name, knobs | small),
+                                prefix_consistent=attention_zoo.get_spec(name).prefix_consistent)
 
 
 @pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
