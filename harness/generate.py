@@ -1,15 +1,23 @@
 """``python -m harness.generate RUN_FOLDER --prompt "..." --max-new-tokens N [--temperature T] [--top-k K]
-[--seed S] [--check]``: sample from a trained causal LM run with its recurrent (state-based) decoding.
+[--seed S] [--check] [--cache-dir DIR]``: sample from a trained causal LM run with its recurrent (state-based)
+decoding.
 
 Loads the run's configuration from its record, prepares its data (for the vocabulary: the built-in corpus is
 regenerated deterministically, real data read from the recorded path), builds the model and loads the best
-checkpoint verified and with ``weights_only=True``, as the trainer does. The prompt is split on whitespace
-like the corpus (an empty prompt starts after an end of line). ``--check`` recomputes the logits of the whole
-generated text with the parallel forward and prints the largest difference from the decoded ones.
+checkpoint verified and with ``weights_only=True``, as the trainer does. Generation only reads the run folder
+and the recorded data; what preparing the data caches goes to the user's own cache (``--cache-dir``, by
+default ``$ATTENTION_ZOO_CACHE/data`` or ``.cache/data`` as for training), never to the folder the record
+names: that is the cache of whoever trained the run (``task.data.cache_dir`` does not change a run's result).
+
+The prompt is split on whitespace like the corpus (an empty prompt starts after an end of line). ``--check``
+recomputes the logits of the whole generated text with the parallel forward and prints the largest difference
+from the decoded ones.
 """
 from __future__ import annotations
 
 import argparse
+import copy
+import os
 import sys
 import time
 from dataclasses import asdict
@@ -24,15 +32,23 @@ from harness.config import ConfigError, validate
 from harness.records import read_record
 
 
-def load_run(run_dir: Path):
-    """(model in eval mode, task) of a completed or checkpointed causal LM run."""
+def user_cache_dir() -> Path:
+    """The data cache of whoever runs this: where training would put it (conf/task/*.yaml's default)."""
+    return Path(os.environ.get("ATTENTION_ZOO_CACHE", ".cache")) / "data"
+
+
+def load_run(run_dir: Path, cache_dir: str | Path | None = None):
+    """(model in eval mode, task) of a completed or checkpointed causal LM run; data caches go to ``cache_dir``
+    (the user's own, :func:`user_cache_dir`, by default), never to the one recorded in the run."""
     record = read_record(run_dir)
     if record is None:
         raise SystemExit(f"{run_dir} has no readable record.json: not a run folder")
     if record.get("task") != "lm":
         raise SystemExit(f"{run_dir} is a {record.get('task')!r} run; generation needs a causal LM run (task=lm)")
+    config = copy.deepcopy(record["config"])
+    config.setdefault("task", {}).setdefault("data", {})["cache_dir"] = str(cache_dir or user_cache_dir())
     try:
-        typed = validate(OmegaConf.create(record["config"]))
+        typed = validate(OmegaConf.create(config))
     except ConfigError as err:
         raise SystemExit(f"{run_dir}: its recorded configuration no longer validates: {err}") from None
     task = tasks.build(typed.task)
@@ -83,6 +99,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--top-k", type=int, default=None)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--check", action="store_true", help="compare with the parallel forward's logits")
+    parser.add_argument("--cache-dir", type=Path, default=None,
+                        help="where preparing the data may cache (default: $ATTENTION_ZOO_CACHE/data or .cache/data; "
+                             "never the cache folder recorded in the run)")
     args = parser.parse_args(argv)
     if args.max_new_tokens < 1 or args.temperature < 0 or (args.top_k is not None and args.top_k < 1):
         parser.error("--max-new-tokens and --top-k must be at least 1, --temperature at least 0")
@@ -91,7 +110,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    model, task = load_run(args.run_dir)
+    model, task = load_run(args.run_dir, args.cache_dir)
     vocab = task.vocab
     words = args.prompt.split() or ["<eos>"]
     unknown = [w for w in words if w not in vocab.index]

@@ -1,7 +1,17 @@
-"""Cached tensors on disk: written atomically, read with ``weights_only=True``, rebuilt when unreadable."""
+"""Cached tensors on disk: written atomically, read with ``weights_only=True``, rebuilt when unreadable; and the
+content keys every loader names its cache by.
+
+A cache key covers the *content* of every file the cached object was parsed from (sha256 of the bytes), never
+just a path or a modification time: a file replaced in place (same name, size and mtime) is a new key, so a run
+can never train on tensors of data that is no longer there. Hashing is done on every load (sha256 reads about
+1 GB/s): a stat-based shortcut would bring back exactly the staleness this key exists to prevent.
+"""
 from __future__ import annotations
 
+import hashlib
+import json
 import warnings
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,3 +35,32 @@ def load_cached(path: str | Path) -> Any | None:
         reason = f"{type(err).__name__}: {err}"
         warnings.warn(f"ignoring unreadable cache file {path} ({reason}); rebuilding it", stacklevel=2)
         return None
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of the bytes of ``path``."""
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
+
+
+def files_digest(files: Mapping[str, str | Path] | Iterable[str | Path], root: str | Path | None = None) -> str:
+    """One digest of several files' contents and their names: a mapping's keys (``{"train": path}``), else
+    each path relative to ``root`` (or its position when there is no root). Where a file sits on disk is not
+    part of it, so two copies of the same data share their caches."""
+    if isinstance(files, Mapping):
+        named = [(str(name), Path(p)) for name, p in files.items()]
+    elif root is not None:
+        named = [(Path(p).relative_to(root).as_posix(), Path(p)) for p in files]
+    else:
+        named = [(str(i), Path(p)) for i, p in enumerate(files)]
+    blob = hashlib.sha256()
+    for name, path in named:
+        blob.update(f"{name}\0{file_digest(path)}\n".encode())
+    return blob.hexdigest()
+
+
+def content_key(files: Mapping[str, str | Path] | Iterable[str | Path], root: str | Path | None = None,
+                **options: Any) -> str:
+    """The cache key of an object parsed from ``files`` (see :func:`files_digest`) with ``options``."""
+    blob = json.dumps({"files": files_digest(files, root), **options}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:20]

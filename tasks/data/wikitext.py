@@ -2,13 +2,14 @@
 
 Each line becomes ``line.split() + ["<eos>"]`` (fairseq counts blank lines as a lone ``<eos>``); the vocabulary
 is counted on train (:mod:`tasks.data.vocab`); the tokenised splits are cached as int32 tensors under a key
-made of the files' paths, sizes and modification times and the vocabulary options.
+made of the files' contents and the vocabulary options (:func:`tasks.data.cache.content_key`). The files are
+read under the rule every loader shares (:mod:`tasks.data.textfile`: strict UTF-8, no NUL, a leading
+byte-order mark dropped with a note); WikiText adds that no other control character may appear, as its tokens
+are separated by spaces alone.
 """
 from __future__ import annotations
 
 import array
-import hashlib
-import json
 import re
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -17,18 +18,17 @@ from pathlib import Path
 
 import torch
 
-from tasks.data.cache import load_cached, save_cached
+from tasks.data.cache import content_key, load_cached, save_cached
+from tasks.data.textfile import DataFormatError as DataFormatError  # re-exported: callers catch it from here
+from tasks.data.textfile import format_error, read_lines, read_text
 from tasks.data.vocab import DEFAULT_SPECIALS, EOS, Vocabulary
 from zoo_io.atomic import write_text
 
 SPLIT_FILES = {"train": "wiki.train.tokens", "valid": "wiki.valid.tokens", "test": "wiki.test.tokens"}
 DOWNLOAD_HINT = "python -m harness.data download wikitext-103 --dest DIR   (or wikitext-2)"
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2  # 2: keyed on content; a leading byte-order mark is dropped
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]")
-
-
-class DataFormatError(ValueError):
-    """A data file that does not follow its official format; the message names the file and the line."""
+EXPECTED = "WikiText text: one paragraph or heading per line, its words separated by spaces"
 
 
 @dataclass
@@ -55,21 +55,12 @@ def split_paths(folder: str | Path) -> dict[str, Path]:
 
 def read_words(path: str | Path) -> Iterator[list[str]]:
     """Each line's words followed by ``<eos>``; a line that is not UTF-8 text fails naming file and line."""
-    with open(path, "rb") as f:
-        for lineno, raw in enumerate(f, 1):
-            try:
-                line = raw.decode("utf-8")
-            except UnicodeDecodeError as err:
-                raise DataFormatError(
-                    f"{path}, line {lineno}: not valid UTF-8 ({err.reason} at byte {err.start})"
-                ) from None
-            bad = _CONTROL.search(line)
-            if bad:
-                raise DataFormatError(
-                    f"{path}, line {lineno}: control character {bad.group()!r} at column {bad.start() + 1}; "
-                    "expected whitespace-separated tokens"
-                )
-            yield [*line.split(), EOS]
+    for lineno, line in read_lines(path, EXPECTED):
+        bad = _CONTROL.search(line)
+        if bad:
+            raise format_error(path, lineno, f"control character {bad.group()!r} at column {bad.start() + 1}",
+                               EXPECTED)
+        yield [*line.split(), EOS]
 
 
 def count_words(path: str | Path) -> Counter:
@@ -87,10 +78,8 @@ def encode_file(path: str | Path, vocab: Vocabulary) -> torch.Tensor:
 
 
 def cache_key(paths: Sequence[Path], **options) -> str:
-    """Hash of what the tokenised tensors depend on: files (path, size, mtime) and options."""
-    files = [(str(p.resolve()), p.stat().st_size, p.stat().st_mtime_ns) for p in paths]
-    blob = json.dumps({"format": CACHE_FORMAT, "files": files, **options}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:20]
+    """Hash of what the tokenised tensors depend on: the files' contents (in order) and the options."""
+    return content_key(list(paths), format=CACHE_FORMAT, **options)
 
 
 def load_wikitext(
@@ -127,22 +116,23 @@ def resplit_valid_test(folder: str | Path, dest: str | Path) -> Path:
     train file) made into the three official files under ``dest``: train is the valid file; the test file is cut
     at the article heading nearest its middle, its first half the validation split (where the best checkpoint
     is chosen) and its second half the test split, so that choosing a checkpoint never sees the reported text.
-    Files are rewritten only when their content changes (the tokenised cache keys on modification times)."""
+    Files are rewritten only when their content changes, so a second call leaves them untouched."""
     folder, dest = Path(folder), Path(dest)
     sources = {split: folder / SPLIT_FILES[split] for split in ("valid", "test")}
     missing = [p.name for p in sources.values() if not p.is_file()]
     if missing:
         raise FileNotFoundError(f"WikiText folder {str(folder)!r} lacks {missing}; expected at least "
                                 f"{SPLIT_FILES['valid']} and {SPLIT_FILES['test']}")
-    test_lines = sources["test"].read_text(encoding="utf-8").splitlines(keepends=True)
+    test_lines = read_text(sources["test"], EXPECTED).splitlines(keepends=True)
     starts = [i for i in article_starts(test_lines) if i > 0]
     if not starts:
-        raise DataFormatError(f"{sources['test']}: no article heading (' = Title = ') to cut the file at")
+        raise format_error(sources["test"], None, "no article heading after the first line to cut the file at",
+                           "WikiText articles opening with ' = Title = ' lines")
     cut = min(starts, key=lambda i: abs(i - len(test_lines) / 2))
-    contents = {"train": sources["valid"].read_text(encoding="utf-8"), "valid": "".join(test_lines[:cut]),
+    contents = {"train": read_text(sources["valid"], EXPECTED), "valid": "".join(test_lines[:cut]),
                 "test": "".join(test_lines[cut:])}
     for split, text in contents.items():
         path = dest / SPLIT_FILES[split]
-        if not (path.is_file() and path.read_text(encoding="utf-8") == text):
+        if not (path.is_file() and path.read_bytes() == text.encode("utf-8")):
             write_text(path, text, newline="")
     return dest

@@ -1,8 +1,14 @@
-"""Find a masked-LM pretraining run, check it matches the fine-tuning model, and load its encoder weights."""
+"""Find a masked-LM pretraining run, check it matches the fine-tuning model, and load its encoder weights.
+
+The checkpoint is loaded as the harness loads its own (``harness.checkpoint.load_verified``, which this layer may
+not import): its ``.sha256`` must be beside it and match, and it is read with ``weights_only=True``; anything
+else fails naming the file and what to do, never with a bare unpickling error.
+"""
 from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,6 +20,10 @@ from torch import nn
 from tasks.data.synthetic_lm import CorpusConfig
 
 RECORD_FILE, BEST_CHECKPOINT = "record.json", "checkpoints/best.pt"
+
+
+class PretrainedCheckpointError(ValueError):
+    """A ``task.init_from`` checkpoint without its digest, failing it, or not a checkpoint of this project."""
 
 
 def _differences(ours: Mapping[str, Any], theirs: Mapping[str, Any]) -> dict[str, tuple[Any, Any]]:
@@ -107,13 +117,49 @@ def find_auto(root: str | Path, attention: Mapping[str, Any], model: Mapping[str
     return max(candidates, key=lambda c: c[:2])[2]
 
 
+def _reason(err: Exception) -> str:
+    """The gist of a load error: torch's weights-only refusal is a page of advice (to load unsafely) around
+    one line that says what was refused."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(err))
+    refused = re.search(r"WeightsUnpickler error:\s*(.+?)(?: was not an allowed global|\n|$)", text)
+    first = refused.group(1) if refused else (text.strip().splitlines() or [""])[0]
+    return f"{type(err).__name__}: {first[:200]}"
+
+
+def load_checkpoint(path: Path) -> dict[str, Any]:
+    """The checkpoint at ``path``, verified against ``<path>.sha256`` and read with ``weights_only=True``."""
+    digest_file = path.with_name(path.name + ".sha256")
+    again = "copy it again from the pretraining run's checkpoints/ folder, together with its digest, or pretrain again"
+    if not digest_file.is_file():
+        raise PretrainedCheckpointError(
+            f"task.init_from: {path} has no {digest_file.name} beside it, so it cannot be verified (an unfinished "
+            f"write, or the file was copied without it); expected the digest the run wrote with it: {again}"
+        )
+    with open(path, "rb") as f:
+        actual = hashlib.file_digest(f, "sha256").hexdigest()
+    if actual != digest_file.read_text().strip():
+        raise PretrainedCheckpointError(
+            f"task.init_from: {path} does not match its {digest_file.name} (truncated or corrupt); {again}"
+        )
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # UnpicklingError, a zip error...: the file is not one of ours
+        raise PretrainedCheckpointError(
+            f"task.init_from: {path} cannot be read as a checkpoint of this project ({_reason(err)}); expected a "
+            "checkpoint written by a masked-LM run (python -m harness.run task=mlm), which holds only tensors "
+            "and plain containers and loads with weights_only=True"
+        ) from None
+    if not isinstance(state, dict) or not isinstance(state.get("model"), dict):
+        raise PretrainedCheckpointError(
+            f"task.init_from: {path} has no 'model' weights; expected a checkpoint written by a masked-LM run"
+        )
+    return state
+
+
 def load_encoder_weights(encoder: nn.Module, pretrained: Pretrained) -> None:
     """Copy the checkpoint's ``encoder.*`` weights into ``encoder`` (every one must fit)."""
     path = pretrained.checkpoint
-    digest_file = path.with_name(path.name + ".sha256")
-    if digest_file.is_file() and hashlib.sha256(path.read_bytes()).hexdigest() != digest_file.read_text().strip():
-        raise ValueError(f"task.init_from: {path} does not match its sha256 (truncated or corrupt)")
-    state = torch.load(path, map_location="cpu", weights_only=True)["model"]
+    state = load_checkpoint(path)["model"]
     weights = {k.removeprefix("encoder."): v for k, v in state.items() if k.startswith("encoder.")}
     try:
         encoder.load_state_dict(weights, strict=True)

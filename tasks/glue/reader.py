@@ -1,18 +1,23 @@
-"""Read one split of a GLUE task from its official file (tab-separated, no quoting)."""
+"""Read one split of a GLUE task from its official file (tab-separated, no quoting: a row is one line).
+
+The bytes are read under the rule every loader shares (:mod:`tasks.data.textfile`): strict UTF-8, no NUL, a
+leading byte-order mark (MRPC's files have one) dropped with a note. Other control characters are left in the
+text: the real CoLA train file has backspaces in its sentences.
+"""
 from __future__ import annotations
 
-import csv
 import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
+from tasks.data.textfile import DataFormatError, format_error, read_lines
 from tasks.glue.formats import GlueFormat, get_format
 
 log = logging.getLogger(__name__)
 
 
-class GlueFormatError(ValueError):
+class GlueFormatError(DataFormatError):
     """A GLUE file that does not have its official layout; the message names the file and line."""
 
 
@@ -56,41 +61,55 @@ def read_split(data_dir: str | Path, task: str, split: str) -> GlueSplit:
     text_b: list[str] | None = [] if fmt.text_b is not None else None
     labels: list = []
     skipped = 0
-    # utf-8-sig drops the byte-order mark some distributions put at the start of the file (MRPC).
-    with open(path, encoding="utf-8-sig", newline="") as f:
-        for line_no, row in enumerate(csv.reader(f, delimiter="\t", quoting=csv.QUOTE_NONE), start=1):
-            if line_no == 1 and header is not None:
-                _check_header(row, header, path)
+    expected = _expected(fmt, split)
+    last = 0
+    for line_no, line in read_lines(path, expected, GlueFormatError):
+        last = line_no
+        row = line.split("\t") if line else []
+        if line_no == 1 and header is not None:
+            _check_header(row, header, path)
+            continue
+        if len(row) != n_columns:
+            if fmt.skip_malformed:
+                skipped += 1
                 continue
-            where = f"{path}, line {line_no}"
-            if len(row) != n_columns:
-                if fmt.skip_malformed:
-                    skipped += 1
-                    continue
-                raise GlueFormatError(f"{where}: expected {n_columns} tab-separated columns, found {len(row)}")
-            try:
-                label = _parse_label(row[fmt.label], fmt)
-            except ValueError as err:
-                if fmt.skip_malformed:
-                    skipped += 1
-                    continue
-                raise GlueFormatError(f"{where}: {err}") from None
-            text_a.append(row[fmt.text_a])
-            if text_b is not None:
-                text_b.append(row[fmt.text_b])
-            labels.append(label)
+            raise _error(path, line_no, f"found {len(row)} tab-separated column(s), not {n_columns}", expected)
+        try:
+            label = _parse_label(row[fmt.label], fmt)
+        except ValueError as err:
+            if fmt.skip_malformed:
+                skipped += 1
+                continue
+            raise _error(path, line_no, str(err), expected) from None
+        text_a.append(row[fmt.text_a])
+        if text_b is not None:
+            text_b.append(row[fmt.text_b])
+        labels.append(label)
     if skipped:
         log.warning("GLUE %s %s: skipped %d malformed row(s) in %s", task, split, skipped, path)
     if not labels:
-        raise GlueFormatError(f"{path}: no examples")
+        raise _error(path, last + 1, f"end of file with no examples (GLUE {task} {split} would be empty)", expected)
     return GlueSplit(task, split, path, text_a, text_b, labels, skipped)
+
+
+def _error(path: Path, line: int, problem: str, expected: str) -> DataFormatError:
+    return format_error(path, line, problem, expected, GlueFormatError)
+
+
+def _expected(fmt: GlueFormat, split: str) -> str:
+    """What a row of ``split`` should be, for error messages."""
+    header = fmt.headers[split]
+    columns = " <TAB> ".join(header) if header is not None else f"{fmt.n_columns} columns"
+    if fmt.labels is not None:
+        label = f"a label in {list(fmt.labels)}"
+    else:
+        label = f"a score in [{fmt.score_range[0]}, {fmt.score_range[1]}]"
+    return f"rows of {columns} (tab-separated, one per line) with {label}"
 
 
 def _check_header(row: list[str], header: tuple[str, ...], path: Path) -> None:
     if [c.strip().lower() for c in row] != [c.lower() for c in header]:
-        raise GlueFormatError(
-            f"{path}, line 1: header {row!r} is not the official one; expected {list(header)} (tab-separated)"
-        )
+        raise _error(path, 1, f"header {row!r} is not the official one", f"{list(header)} (tab-separated)")
 
 
 def _parse_label(value: str, fmt: GlueFormat) -> int | float:

@@ -3,8 +3,10 @@
 Built-in data is generated once per set of generator arguments into
 ``<cache_dir>/lra-builtin-<task>-<hash>`` (written to a staging folder, then renamed, so a folder that
 exists is complete). Tokenised tensors go to ``<cache_dir>/lra-<task>-<hash>/tensors.pt`` beside the
-``splits.json`` that records the split (``tasks.lra.splits``); the hash covers the source and every option
-that changes the tensors.
+``splits.json`` that records the split (``tasks.lra.splits``); the hash covers the contents of every file the
+reader parses (``LraSpec.files``; never the folder's path or the files' times, so a file replaced in place is a
+new key and a moved copy reuses its cache) and every option that changes the tensors. Every split must hold at
+least one example: an empty one fails naming where it came from.
 """
 from __future__ import annotations
 
@@ -20,14 +22,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from tasks.data.cache import load_cached, save_cached
+from tasks.data.cache import files_digest, load_cached, save_cached
+from tasks.data.textfile import DataFormatError
 from tasks.lra.data.examples import BYTE_OFFSET, Examples
 from tasks.lra.generators.pathfinder import Geometry
 from tasks.lra.specs import LraSpec
 from tasks.lra.splits import SPLITS, load_or_make_splits
 from zoo_io.atomic import write_json
 
-FORMAT_VERSION = 1  # bump when a generator, reader or the tensor layout changes what lands in the cache
+FORMAT_VERSION = 2  # bump when a generator, reader or the tensor layout changes what lands in the cache
 COMPLETE = "generated.json"
 
 
@@ -109,14 +112,32 @@ def pack(examples: Examples) -> dict[str, torch.Tensor]:
     return out
 
 
+def check_not_empty(splits: dict[str, Examples], natural: dict[str, Examples], root: Path, cfg: Any) -> None:
+    """Every split holds an example; else say which split, where it came from and what would fill it."""
+    for split in SPLITS:
+        if len(splits[split]):
+            continue
+        if split in natural:  # a split file of its own: the readers reject an empty file, so this is defensive
+            raise DataFormatError(f"{root}: the {split} split has no examples; expected at least one")
+        source = "all" if "all" in natural else "train"
+        fraction = "test_fraction" if split == "test" else "valid_fraction"
+        value = getattr(cfg, fraction)
+        raise DataFormatError(
+            f"{root}: the {split} split is empty: task.{fraction}={value} of the {len(natural[source])} examples "
+            f"of the {source!r} data rounds to none; expected a task.{fraction} that leaves at least one example "
+            f"(or more data)"
+        )
+
+
 def load_tensors(spec: LraSpec, cfg: Any) -> tuple[dict[str, dict[str, torch.Tensor]], Path, Path]:
     """``{split: packed tensors}``, the data folder and the cache folder; reads and tokenises on a miss."""
     root = data_root(spec, cfg)
     image_side = cfg.side if spec.name in ("pathfinder", "pathx") else 32
     key = {
-        "version": FORMAT_VERSION, "task": spec.name, "root": str(root), "seq_len": cfg.seq_len,
-        "valid_fraction": cfg.valid_fraction, "test_fraction": cfg.test_fraction, "split_seed": cfg.data.seed,
-        "side": image_side if spec.image else None, "pool": cfg.pool if spec.image else None,
+        "version": FORMAT_VERSION, "task": spec.name, "files": files_digest(spec.files(root, cfg), root),
+        "seq_len": cfg.seq_len, "valid_fraction": cfg.valid_fraction, "test_fraction": cfg.test_fraction,
+        "split_seed": cfg.data.seed, "side": image_side if spec.image else None,
+        "pool": cfg.pool if spec.image else None,
         "difficulty": cfg.difficulty if spec.name in ("pathfinder", "pathx") else None,
     }
     folder = Path(cfg.data.cache_dir).expanduser() / f"lra-{spec.name}-{_digest(key)}"
@@ -127,7 +148,8 @@ def load_tensors(spec: LraSpec, cfg: Any) -> tuple[dict[str, dict[str, torch.Ten
     if spec.image:
         natural = {split: downsample(examples, image_side, cfg.pool) for split, examples in natural.items()}
     splits = load_or_make_splits(natural, folder / "splits.json", cfg.valid_fraction, cfg.test_fraction, cfg.data.seed)
+    check_not_empty(splits, natural, root, cfg)
     tensors = {split: pack(splits[split]) for split in SPLITS}
     save_cached(folder / "tensors.pt", tensors)
-    write_json(folder / "key.json", key)
+    write_json(folder / "key.json", {**key, "root": str(root)})  # the root only says where it was last read
     return tensors, root, folder

@@ -20,6 +20,7 @@ BYTE_VOCAB = 256 + BYTE_OFFSET  # bytes and grey levels, plus padding
 @dataclass(frozen=True)
 class LraSpec:
     """``read(root, cfg)`` returns the source's own splits (train/valid/test, train/test or all);
+    ``files(root, cfg)`` lists every file ``read`` parses (the tokenised cache is keyed on their contents);
     ``generate(out, seed=..., **builtin)`` writes the same files. ``image`` tasks have fixed-size grids."""
 
     name: str
@@ -27,6 +28,7 @@ class LraSpec:
     vocab_size: int
     n_inputs: int
     read: Callable[[Path, Any], dict[str, Examples]]
+    files: Callable[[Path, Any], list[Path]]
     generate: Callable[..., Path]
     image: bool = False
 
@@ -35,17 +37,25 @@ def _pathfinder(root: Path, cfg: Any) -> dict[str, Examples]:
     return {"all": pathfinder.read_pathfinder(root, cfg.side, cfg.difficulty)}
 
 
+def _pathfinder_files(root: Path, cfg: Any) -> list[Path]:
+    return pathfinder.source_files(root, cfg.side, cfg.difficulty)
+
+
 SPECS: dict[str, LraSpec] = {
     spec.name: spec
     for spec in (
         LraSpec("listops", listops.N_CLASSES, listops.VOCAB_SIZE, 1,
-                lambda root, cfg: listops.read_listops(root, cfg.seq_len), write_listops),
-        LraSpec("text", imdb.N_CLASSES, BYTE_VOCAB, 1, lambda root, cfg: imdb.read_imdb(root, cfg.seq_len), write_text),
-        LraSpec("retrieval", aan.N_CLASSES, BYTE_VOCAB, 2,
-                lambda root, cfg: aan.read_aan(root, cfg.seq_len), write_retrieval),
-        LraSpec("image", cifar.N_CLASSES, BYTE_VOCAB, 1, lambda root, cfg: cifar.read_cifar(root), write_image, True),
-        LraSpec("pathfinder", pathfinder.N_CLASSES, BYTE_VOCAB, 1, _pathfinder, write_pathfinder, True),
-        LraSpec("pathx", pathfinder.N_CLASSES, BYTE_VOCAB, 1, _pathfinder, write_pathfinder, True),
+                lambda root, cfg: listops.read_listops(root, cfg.seq_len),
+                lambda root, cfg: listops.source_files(root), write_listops),
+        LraSpec("text", imdb.N_CLASSES, BYTE_VOCAB, 1, lambda root, cfg: imdb.read_imdb(root, cfg.seq_len),
+                lambda root, cfg: imdb.source_files(root), write_text),
+        LraSpec("retrieval", aan.N_CLASSES, BYTE_VOCAB, 2, lambda root, cfg: aan.read_aan(root, cfg.seq_len),
+                lambda root, cfg: aan.source_files(root), write_retrieval),
+        LraSpec("image", cifar.N_CLASSES, BYTE_VOCAB, 1, lambda root, cfg: cifar.read_cifar(root),
+                lambda root, cfg: cifar.source_files(root), write_image, True),
+        LraSpec("pathfinder", pathfinder.N_CLASSES, BYTE_VOCAB, 1, _pathfinder, _pathfinder_files, write_pathfinder,
+                True),
+        LraSpec("pathx", pathfinder.N_CLASSES, BYTE_VOCAB, 1, _pathfinder, _pathfinder_files, write_pathfinder, True),
     )
 }
 

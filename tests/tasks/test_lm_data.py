@@ -11,6 +11,7 @@ import torch
 from tasks.data.synthetic_lm import CorpusConfig, generate_corpus
 from tasks.data.vocab import Vocabulary
 from tasks.data.wikitext import DataFormatError, load_wikitext, read_words, split_paths
+from tests.tasks.rewrite import rewrite_in_place
 
 SMALL = CorpusConfig(train_tokens=6000, valid_tokens=3000, test_tokens=3000, n_nouns=60, n_verbs=15,
                      n_adjectives=15, n_entities=40)
@@ -50,14 +51,16 @@ def test_missing_folder_or_file_names_expected_files_and_download_command(tmp_pa
         load_wikitext(folder, tmp_path / "cache")
 
 
-@pytest.mark.parametrize("bad, reason", [(b" a \xff b \n", "not valid UTF-8"), (b" a \x00 b \n", "control character")])
+@pytest.mark.parametrize("bad, reason", [(b" a \xff b \n", "byte 0xff at column 4 is not valid UTF-8"),
+                                         (b" a \x00 b \n", "NUL byte at column 4"),
+                                         (b" a \x07 b \n", "control character '\\x07' at column 4")])
 def test_malformed_line_names_file_and_line(tmp_path, bad, reason):
     folder = write_wikitext(tmp_path / "wt")
     path = folder / "wiki.valid.tokens"
     path.write_bytes(b" fine line \n \n" + bad)
     with pytest.raises(DataFormatError) as err:
         load_wikitext(folder, tmp_path / "cache")
-    assert str(path) in str(err.value) and "line 3" in str(err.value) and reason in str(err.value)
+    assert str(err.value).startswith(f"{path}:3: {reason}") and "; expected " in str(err.value)
 
 
 def test_tokenised_cache_is_keyed_by_inputs(tmp_path):
@@ -72,6 +75,19 @@ def test_tokenised_cache_is_keyed_by_inputs(tmp_path):
     assert changed.vocab.decode(changed.splits["train"]) == ["x", "y", "z", "<eos>"]
     assert len(list(cache.iterdir())) == 2
     assert len(load_wikitext(folder, cache, pad_to_multiple=1).vocab) != len(changed.vocab)
+
+
+@pytest.mark.parametrize("split", ["train", "valid", "test"])
+def test_a_file_replaced_in_place_is_read_again(tmp_path, split):
+    """Same name, size and modification time, other words: the key follows the content, not the file's stat."""
+    folder = write_wikitext(tmp_path / "wt", train=" = A = \n a b a c \n", valid=" a b \n", test=" c a \n")
+    first = load_wikitext(folder, tmp_path / "cache")
+    rewrite_in_place(folder / f"wiki.{split}.tokens", b" a", b" c")
+    again = load_wikitext(folder, tmp_path / "cache")
+    fresh = load_wikitext(folder, tmp_path / "fresh-cache")
+    assert again.vocab.symbols == fresh.vocab.symbols
+    assert all(torch.equal(again.splits[s], fresh.splits[s]) for s in fresh.splits)
+    assert not torch.equal(again.splits[split], first.splits[split])
 
 
 def test_damaged_cache_is_rebuilt(tmp_path):

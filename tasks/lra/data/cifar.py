@@ -57,6 +57,13 @@ def read_cifar_files(folder: Path, names: tuple[str, ...]) -> Examples:
     return Examples((sequences,), np.concatenate(labels), ids)
 
 
+def source_files(root: str | Path) -> list[Path]:
+    """The files :func:`read_cifar` parses (what its cache is keyed on)."""
+    folder = find_folder(root, RELEASE_FOLDER, TEST_FILES[0])
+    return [require_file(folder / name, f"a CIFAR-10 binary batch of {RECORD_BYTES}-byte records")
+            for name in TRAIN_FILES + TEST_FILES]
+
+
 def read_cifar(root: str | Path) -> dict[str, Examples]:
     """``train`` (the five data batches, in order) and ``test``."""
     folder = find_folder(root, RELEASE_FOLDER, TEST_FILES[0])

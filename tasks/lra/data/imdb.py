@@ -1,8 +1,9 @@
 """Text: IMDB reviews as bytes, from the ``aclImdb`` distribution (``{train,test}/{pos,neg}/<id>_<rating>.txt``).
 
-Labels: ``pos`` 1, ``neg`` 0 (the ``unsup`` folder is ignored). Reviews are read as raw bytes and encoded
-byte-level (byte + 1), truncated to ``max_len`` as LRA's pipeline does. Files are taken in the order of
-their numeric id, so the examples and their ids are the same on every machine.
+Labels: ``pos`` 1, ``neg`` 0 (the ``unsup`` folder is ignored). Reviews are read under the rule every loader
+shares (:mod:`tasks.data.textfile`) and encoded byte-level (their UTF-8 bytes + 1), truncated to ``max_len`` as
+LRA's pipeline does; an empty review is an error. Files are taken in the order of their numeric id, so the
+examples and their ids are the same on every machine.
 """
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tasks.data.textfile import format_error, read_text
 from tasks.lra.data.examples import Examples, encode_bytes
 from tasks.lra.data.layout import find_folder
 
@@ -18,6 +20,7 @@ RELEASE_FOLDER = "aclImdb"
 LABELS = {"neg": 0, "pos": 1}
 N_CLASSES = 2
 _NAME = re.compile(r"(\d+)(?:_\d+)?\.txt")
+EXPECTED = "the text of one review"
 
 
 def _review_files(folder: Path) -> list[Path]:
@@ -39,10 +42,20 @@ def read_imdb_split(folder: Path, max_len: int | None = None) -> Examples:
     sequences, labels, ids = [], [], []
     for polarity, label in LABELS.items():
         for path in _review_files(folder / polarity):
-            sequences.append(encode_bytes(path.read_bytes(), max_len))
+            text = read_text(path, EXPECTED)
+            if not text:
+                raise format_error(path, 1, "the review is empty", EXPECTED)
+            sequences.append(encode_bytes(text.encode("utf-8"), max_len))
             labels.append(label)
             ids.append(f"{folder.name}/{polarity}/{path.name}")
     return Examples((sequences,), np.array(labels, dtype=np.int64), ids)
+
+
+def source_files(root: str | Path) -> list[Path]:
+    """The files :func:`read_imdb` parses (what its cache is keyed on)."""
+    folder = find_folder(root, RELEASE_FOLDER, "train")
+    return [path for split in ("train", "test") for polarity in LABELS
+            for path in _review_files(folder / split / polarity)]
 
 
 def read_imdb(root: str | Path, max_len: int | None = None) -> dict[str, Examples]:

@@ -2,8 +2,11 @@
 from pathlib import Path
 
 import pytest
+import torch
 
+import tasks
 from tasks.glue.reader import GlueFormatError, read_split
+from tests.tasks.rewrite import rewrite_in_place
 
 REAL_GLUE = Path(__file__).resolve().parents[4] / "shared" / "data" / "glue"
 
@@ -23,7 +26,7 @@ def test_cola_has_no_header_and_four_columns(tmp_path):
 
 def test_cola_bad_label_names_file_and_line(tmp_path):
     write(tmp_path, "CoLA", "dev", ["gj04\t1\t\tfine .", "gj04\t1\t\tfine .", "gj04\t2\t\tbad label ."])
-    with pytest.raises(GlueFormatError, match=r"CoLA/dev\.tsv, line 3: label '2' is not one of \['0', '1'\]"):
+    with pytest.raises(GlueFormatError, match=r"CoLA/dev\.tsv:3: label '2' is not one of \['0', '1'\]"):
         read_split(tmp_path, "cola", "dev")
 
 
@@ -31,13 +34,14 @@ def test_sst2_header_and_wrong_column_count(tmp_path):
     write(tmp_path, "SST-2", "train", ["sentence\tlabel", "a fine film \t1", "a dull one\t0"])
     assert read_split(tmp_path, "sst2", "train").labels == [1, 0]
     write(tmp_path, "SST-2", "dev", ["sentence\tlabel", "a fine film\t1", "no label here"])
-    with pytest.raises(GlueFormatError, match=r"SST-2/dev\.tsv, line 3: expected 2 tab-separated columns, found 1"):
+    message = r"SST-2/dev\.tsv:3: found 1 tab-separated column\(s\), not 2; expected rows of sentence"
+    with pytest.raises(GlueFormatError, match=message):
         read_split(tmp_path, "sst2", "dev")
 
 
 def test_wrong_header_is_rejected(tmp_path):
     write(tmp_path, "SST-2", "train", ["text\tlabel", "a fine film\t1"])
-    with pytest.raises(GlueFormatError, match=r"line 1: header .* expected \['sentence', 'label'\]"):
+    with pytest.raises(GlueFormatError, match=r"train\.tsv:1: header .* expected \['sentence', 'label'\]"):
         read_split(tmp_path, "sst2", "train")
 
 
@@ -83,7 +87,7 @@ def test_stsb_regression_scores_and_range(tmp_path):
     write(tmp_path, "STS-B", "train", [header, "0\tmain\tMSRvid\t2012\t1\tnone\tnone\tA plane .\tA jet .\t4.250"])
     assert read_split(tmp_path, "stsb", "train").labels == [4.25]
     write(tmp_path, "STS-B", "dev", [header, "0\tmain\tMSRvid\t2012\t1\tnone\tnone\tA .\tB .\t5.5"])
-    with pytest.raises(GlueFormatError, match=r"line 2: score 5.5 is outside \[0.0, 5.0\]"):
+    with pytest.raises(GlueFormatError, match=r"dev\.tsv:2: score 5.5 is outside \[0.0, 5.0\]"):
         read_split(tmp_path, "stsb", "dev")
 
 
@@ -96,6 +100,33 @@ def test_task_folder_or_glue_root_and_missing_files(tmp_path):
         read_split(tmp_path, "mnli", "dev")
     with pytest.raises(ValueError, match="valid choices"):
         read_split(tmp_path, "wnli", "train")
+
+
+def test_no_examples_names_the_file_and_the_line_after_the_last(tmp_path):
+    write(tmp_path, "SST-2", "dev", ["sentence\tlabel"])
+    with pytest.raises(GlueFormatError, match=r"SST-2/dev\.tsv:2: end of file with no examples"):
+        read_split(tmp_path, "sst2", "dev")
+
+
+def test_a_file_replaced_in_place_is_read_again(tmp_path):
+    """GLUE's cache (the BPE trained on the training texts) is keyed on the texts themselves: a same-sized
+    replacement with the same modification time trains a new tokenizer, and the data is the new file's."""
+    write(tmp_path / "data", "SST-2", "train", ["sentence\tlabel"] + ["a fine film\t1", "a dull one\t0"] * 20)
+    write(tmp_path / "data", "SST-2", "dev", ["sentence\tlabel", "a fine one\t1", "a dull film\t0"])
+
+    def prepared(cache: str) -> tasks.Task:
+        data = {"source": "files", "path": str(tmp_path / "data"), "cache_dir": str(tmp_path / cache)}
+        task = tasks.build({"name": "glue/sst2", "init_from": None, "tokenizer": {"vocab_size": 300}, "data": data})
+        task.prepare()
+        return task
+
+    first = prepared("cache")
+    rewrite_in_place(tmp_path / "data" / "SST-2" / "train.tsv", b"a fine film\t1", b"zzz qqq xxx\t0")
+    again, fresh = prepared("cache"), prepared("fresh-cache")
+    assert again.data["train"].text_a[0] == "zzz qqq xxx" and again.data["train"].labels[0] == 0
+    assert again.tokenizer.encode(["zzz qqq"]) == fresh.tokenizer.encode(["zzz qqq"])
+    assert first.tokenizer.encode(["zzz qqq"]) != fresh.tokenizer.encode(["zzz qqq"])
+    assert all(torch.equal(a, b) for a, b in zip(again.encoded["train"][0], fresh.encoded["train"][0]))
 
 
 @pytest.mark.skipif(not REAL_GLUE.is_dir(), reason="real GLUE files not available")

@@ -46,8 +46,8 @@ def test_listops_pointing_at_the_dataset_folder(tmp_path):
     ("text", "message"),
     [
         ("Src\tTarget\n1\t1\n", "expected the header"),
-        ("Source\tTarget\n( [MAX 1 ] )\t1\textra\n", ":2: expected 2 tab-separated columns"),
-        ("Source\tTarget\n( [MAX 1 ] )\t12\n", ":2: Target must be a digit"),
+        ("Source\tTarget\n( [MAX 1 ] )\t1\textra\n", ":2: found 3 tab-separated columns, not 2"),
+        ("Source\tTarget\n( [MAX 1 ] )\t12\n", ":2: Target '12' is not a digit 0-9"),
         ("Source\tTarget\n3\t3\n( [FIRST 1 ] )\t1\n", ":3: unknown ListOps token(s) ['[FIRST']"),
     ],
 )
@@ -57,6 +57,23 @@ def test_listops_bad_input_names_file_and_line(tmp_path, text, message):
     with pytest.raises(ValueError, match="basic_train.tsv") as err:
         read_listops(tmp_path)
     assert message in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("Source\tTarget\n( ( ) )\t1\n", ":2: the Source '( ( ) )' has no token (an empty example)"),
+        ("Source\tTarget\n\t1\n", ":2: the Source '' has no token"),
+        ("Source\tTarget\n", ":2: end of file with no example"),
+        ("", ":1: end of file with no example"),
+    ],
+)
+def test_listops_empty_examples_and_files_are_refused(tmp_path, text, message):
+    folder = fixtures.listops_release(tmp_path, LISTOPS_ROWS)
+    (folder / "basic_val.tsv").write_text(text)
+    with pytest.raises(ValueError) as err:
+        read_listops(tmp_path)
+    assert str(err.value).startswith(f"{folder / 'basic_val.tsv'}{message}") and "; expected " in str(err.value)
 
 
 def test_missing_folder_lists_the_paths_tried(tmp_path):
@@ -91,6 +108,14 @@ def test_imdb_bytes_labels_and_order(tmp_path):
     assert len(splits["test"]) == 2
 
 
+def test_imdb_empty_review_is_refused(tmp_path):
+    folder = fixtures.imdb(tmp_path, {split: {"pos": {"0_9.txt": b"x"}, "neg": {"1_1.txt": b"y"}}
+                                      for split in ("train", "test")})
+    (folder / "test" / "neg" / "1_1.txt").write_bytes(b"")
+    with pytest.raises(ValueError, match=r"aclImdb/test/neg/1_1.txt:1: the review is empty; expected the text"):
+        read_imdb(tmp_path)
+
+
 def test_imdb_missing_polarity_folder(tmp_path):
     fixtures.imdb(tmp_path, {"train": {"pos": {"0_9.txt": b"x"}}, "test": {"pos": {"0_9.txt": b"x"}}})
     with pytest.raises(FileNotFoundError, match=r"aclImdb/train/neg"):
@@ -112,7 +137,9 @@ def test_aan_float_labels_pairs_and_truncation(tmp_path):
 
 @pytest.mark.parametrize(
     ("row", "message"),
-    [("1.0\tP1\tP2\tonly four", "expected 5 tab-separated columns"), ("0.5\tP1\tP2\ta\tb", "label must be 0 or 1")],
+    [("1.0\tP1\tP2\tonly four", "found 4 tab-separated columns, not 5"),
+     ("0.5\tP1\tP2\ta\tb", "label '0.5' is not 0 or 1"),
+     ("1\tP1\tP2\ta\t", r"text2 is empty \(an empty example\)"), ("1\tP1\tP2\t\t", "text1 and text2 are empty")],
 )
 def test_aan_bad_rows(tmp_path, row, message):
     fixtures.aan_release(tmp_path, ["1.0\tP1\tP2\ta\tb", row])
@@ -192,7 +219,7 @@ def test_pathfinder_bad_images_and_metadata(tmp_path):
     with pytest.raises(FileNotFoundError, match=r"0.npy:2: lists .*sample_1.png"):
         read_pathfinder(tmp_path)
     (folder / "metadata" / "0.npy").write_text("imgs/0 sample_0.png 0 maybe\n")
-    with pytest.raises(ValueError, match=r"0.npy:1: expected 'imgs/<k> sample_<i>.png <i> <label 0\|1>"):
+    with pytest.raises(ValueError, match=r"0.npy:1: found .*; expected lines 'imgs/<k> sample_<i>.png <i> <label"):
         read_pathfinder(tmp_path)
     with pytest.raises(ValueError, match="unknown Pathfinder difficulty 'hard'"):
         read_pathfinder(tmp_path, difficulty="hard")

@@ -11,6 +11,7 @@ from omegaconf import OmegaConf
 import tasks
 from harness.config import ConfigError, validate
 from harness.run import execute
+from tasks.data.textfile import DataFormatError
 from tasks.lra.data.examples import BYTE_OFFSET, Examples
 from tasks.lra.model import pool
 from tasks.lra.source import downsample
@@ -71,6 +72,29 @@ def test_files_source_reads_a_nested_release(tmp_path, lra_cache):
     assert [task.num_examples(s) for s in ("train", "valid", "test")] == [8, 4, 8]
     cache = task.describe()["cache_folder"]
     assert json.loads(open(f"{cache}/splits.json").read())["valid"][0] == "basic_val.tsv:2"
+
+
+def test_an_empty_evaluation_file_is_named(tmp_path):
+    """Before: ``RuntimeError: max(): Expected reduction dim`` from the model; now the file and line."""
+    folder = fixtures.listops_release(tmp_path / "copy", {"train": [("( [MAX 2 9 ] )", "9")] * 4})
+    (folder / "basic_val.tsv").write_text("Source\tTarget\n")
+    with pytest.raises(DataFormatError, match=r"basic_val.tsv:2: end of file with no example; expected the header"):
+        smoke_task("listops", tmp_path / "cache", "task.data.source=files", f"task.data.path={tmp_path / 'copy'}")
+
+
+@pytest.mark.parametrize(("name", "override", "message"), [
+    ("text", "task.valid_fraction=0.01", "the valid split is empty: task.valid_fraction=0.01 of the 12 examples"),
+    ("pathfinder", "task.test_fraction=0.0", "the test split is empty: task.test_fraction=0.0 of the 10 examples"),
+])
+def test_a_carved_split_left_empty_names_the_fraction(tmp_path, name, override, message):
+    if name == "text":
+        reviews = {"pos": {f"{i}_9.txt": b"good" for i in range(6)}, "neg": {f"{i}_1.txt": b"bad" for i in range(6)}}
+        fixtures.imdb(tmp_path / "copy", {"train": reviews, "test": reviews})
+    else:
+        images = {0: [(np.full((32, 32), i), i % 2) for i in range(10)]}
+        fixtures.pathfinder_release(tmp_path / "copy", images, difficulty="curv_baseline")  # the smoke scale's
+    with pytest.raises(DataFormatError, match=message):
+        smoke_task(name, tmp_path / "cache", "task.data.source=files", f"task.data.path={tmp_path / 'copy'}", override)
 
 
 def test_collate_pads_right_and_masks(lra_cache):

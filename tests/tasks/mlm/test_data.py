@@ -6,6 +6,7 @@ import tasks
 from tasks.base import IGNORE_INDEX
 from tasks.mlm.data import pack_complete
 from tasks.tokenizers import BpeTokenizer
+from tests.tasks.rewrite import rewrite_in_place
 
 
 def test_pack_complete_keeps_lines_whole_and_covers_the_stream():
@@ -87,3 +88,26 @@ def test_missing_files_and_bad_settings_fail_clearly(tmp_path):
                         "data": {"source": "files", "path": str(tmp_path), "cache_dir": str(tmp_path)}})
     with pytest.raises(ValueError, match="go together"):
         task.prepare()
+
+
+@pytest.mark.parametrize("suffix", ["raw", "tokens"])
+def test_a_file_replaced_in_place_is_read_again(tmp_path, suffix):
+    """The tokenizer (trained on train) and the packed blocks are cached by the files' contents: a same-sized
+    replacement with the same modification time is a new key, for the BPE as for the blocks."""
+    write_wikitext(tmp_path, suffix)
+
+    def prepared(cache: str):
+        task = tasks.build({"name": "mlm", "seq_len": 16, "tokenizer": {"vocab_size": 300},
+                            "data": {"source": "files", "path": str(tmp_path), "cache_dir": str(tmp_path / cache)}})
+        task.prepare()
+        return task
+
+    first = prepared("cache")
+    rewrite_in_place(tmp_path / f"wiki.train.{suffix}", b" the cat sat", b" zzz qqq xxx")
+    rewrite_in_place(tmp_path / f"wiki.valid.{suffix}", b" the dog sat", b" a cat ran  ")
+    again, fresh = prepared("cache"), prepared("fresh-cache")
+    assert again.tokenizer.encode(["zzz qqq"]) == fresh.tokenizer.encode(["zzz qqq"])
+    assert first.tokenizer.encode(["zzz qqq"]) != fresh.tokenizer.encode(["zzz qqq"])
+    for split in ("train", "valid", "test"):
+        assert torch.equal(again.data[split].stream, fresh.data[split].stream), split
+    assert not torch.equal(again.data["valid"].stream, first.data["valid"].stream)
