@@ -1,12 +1,16 @@
 """One registry: name -> mixer builder, its knobs (with defaults) and its capability flags."""
 from __future__ import annotations
 
+import collections.abc
 import importlib.metadata
 import inspect
+import re
+import types
+import typing
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from torch import nn
 
@@ -139,6 +143,16 @@ SPEC_ATTRIBUTE = "__attention_zoo_spec__"  # the capability flags a decorated bu
 CAPABILITIES = (
     "owns_channel_mixer", "needs_max_length", "prefix_consistent", "fixed_knobs", "default_knobs", "preset",
 )
+# a backend's name is a config choice (attention=NAME) and a folder of every run (<run.root>/<task>/NAME/...)
+NAME_PATTERN = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+
+
+def check_name(name: str) -> None:
+    """Raise a ValueError unless ``name`` can be a backend's name (a safe folder name and config choice)."""
+    if not isinstance(name, str) or not NAME_PATTERN.fullmatch(name):
+        raise ValueError(f"invalid attention backend name {name!r}: it becomes a folder of every run and a config "
+                         "choice, so it must be 1-100 letters, digits, '_', '.' or '-', not starting with '.' or '-' "
+                         "(e.g. 'relu_linear')")
 
 
 def register(name: str, builder: Callable[..., nn.Module] | None = None, *, linear_causal: bool,
@@ -151,6 +165,7 @@ def register(name: str, builder: Callable[..., nn.Module] | None = None, *, line
     builder, so an entry point (group ``attention_zoo.backends``) can name it alone. Registering a name that
     exists fails, naming it, unless ``replace=True``.
     """
+    check_name(name)
     unknown = sorted(set(capabilities) - set(CAPABILITIES))
     if unknown:
         raise TypeError(f"register({name!r}): unknown capability flag(s) {unknown}; valid: {list(CAPABILITIES)}")
@@ -205,8 +220,23 @@ def available() -> list[str]:
 def get_spec(name: str) -> MixerSpec:
     load_plugins()
     if name not in REGISTRY:
-        raise ValueError(f"unknown attention backend {name!r}; valid choices: {available()}")
+        raise ValueError(unknown_backend_message(name))
     return REGISTRY[name]
+
+
+def unknown_backend_message(name: str) -> str:
+    """Why ``name`` is not a backend: the valid names and, since their warning scrolled away long before,
+    the plugins that failed to load (the one called ``name`` first)."""
+    failures = failed_plugins()
+    if name in failures:
+        message = f"attention backend {name!r} is a plugin that failed to load: {failures[name]}"
+    else:
+        message = f"unknown attention backend {name!r}"
+    message += f"; valid choices: {available()}"
+    others = [str(f) for n, f in failures.items() if n != name]
+    if others:
+        message += "; plugin(s) that failed to load: " + "; ".join(others)
+    return message
 
 
 def build_mixer(name: str, d_model: int, n_heads: int, causal: bool, **knobs) -> nn.Module:
@@ -218,10 +248,116 @@ def build_mixer(name: str, d_model: int, n_heads: int, causal: bool, **knobs) ->
     return spec.builder(d_model, n_heads, causal, **(spec.fixed_knobs | spec.default_knobs | knobs))
 
 
+# ---------------------------------------------------------------------------------------- knob types
+def knob_annotations(name: str) -> dict[str, Any]:
+    """Knob -> the type its builder declares, resolved (``int``, ``float | None``, ``Literal[...]``); a
+    preset's shared knob takes the annotation of the first part whose builder has it. Knobs without an
+    annotation that resolves are left out."""
+    spec = get_spec(name)
+    if spec.preset is not None:
+        annotations: dict[str, Any] = {}
+        for part, _ in (spec.preset.second, spec.preset.first):  # the first part's wins
+            annotations |= {k: v for k, v in knob_annotations(part).items() if k in spec.preset.shared}
+        return annotations
+    hints = _type_hints(spec.builder)
+    return {knob: hints[knob] for knob in spec.knobs if knob in hints}
+
+
+def _type_hints(builder: Callable) -> dict[str, Any]:
+    target = builder.__init__ if inspect.isclass(builder) else builder
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # one annotation that does not resolve (a name imported for type checkers only)
+        pass
+    namespace = getattr(inspect.unwrap(target), "__globals__", {})
+    hints = {}
+    for knob, parameter in inspect.signature(builder).parameters.items():
+        if parameter.annotation is inspect.Parameter.empty:
+            continue
+
+        def one() -> None: ...
+
+        one.__annotations__ = {knob: parameter.annotation}
+        try:  # the others, one at a time
+            hints |= typing.get_type_hints(one, globalns=dict(namespace))
+        except Exception:
+            continue
+    return hints
+
+
+def type_mismatch(value: Any, annotation: Any) -> str | None:
+    """None when ``value`` (as a config gives it: None, bool, int, float, str, list, dict) fits ``annotation``;
+    else the expected type in words. An annotation this check does not understand accepts anything."""
+    origin, args = typing.get_origin(annotation), typing.get_args(annotation)
+    if annotation is Any or annotation is inspect.Parameter.empty:
+        return None
+    if annotation is None or annotation is type(None):
+        return None if value is None else "None"
+    if origin in (typing.Union, types.UnionType):
+        expected = [type_mismatch(value, a) for a in args]
+        return None if None in expected else " or ".join(expected)  # type: ignore[arg-type]
+    if origin is typing.Literal:
+        return None if value in args else f"one of {list(args)}"
+    if annotation is bool:
+        return None if isinstance(value, bool) else "bool (true or false)"
+    if annotation is int:
+        return None if isinstance(value, int) and not isinstance(value, bool) else "int"
+    if annotation is float:  # an int is a float, as in Python
+        return None if isinstance(value, (int, float)) and not isinstance(value, bool) else "float"
+    if annotation is str:
+        return None if isinstance(value, str) else "str"
+    sequences = (list, tuple, collections.abc.Sequence)
+    if annotation in sequences or origin in sequences:
+        if not isinstance(value, (list, tuple)):
+            return "a list"
+        item = args[0] if args and (origin is not tuple or len(args) == 2 and args[1] is Ellipsis) else Any
+        wrong = next((w for w in (type_mismatch(v, item) for v in value) if w is not None), None)
+        return None if wrong is None else f"a list of {wrong}"
+    if annotation in (dict, collections.abc.Mapping) or origin in (dict, collections.abc.Mapping):
+        return None if isinstance(value, dict) else "a mapping"
+    return None
+
+
+def check_knob_types(name: str, knobs: dict[str, Any]) -> None:
+    """Raise a ValueError naming the first knob whose value does not fit its builder's annotation (the
+    builders check ranges and choices themselves when built). A knob at its builder's default is accepted,
+    whatever the annotation says: the default is the author's own choice."""
+    defaults, annotations = get_spec(name).knobs, knob_annotations(name)
+    for knob, value in knobs.items():
+        at_default = knob in defaults and type(value) is type(defaults[knob]) and value == defaults[knob]
+        if knob not in annotations or at_default:
+            continue
+        expected = type_mismatch(value, annotations[knob])
+        if expected is not None:
+            raise ValueError(f"knob {knob!r} must be {expected} (its annotation in {_origin(get_spec(name).builder)}), "
+                             f"got {value!r} ({type(value).__name__})")
+
+
 # ---------------------------------------------------------------------------------------------- plugins
 PLUGIN_GROUP = "attention_zoo.backends"
 _plugins_loaded = False
-PLUGIN_ERRORS: dict[str, str] = {}  # entry point -> why it could not be registered
+
+
+@dataclass(frozen=True)
+class PluginFailure:
+    """An entry point of ``attention_zoo.backends`` that could not be registered, and why."""
+
+    name: str
+    target: str  # the entry point's value, "package.module:Builder"
+    distribution: str
+    error: str  # "ModuleNotFoundError: No module named 'x'"
+
+    def __str__(self) -> str:
+        return f"{self.name!r} from {self.distribution} ({self.target}): {self.error}"
+
+
+PLUGIN_ERRORS: dict[str, PluginFailure] = {}  # entry point name -> why it could not be registered
+
+
+def failed_plugins() -> dict[str, PluginFailure]:
+    """The entry points that could not be registered (loading the plugins first), by name."""
+    load_plugins()
+    return dict(PLUGIN_ERRORS)
 
 
 def load_plugins() -> None:
@@ -247,6 +383,7 @@ def load_plugins() -> None:
             if REGISTRY.get(entry.name) is None or REGISTRY[entry.name].builder is not builder:
                 register(entry.name, builder, **flags)
         except Exception as err:  # a broken plugin must not take the built-ins down
-            PLUGIN_ERRORS[entry.name] = f"{type(err).__name__}: {err}"
+            failure = PluginFailure(entry.name, entry.value, distribution, f"{type(err).__name__}: {err}")
+            PLUGIN_ERRORS[entry.name] = failure
             warnings.warn(f"attention_zoo plugin {entry.name!r} from {distribution} ({entry.value}) was not "
-                          f"registered: {type(err).__name__}: {err}", RuntimeWarning, stacklevel=2)
+                          f"registered: {failure.error}", RuntimeWarning, stacklevel=2)

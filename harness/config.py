@@ -10,18 +10,21 @@ from __future__ import annotations
 import hashlib
 import inspect
 import json
-from dataclasses import dataclass, field, fields, is_dataclass
+import re
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any
 
+import torch
 from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import ConfigKeyError, OmegaConfBaseException
 
 import tasks
-from attention_zoo import available, get_spec
+from attention_zoo import available, build_backbone, get_spec
 from attention_zoo.backbone import BackboneShape, takes_layer_position
-from attention_zoo.registry import LayerPreset
-from tasks.base import TaskConfig
+from attention_zoo.registry import LayerPreset, check_knob_types, unknown_backend_message
+from harness import hydra_dirs  # noqa: F401  registers ${hydra_dir:...} (conf/config.yaml's Hydra folders)
+from tasks.base import TaskConfig, backbone_options
 
 # ${floordiv:a,b} in configs: an ablation's layer plan split at half the layers, whatever the scale's depth
 # (e.g. reverse_split:${floordiv:${model.n_layers},2}; conf/experiment/table9.yaml)
@@ -61,6 +64,55 @@ def _choice(key: str, value: Any, choices: tuple[str, ...]) -> None:
 def _positive(key: str, value: float, allow_zero: bool = False) -> None:
     if value < 0 or (value == 0 and not allow_zero):
         raise ConfigError(f"{key}={value!r} must be {'non-negative' if allow_zero else 'positive'}")
+
+
+# --------------------------------------------------------------------------------- values that become paths
+# A run's folder is <run.root>/<task.name>/<attention.name>/<scale.name>/seed<seed>-<hash>: each of these values
+# is one folder name (task.name: two, "glue/sst2"), never a way out of run.root. Key -> (parts allowed, example).
+PATH_KEYS: dict[str, tuple[int, str]] = {
+    "task.name": (2, "'lm', 'glue/sst2', 'lra/listops'"),
+    "attention.name": (1, "'transnormer_t2'"),
+    "scale.name": (1, "'cpu'"),
+}
+PATH_PART = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")  # a plain folder name, never ".", ".." or hidden
+
+
+def check_path_component(key: str, value: Any, max_parts: int = 1, example: str = "") -> None:
+    """Raise a ConfigError unless ``value`` is ``max_parts`` or fewer plain folder names joined by '/': no
+    '..', no absolute path, no empty part, no backslash or NUL, nothing a filesystem reads specially."""
+    parts = value.split("/") if isinstance(value, str) else []
+    if not isinstance(value, str):
+        why = f"is a {type(value).__name__}, not a string"
+    elif "\0" in value:
+        why = "contains a NUL character"
+    elif "\\" in value:
+        why = "contains a backslash"
+    elif value.startswith("/") or re.match(r"[A-Za-z]:", value):
+        why = "is an absolute path"
+    elif any(part in (".", "..") for part in parts):
+        why = f"has a {next(part for part in parts if part in ('.', '..'))!r} part"
+    elif any(not part for part in parts):
+        why = "has an empty part (a leading, trailing or doubled '/')" if value else "is empty"
+    elif len(parts) > max_parts:
+        why = f"has {len(parts)} parts separated by '/', more than {max_parts}"
+    elif not all(PATH_PART.fullmatch(part) for part in parts):
+        why = "has a part with another character, a leading '.' or '-', or over 100 characters"
+    else:
+        return
+    shape = "one folder name" if max_parts == 1 else f"up to {max_parts} folder names joined by '/'"
+    raise ConfigError(
+        f"{key}={value!r} {why}; it becomes part of the run folder <run.root>/<task.name>/<attention.name>/"
+        f"<scale.name>/..., so it must be {shape}" + (f" (e.g. {example})" if example else "")
+        + ", each of letters, digits, '_', '.' and '-', not starting with '.' or '-'"
+    )
+
+
+def check_path_keys(cfg: DictConfig) -> None:
+    """Every config value that becomes part of a run folder's path, checked (``PATH_KEYS``)."""
+    for key, (max_parts, example) in PATH_KEYS.items():
+        value = OmegaConf.select(cfg, key, default=None, throw_on_missing=False)
+        if value is not None:  # absent: the schema's default (or its own error) applies
+            check_path_component(key, value, max_parts, example)
 
 
 @dataclass
@@ -218,16 +270,65 @@ def _structured(section: str, schema: type, node: Any) -> Any:
 
 
 def validate_attention(node: Any) -> AttentionConfig:
+    """The attention section: a registered backend (a plugin that failed to load is named, with its error)
+    and knobs it has, set and of the types its builder declares."""
     attention = dict(OmegaConf.to_container(node, resolve=True)) if isinstance(node, DictConfig) else dict(node)
     name = attention.pop("name", None)
     if name not in available():
-        raise ConfigError(f"attention.name={name!r} is not a backend; valid choices: {available()}")
+        raise ConfigError(f"attention.name={name!r}: {unknown_backend_message(name)}")
     layer_plan = attention.pop("layer_plan", None)
     valid = sorted(k for k in get_spec(name).knobs if not (takes_layer_position(name) and k in BACKBONE_OWNED_KNOBS))
     unknown = sorted(set(attention) - set(valid))
     if unknown:
         raise ConfigError(f"unknown knob(s) {unknown} under attention for backend {name!r}; valid knobs: {valid}")
+    missing = sorted(k for k, v in attention.items() if v == "???")
+    if missing:
+        raise ConfigError(f"attention.{missing[0]} has no default for backend {name!r}: give it on the command line "
+                          f"(attention.{missing[0]}=VALUE)")
+    try:
+        check_knob_types(name, attention)
+    except ValueError as err:
+        raise _knob_error(AttentionConfig(name, layer_plan, attention), err) from None
     return AttentionConfig(name, layer_plan, attention)
+
+
+KNOB_IN_MESSAGE = re.compile(r"knob '(\w+)'")  # how the builders' and check_knob_types' errors name a knob
+
+
+def _knob_error(attention: AttentionConfig, err: Exception, sizes: dict[str, Any] | None = None) -> ConfigError:
+    """A builder's error as a ConfigError naming the config key and value (or, when it names no knob of the
+    section, the backend and the model settings it was built with)."""
+    named = KNOB_IN_MESSAGE.search(str(err))
+    knob = named.group(1) if named else None
+    if knob in attention.knobs:
+        return ConfigError(f"attention.{knob}={attention.knobs[knob]!r} is not valid for backend "
+                           f"{attention.name!r}: {err}")
+    where = f"layer_plan={attention.layer_plan!r}"
+    if sizes:
+        where += ", " + ", ".join(f"model.{k}={sizes[k]!r}" for k in ("d_model", "n_heads", "n_layers") if k in sizes)
+    return ConfigError(f"attention={attention.name!r} does not build ({where}): {err}")
+
+
+def check_attention_builds(attention: AttentionConfig, model: ModelConfig, task: TaskConfig) -> None:
+    """Build the backbone once, on the meta device (shapes only: no memory, no data, milliseconds): a knob out
+    of range, a layer plan that does not fit the depth, a width the heads or positions cannot split fail here,
+    as a ConfigError naming the key, before a run folder exists."""
+    sizes = backbone_options(asdict(model)) | {"causal": tasks.task_class(task.name).causal}
+    seq_len = getattr(task, "seq_len", None)
+    if isinstance(seq_len, int):
+        sizes["max_len"] = max(sizes["max_len"], seq_len)
+    try:
+        try:
+            with torch.device("meta"):
+                build_backbone(attention.as_mapping(), sizes)
+        except (ValueError, TypeError):
+            # some operations have no meta form: only an error that a real build repeats is the config's
+            with torch.device("cpu"):
+                build_backbone(attention.as_mapping(), sizes)
+    except (ValueError, TypeError) as err:
+        raise _knob_error(attention, err, sizes) from None
+    except Exception:  # anything else (a meta-device limitation) is left to the run, which builds it for real
+        return
 
 
 def validate(cfg: DictConfig | dict) -> RunConfig:
@@ -236,6 +337,7 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
     unknown = sorted(set(cfg.keys()) - set(ROOT_KEYS))
     if unknown:
         raise ConfigError(f"unknown top-level config key(s) {unknown}; valid keys: {sorted(ROOT_KEYS)}")
+    check_path_keys(cfg)
     try:
         task = tasks.validate(cfg.get("task", {}))
     except OmegaConfBaseException as err:
@@ -244,9 +346,11 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
         raise ConfigError(_keyed("task", err)) from None
     sections = {name: _structured(name, schema, cfg.get(name, {})) for name, schema in SECTIONS.items()}
     seed = cfg.get("seed", 0)
-    if not isinstance(seed, int):
+    if isinstance(seed, bool) or not isinstance(seed, int):
         raise ConfigError(f"seed={seed!r} must be an integer")
-    return RunConfig(task=task, attention=validate_attention(cfg.get("attention", {})), seed=seed, **sections)
+    attention = validate_attention(cfg.get("attention", {}))
+    check_attention_builds(attention, sections["model"], task)
+    return RunConfig(task=task, attention=attention, seed=seed, **sections)
 
 
 def check_override_keys(overrides: list[str], conf_dir: str) -> None:
@@ -273,6 +377,8 @@ def check_override_keys(overrides: list[str], conf_dir: str) -> None:
             override.get_value_element_as_str())
         is_group = (Path(conf_dir) / key).is_dir()
         (groups if is_group else values).append((key, value))
+        if key == "attention":
+            check_attention_choices(override, conf_dir)
     if not values:
         return
     try:
@@ -288,6 +394,20 @@ def check_override_keys(overrides: list[str], conf_dir: str) -> None:
                 where = ".".join(parts[:depth]) or "the top level"
                 raise ConfigError(f"unknown config key {key}; valid keys under {where}: {sorted(node.keys())}")
             node = node[part]
+
+
+def check_attention_choices(override: Any, conf_dir: str) -> None:
+    """Fail on ``attention=NAME`` (each value of a sweep) that is neither a file under conf/attention/ nor a
+    registered backend, with the registry's message: Hydra's would list the options but not the plugin that
+    failed to load, whose warning scrolled away long before."""
+    try:
+        names = list(override.sweep_string_iterator()) if override.is_sweep_override() else [
+            override.get_value_element_as_str()]
+    except Exception:  # a glob or range sweep: left to Hydra
+        return
+    for name in names:
+        if not (Path(conf_dir) / "attention" / f"{name}.yaml").is_file() and name not in available():
+            raise ConfigError(f"attention={name}: {unknown_backend_message(name)}")
 
 
 # keys that do not change a run's result: left out of its hash, so changing them reuses the run

@@ -8,6 +8,7 @@ restored; every such repair is reported. The final file is the one an uninterrup
 """
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import os
@@ -17,7 +18,7 @@ from typing import Any
 
 from harness.config import LoggerConfig
 from harness.run_folder import Repairs
-from zoo_io.atomic import write_text
+from zoo_io.atomic import disk_full, write_text
 from zoo_io.faults import fault_point
 
 log = logging.getLogger(__name__)
@@ -66,6 +67,12 @@ class MetricsLogger:
                 self.repairs.add(f"{len(damaged)} line(s) of {METRICS_FILE} before the checkpoint of step {step} "
                                  "are damaged or missing", self.path,
                                  "restored from the checkpoint's copy", lines=damaged[:50])
+        torn = [i + 1 for i, line in enumerate(on_disk) if i >= len(saved) and not _is_json(line)]
+        if torn:
+            self.repairs.add(f"{len(torn)} torn line(s) of {METRICS_FILE} after the checkpoint of step {step} (a "
+                             "write cut short by a crash or a full disk)", self.path,
+                             "dropped with the other lines after the checkpoint; those updates are logged again",
+                             lines=torn[:50])
         dropped = max(len(on_disk) - len(saved), 0)
         if on_disk != saved:
             write_text(self.path, "".join(line + "\n" for line in saved))
@@ -76,12 +83,33 @@ class MetricsLogger:
         if not self.enabled:
             return
         line = json.dumps({"step": step, "time": round(time.time(), 3), **metrics})
-        with open(self.path, "a", encoding="utf-8") as f:
-            f.write(line + "\n")
+        try:
+            with open(self.path, "a", encoding="utf-8") as f:
+                f.write(line + "\n")
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise disk_full(err, self.path) from None
+            raise
         self.lines.append(line)
         fault_point("logged", next(iter(metrics), "").split("/")[0])  # e.g. logged:test, after the test line
         if self.wandb is not None:
             self.wandb.log(metrics, step=step)
+
+    def verify_file(self) -> None:
+        """Before a run is marked completed: the file must hold exactly the run's lines. One deleted, cut or
+        written by someone else is rewritten from the run's own copy (which its checkpoints hold too)."""
+        if not self.enabled:
+            return
+        try:
+            on_disk = self.path.read_text(encoding="utf-8", errors="replace").splitlines()
+        except FileNotFoundError:
+            on_disk = None
+        if on_disk == self.lines:
+            return
+        found = "missing" if on_disk is None else f"holds {len(on_disk)} line(s), the run logged {len(self.lines)}"
+        write_text(self.path, "".join(line + "\n" for line in self.lines))
+        self.repairs.add(f"{METRICS_FILE} changed under the run ({found})", self.path,
+                         f"rewritten from the run's own copy of its {len(self.lines)} line(s)")
 
     def summary(self, metrics: dict[str, Any]) -> None:
         if self.wandb is not None:
@@ -91,6 +119,14 @@ class MetricsLogger:
         if self.wandb is not None:
             self.wandb.finish(exit_code=1 if failed else 0)
             self.wandb = None
+
+
+def _is_json(line: str) -> bool:
+    try:
+        json.loads(line)
+    except json.JSONDecodeError:
+        return False
+    return True
 
 
 def _step_of(line: str) -> float:

@@ -49,7 +49,7 @@ def git_commit(cwd: str | Path | None = None) -> dict[str, Any] | None:
 
 
 def host() -> dict[str, Any]:
-    info: dict[str, Any] = {"hostname": socket.gethostname(), "platform": platform.platform(),
+    info: dict[str, Any] = {"hostname": socket.gethostname(), "pid": os.getpid(), "platform": platform.platform(),
                             "cpu_count": os.cpu_count(), "torch_threads": torch.get_num_threads()}
     if torch.cuda.is_available():
         info["gpu"] = torch.cuda.get_device_name()

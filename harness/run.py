@@ -3,9 +3,11 @@
 Compose ``conf/`` -> validate -> (skip if the run folder's record says completed with the same config hash)
 -> build and prepare the task -> build the model -> train -> write the run record. The run folder is
 ``<run.root>/<task>/<backend>/<scale>/seed<seed>-<hash>``, so starting the same configuration again finds
-its checkpoints and resumes. In a sweep, a failing run is recorded as failed and the sweep goes on.
-Under ``torchrun`` every process runs this; rank 0 alone writes the record, logs and checkpoints
-(``harness.distributed``, ``harness.trainer``).
+its checkpoints and resumes. In a sweep, a failing run is recorded as failed and the sweep goes on; the sweep
+ends with a summary of its cells and a non-zero exit when one failed (``harness.sweep``). SIGTERM, SIGINT and
+SIGUSR1 stop a run at the next update boundary after a checkpoint, with its record marked ``interrupted`` and
+exit code 75 (``harness.stop``). Under ``torchrun`` every process runs this; rank 0 alone writes the record,
+logs and checkpoints (``harness.distributed``, ``harness.trainer``).
 """
 from __future__ import annotations
 
@@ -27,13 +29,23 @@ from omegaconf import DictConfig
 from torch import nn
 
 import tasks
-from harness import distributed
+from harness import distributed, stop, sweep
 from harness.compose import CONF_DIR
 from harness.config import ConfigError, RunConfig, check_override_keys, config_hash, resolved_dict, validate
 from harness.metrics_log import MetricsLogger
 from harness.records import git_commit, host, is_completed, now, read_record, versions, write_record
-from harness.run_folder import Repairs, RunLock, RunLockedError, read_record_or_repair, remove_stale_temporaries
+from harness.run_folder import (
+    Repairs,
+    RunLock,
+    RunLockedError,
+    SpaceReserve,
+    is_disk_full,
+    live_writer,
+    read_record_or_repair,
+    remove_stale_temporaries,
+)
 from harness.run_record import RunRecord, baseline_from_data
+from harness.stop import RunInterrupted
 from harness.trainer import Trainer
 from harness.variants import Defaults
 
@@ -64,32 +76,50 @@ def count_parameters(model: nn.Module) -> dict[str, int]:
 
 def execute(cfg: DictConfig, experiment: str | None = None) -> dict[str, Any]:
     """Run the experiment ``cfg`` (composed by Hydra) and return its record; raises on failure (after
-    recording it) and ConfigError before any work when the configuration is invalid."""
+    recording it), ConfigError before any work when the configuration is invalid, and RunInterrupted when a
+    stop signal arrived (after a checkpoint; the record says ``interrupted``)."""
+    return execute_cell(cfg, experiment)[0]
+
+
+def execute_cell(cfg: DictConfig, experiment: str | None = None) -> tuple[dict[str, Any], bool]:
+    """:func:`execute`, and whether the run was skipped (completed before with the same configuration)."""
     typed = validate(cfg)
-    process = distributed.setup(typed.trainer.device)
-    try:
-        return _execute(cfg, typed, experiment, process)
-    finally:
-        distributed.teardown()
+    if stop.requested():  # a sweep asked to stop: start nothing more
+        raise RunInterrupted(f"not started: {stop.requested()} received before this run began")
+    with stop.handling_stop_signals():
+        process = distributed.setup(typed.trainer.device)
+        try:
+            return _execute(cfg, typed, experiment, process)
+        finally:
+            distributed.teardown()
 
 
 def _execute(cfg: DictConfig, typed: RunConfig, experiment: str | None,
-             process: distributed.ProcessInfo) -> dict[str, Any]:
+             process: distributed.ProcessInfo) -> tuple[dict[str, Any], bool]:
     resolved = resolved_dict(cfg)
     digest = config_hash(resolved)
     run_dir = run_dir_for(typed, digest)
-    lock = RunLock(run_dir)
+    if typed.run.skip_completed:  # without taking the lock: a completed run on read-only storage is skipped
+        previous = read_record(run_dir)
+        if is_completed(previous, digest):
+            log.info("skipping %s: completed with the same config hash", run_dir)
+            if process.is_main:
+                print(f"skipped (already completed): {run_dir}")
+            return previous, True
+    repairs = Repairs()
+    lock = RunLock(run_dir, repairs)
     if process.is_main:  # one writer per run folder; the OS drops the lock if this process dies
         lock.acquire()
     try:
-        return _execute_locked(typed, experiment, process, resolved, digest, run_dir)
+        return _execute_locked(typed, experiment, process, resolved, digest, run_dir, lock, repairs)
     finally:
         lock.release()
 
 
 def _execute_locked(typed: RunConfig, experiment: str | None, process: distributed.ProcessInfo,
-                    resolved: dict[str, Any], digest: str, run_dir: Path) -> dict[str, Any]:
-    repairs = Repairs()
+                    resolved: dict[str, Any], digest: str, run_dir: Path, lock: RunLock,
+                    repairs: Repairs) -> tuple[dict[str, Any], bool]:
+    reserve = SpaceReserve(run_dir)
 
     def save(record: RunRecord) -> None:
         if process.is_main:
@@ -100,6 +130,10 @@ def _execute_locked(typed: RunConfig, experiment: str | None, process: distribut
 
     if process.is_main:
         previous = read_record_or_repair(run_dir, repairs)
+        writer = live_writer(previous)
+        if writer is not None:  # its .lock was deleted under it: the record still names the live writer
+            raise RunLockedError(f"{run_dir} is being written by {writer} (its {lock.path.name} was deleted); "
+                                 "wait for it to finish or stop that process")
         remove_stale_temporaries(run_dir, repairs)
     else:
         previous = read_record(run_dir)
@@ -110,12 +144,14 @@ def _execute_locked(typed: RunConfig, experiment: str | None, process: distribut
         log.info("skipping %s: completed with the same config hash", run_dir)
         if process.is_main:
             print(f"skipped (already completed): {run_dir}")
-        return previous
+        return previous, True
 
     record = RunRecord("running", config_hash=digest, run_dir=str(run_dir), task=typed.task.name,
                        backend=typed.attention.name, scale=typed.scale.name, seed=typed.seed, experiment=experiment,
                        variant=variant_of(typed, resolved) if process.is_main else None, started=now(),
                        versions=versions(), git=git_commit(), host=host(), config=resolved)
+    if process.is_main:
+        reserve.allocate()  # before the first write: what frees space for the record of a full disk
     save(record)
     started = time.perf_counter()
     logger = None
@@ -125,6 +161,8 @@ def _execute_locked(typed: RunConfig, experiment: str | None, process: distribut
         task = tasks.build(typed.task)
         with distributed.main_process_first():  # one process generates and caches the data
             task.prepare()
+        if stop.requested():
+            raise RunInterrupted(f"{stop.requested()} received while preparing the data; nothing trained yet")
         model = task.build_model(typed.attention.as_mapping(), asdict(typed.model))
         record.parameters = count_parameters(model)
         record.data = task.describe()
@@ -141,17 +179,40 @@ def _execute_locked(typed: RunConfig, experiment: str | None, process: distribut
 
             callbacks.append(GradientRecorder(model, run_dir))
         trainer = Trainer(typed.trainer, run_dir, typed.seed, logger, resume=typed.run.resume,
-                          rank=process.rank, world_size=process.world_size, callbacks=callbacks, repairs=repairs)
+                          rank=process.rank, world_size=process.world_size, callbacks=callbacks, repairs=repairs,
+                          on_update=lock.verify)
         result = trainer.fit(model, task)
-    except BaseException as err:
-        reason = f"{type(err).__name__}: {err}"
-        record = dataclasses.replace(record, status="failed", reason=reason, finished=now(),
-                                     traceback=traceback.format_exc(limit=-8),
+        if process.is_main:  # nothing is marked completed over a folder that lost files
+            lock.verify()
+            logger.verify_file()
+    except RunLockedError:  # another process took the folder over: its record is not ours to write
+        raise
+    except RunInterrupted as err:
+        record = dataclasses.replace(record, status="interrupted", reason=err.reason,
                                      wall_seconds=time.perf_counter() - started)
         save(record)
         if logger is not None:
             logger.close(failed=True)
+        log.warning("interrupted: %s", err.reason)
+        stop.run_previous_handlers()  # e.g. submitit's requeue, now that the checkpoint is written
         raise
+    except BaseException as err:
+        if is_disk_full(err):
+            reserve.release()  # room for the record that says so
+        reason = f"{type(err).__name__}: {err}"
+        record = dataclasses.replace(record, status="failed", reason=reason, finished=now(),
+                                     traceback=traceback.format_exc(limit=-8),
+                                     wall_seconds=time.perf_counter() - started)
+        try:
+            save(record)
+        except OSError as save_error:
+            log.error("the failed record could not be written (%s); the run failed with: %s", save_error, reason)
+        if logger is not None:
+            logger.close(failed=True)
+        raise
+    finally:
+        if process.is_main:
+            reserve.release()
     valid_name, test_name = task.splits
     record = dataclasses.replace(
         record, status="completed", metrics=result.metrics,
@@ -169,7 +230,7 @@ def _execute_locked(typed: RunConfig, experiment: str | None, process: distribut
     if process.is_main:
         print(summary(record), flush=True)
         log.info("record: %s", run_dir / "record.json")
-    return record.to_json()
+    return record.to_json(), False
 
 
 def summary(record: RunRecord) -> str:
@@ -197,24 +258,42 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     hydra_cfg = HydraConfig.get()
     multirun = hydra_cfg.mode == RunMode.MULTIRUN
     experiment = hydra_cfg.runtime.choices.get("experiment")
+    cell = sweep.Cell(Path(hydra_cfg.runtime.output_dir), hydra_cfg.job.num if multirun else None,
+                      list(hydra_cfg.overrides.task), enabled=multirun and distributed.from_environment().is_main)
     try:
-        record = execute(cfg, experiment)
+        record, skipped = execute_cell(cfg, experiment)
     except ConfigError as err:
+        cell.write("invalid", reason=str(err))
         if multirun:
             log.error("invalid configuration, run skipped: %s", err)
             return None
         raise SystemExit(f"invalid configuration: {err}") from None
     except RunLockedError as err:  # never recorded as failed: the record belongs to the live writer
+        cell.write("locked", reason=str(err))
         if multirun:
             log.warning("run skipped, it is running elsewhere: %s", err)
             return None
         raise SystemExit(f"run not started: {err}") from None
+    except RunInterrupted as err:
+        cell.write("interrupted", reason=err.reason, run_dir=_run_dir_of(cfg))
+        sweep.stop_after_interruption(multirun)
+        raise SystemExit(stop.EXIT_INTERRUPTED) from None
     except Exception as err:
+        cell.write("failed", reason=f"{type(err).__name__}: {err}", run_dir=_run_dir_of(cfg))
         if not multirun:
             raise
         log.error("run failed (recorded; the sweep goes on): %s: %s", type(err).__name__, err)
         return None
+    cell.write("skipped" if skipped else "completed", run_dir=record.get("run_dir"))
     return RunRecord.from_json(record).primary_value(0)  # the validation score, for sweepers that optimise it
+
+
+def _run_dir_of(cfg: DictConfig) -> str | None:
+    try:
+        typed = validate(cfg)
+        return str(run_dir_for(typed, config_hash(resolved_dict(cfg))))
+    except Exception:  # only for the sweep's summary
+        return None
 
 
 def main() -> None:
@@ -223,7 +302,9 @@ def main() -> None:
         check_override_keys(sys.argv[1:], str(CONF_DIR))
     except ConfigError as err:
         raise SystemExit(f"invalid configuration: {err}") from None
-    _hydra_main()
+    with sweep.stopping_workers():
+        _hydra_main()
+    sweep.exit_if_a_cell_failed()
 
 
 if __name__ == "__main__":

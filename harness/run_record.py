@@ -20,7 +20,7 @@ PRIMARY_KEYS = ("name", "mode")  # the rest of primary_metric: {split: value}, t
 
 @dataclass
 class RunRecord:
-    status: str  # running | completed | failed
+    status: str  # running | completed | failed | interrupted (stopped by a signal after a checkpoint)
     config_hash: str = ""
     run_dir: str = ""
     task: str = ""

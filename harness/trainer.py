@@ -19,7 +19,7 @@ import logging
 import math
 import resource
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -29,13 +29,14 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
-from harness import distributed
+from harness import distributed, stop
 from harness.allocator import keep_freed_memory
 from harness.checkpoint import CheckpointError, CheckpointStore, load_verified
 from harness.config import TrainerConfig
 from harness.metrics_log import MetricsLogger
 from harness.run_folder import Repairs
 from harness.schedules import learning_rate
+from harness.stop import RunInterrupted
 from tasks.base import Task
 from zoo_io.faults import fault_point
 
@@ -71,8 +72,10 @@ def resolve_device(choice: str) -> torch.device:
 class Trainer:
     def __init__(self, cfg: TrainerConfig, run_dir: str | Path, seed: int, logger: MetricsLogger | None = None,
                  resume: bool = True, rank: int = 0, world_size: int = 1, callbacks: Sequence[Any] = (),
-                 repairs: Repairs | None = None):
+                 repairs: Repairs | None = None, on_update: Callable[[], None] | None = None):
         self.cfg, self.seed, self.logger, self.resume = cfg, seed, logger, resume
+        # on_update(): called on rank 0 after every update, e.g. RunLock.verify (raises to stop the run)
+        self.on_update = on_update if on_update is not None and rank == 0 else (lambda: None)
         self.repairs = repairs if repairs is not None else Repairs()
         # callbacks: objects with on_gradients(model, step) (gradients of update `step`, before clipping)
         # and on_fit_end(); e.g. harness.analyze.gradient_deviation.GradientRecorder
@@ -215,6 +218,11 @@ class Trainer:
                                  dropped_metric_lines=dropped)
         return step, best, progress, (step if state is not None else None)
 
+    @staticmethod
+    def _new_window() -> dict[str, float]:
+        """The sums behind the next train log line (a checkpoint between two lines keeps them)."""
+        return {"loss": 0.0, "targets": 0, "tokens": 0, "seconds": 0.0, "steps": 0}
+
     # -------------------------------------------------------------------------------------------- fit
     def fit(self, model: nn.Module, task: Task) -> FitResult:
         cfg = self.cfg
@@ -233,15 +241,18 @@ class Trainer:
 
         batches = task.train_batches(cfg.micro_batch_size, self.seed, start=step * self.accumulation,
                                      rank=self.rank, world_size=self.world_size)
-        window = {"loss": 0.0, "targets": 0, "tokens": 0, "seconds": 0.0, "steps": 0}
+        window = progress.pop("window", None) or self._new_window()
         bar = tqdm(total=cfg.max_steps, initial=step, desc="train", dynamic_ncols=True, disable=not self._progress())
         while step < cfg.max_steps:
             started = time.perf_counter()
             lr = learning_rate(cfg, step)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            loss_sum, n_targets, n_tokens, grad_norm = self._update(train_model, task, optimizer, batches, step)
+            loss_sum, n_targets, n_tokens, grad_norm, stop_votes = self._update(train_model, task, optimizer,
+                                                                                batches, step)
             step += 1
+            self.on_update()
+            fault_point("update", str(step))
             elapsed = time.perf_counter() - started
             progress["train_seconds"] += elapsed
             progress["steps"] += 1
@@ -256,14 +267,22 @@ class Trainer:
                            "train/steps_per_sec": window["steps"] / window["seconds"],
                            "train/tokens_per_sec": window["tokens"] / window["seconds"]}, step)
                 bar.set_postfix(loss=f"{train_loss:.3f}", lr=f"{lr:.2e}")
-                window = dict.fromkeys(window, 0)
+                window = self._new_window()
             if step % cfg.eval_every == 0 or step == cfg.max_steps:
                 started = time.perf_counter()
                 best, value = self._validate(model, task, step, best)
                 progress["eval_seconds"] += time.perf_counter() - started
                 bar.set_postfix({task.primary_metric: f"{value:.4g}"})
-            if (step % cfg.checkpoint_every == 0 or step == cfg.max_steps) and self.is_main:
-                self.store.save(step, self._state(step, model, optimizer, best, progress))
+            # processes vote before each update (all stop at the same boundary); one process stops at once
+            stopping = stop_votes > 0 or (self.world_size == 1 and stop.requested() is not None)
+            checkpoint_due = step % cfg.checkpoint_every == 0 or step == cfg.max_steps
+            if (checkpoint_due or stopping) and self.is_main:
+                self.store.save(step, self._state(step, model, optimizer, best, progress | {"window": window}))
+            if stopping and step < cfg.max_steps:
+                bar.close()
+                raise RunInterrupted(f"{stop.requested() or 'a stop signal on another process'} received: "
+                                     f"checkpointed at update {step} of {cfg.max_steps}; run the same command "
+                                     "again to resume", step)
         bar.close()
         for callback in self.callbacks if self.is_main else ():
             callback.on_fit_end()
@@ -282,13 +301,14 @@ class Trainer:
             segments=progress["segments"],
         )
 
-    def _update(self, model, task, optimizer, batches, step) -> tuple[float, int, int, float]:
+    def _update(self, model, task, optimizer, batches, step) -> tuple[float, int, int, float, int]:
         """One optimiser update over ``accumulation`` micro-batches on every process; every target weighs the
-        same. Returns the loss summed over all targets, the global target and token counts, the gradient norm."""
+        same. Returns the loss summed over all targets, the global target and token counts, the gradient norm
+        and how many processes were asked to stop (reduced with the counts, so all processes agree on it)."""
         micro = [next(batches) for _ in range(self.accumulation)]
-        counts = [sum(b.n_targets for b in micro), sum(b.n_tokens for b in micro)]
+        counts = [sum(b.n_targets for b in micro), sum(b.n_tokens for b in micro), int(stop.requested() is not None)]
         local_counts = torch.tensor(counts, device=self.device)  # on the device: NCCL reduces CUDA tensors only
-        n_targets, n_tokens = (int(c) for c in distributed.all_reduce_sum(local_counts))
+        n_targets, n_tokens, stop_votes = (int(c) for c in distributed.all_reduce_sum(local_counts))
         model.train()
         optimizer.zero_grad(set_to_none=True)
         loss_sum = torch.zeros((), device=self.device)
@@ -315,7 +335,7 @@ class Trainer:
         if not math.isfinite(grad_norm):
             raise NonFiniteLossError(f"the gradient norm is {grad_norm} at update {step + 1}; stopping")
         optimizer.step()
-        return loss_value, n_targets, n_tokens, grad_norm
+        return loss_value, n_targets, n_tokens, grad_norm, stop_votes
 
 
 def peak_memory_mb(device: torch.device) -> tuple[float, str]:

@@ -6,6 +6,7 @@ the write and the rename, so tests can SIGKILL a process exactly there.
 """
 from __future__ import annotations
 
+import errno
 import json
 import os
 import tempfile
@@ -18,6 +19,22 @@ from zoo_io.faults import fault_point
 _UMASK = os.umask(0)
 os.umask(_UMASK)
 TEMP_SUFFIX = ".tmp"
+
+
+class DiskFullError(OSError):
+    """No space (or quota) left where a file was being written; the message names the file."""
+
+
+def disk_full(err: OSError, path: str | Path) -> DiskFullError:
+    """``err`` (ENOSPC or EDQUOT) as a DiskFullError that says which file and how much space is left."""
+    try:
+        stats = os.statvfs(Path(path).parent)
+        free = f"{stats.f_bavail * stats.f_frsize / 2**20:.1f} MiB free there"
+    except OSError:
+        free = "free space unknown"
+    return DiskFullError(err.errno, f"no space left on device while writing {path} ({free}); free some space or "
+                         "choose another run.root / data.cache_dir, then run the same command again to resume",
+                         str(path))
 
 
 def temporary_name_pattern(name: str = "*") -> str:
@@ -33,17 +50,17 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
-        write(tmp)
-        fault_point("replace", path.name)
-        os.replace(tmp, path)
+        try:
+            write(tmp)
+            fault_point("replace", path.name)
+            os.replace(tmp, path)
+        except OSError as err:
+            if err.errno in (errno.ENOSPC, errno.EDQUOT) and not isinstance(err, DiskFullError):
+                raise disk_full(err, path) from None  # the chain (a torch stream error) only obscures it
+            raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
-
-
-def _fsynced(tmp: str) -> None:
-    with open(tmp, "rb+") as f:
-        os.fsync(f.fileno())
 
 
 def write_text(path: str | Path, text: str, newline: str | None = None) -> None:
@@ -64,7 +81,9 @@ def torch_save(path: str | Path, obj: Any) -> None:
     import torch  # here, not at import: tools that never save tensors start without torch
 
     def write(tmp: str) -> None:
-        torch.save(obj, tmp)
-        _fsynced(tmp)
+        with open(tmp, "wb") as f:  # a Python file: a full disk raises OSError(ENOSPC), not a torch stream error
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
 
     atomic_write(path, write)

@@ -5,10 +5,12 @@ of that site whose name matches the glob PATTERN, e.g. ``replace:step_*.pt@2`` (
 written but not yet renamed onto its name) or ``evaluate:test`` (during the test evaluation). Unset, a fault
 point costs one dictionary look-up. The crash-consistency tests (tests/harness/test_faults.py) use them to
 kill runs at chosen points, the way a power cut or an OOM killer would: no exception, no clean-up.
-``ATTENTION_ZOO_FAULT_SIGNAL=SIGSTOP`` pauses the process there instead (a live writer that holds its run).
+``ATTENTION_ZOO_FAULT_SIGNAL=SIGSTOP`` pauses the process there instead (a live writer that holds its run),
+``SIGTERM`` asks it to stop gracefully there, and ``ENOSPC`` raises the error of a full disk there.
 """
 from __future__ import annotations
 
+import errno
 import fnmatch
 import os
 import signal
@@ -38,4 +40,7 @@ def fault_point(site: str, name: str = "") -> None:
         return
     _hits[spec] = _hits.get(spec, 0) + 1
     if _hits[spec] == n:
-        os.kill(os.getpid(), getattr(signal, os.environ.get(SIGNAL_ENV, "SIGKILL")))
+        action = os.environ.get(SIGNAL_ENV, "SIGKILL")
+        if action == "ENOSPC":
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        os.kill(os.getpid(), getattr(signal, action))

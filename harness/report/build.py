@@ -136,7 +136,11 @@ def make_cell(records: list[RunRecord], column: Column, context: str | None = No
     if completed:
         return Cell(FAILED, reason=f"completed but no value for split {column.split} of the primary metric",
                     records=chosen, ignored_groups=ignored)
-    return Cell(RUNNING, reason="started, not finished (still running, or interrupted: rerun to resume)",
+    interrupted = [r for r in chosen if r.status == "interrupted"]
+    if interrupted:
+        return Cell(RUNNING, reason=f"interrupted: {interrupted[0].reason or 'stopped by a signal'}",
+                    records=chosen, ignored_groups=ignored)
+    return Cell(RUNNING, reason="started, not finished (still running, or killed: rerun to resume)",
                 records=chosen, ignored_groups=ignored)
 
 

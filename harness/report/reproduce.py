@@ -8,10 +8,14 @@ more commands, printed before they run:
 
 - a Hydra sweep ``python -m harness.run -m experiment=<table> scale=<scale> seed=0,..,N-1 ...``: a run whose
   record says completed with the same configuration is skipped, an interrupted one resumes from its last
-  checkpoint, a failed one is recorded as failed (its cell says so) and the sweep goes on;
+  checkpoint, a failed one is recorded as failed (its cell says so) and the sweep goes on; the table goes on
+  too and is reported "done, N sweep(s) with failed cells" (exit 1 at the end);
 - Table 7: ``python -m harness.bench table7`` (skipped when its results exist with the same settings);
 - Table 2 and Figure 2: ``python -m harness.analyze`` on the runs their sweep trained.
 A table whose task or experiment does not exist yet prints ``not yet available: <why>`` and the rest go on.
+``--dry-run`` prints the commands and, under each sweep, its runs and their estimated wall time
+(:func:`estimate_sweep`: completed and shared runs cost nothing, the others their updates times the seconds per
+update measured on this machine's completed runs, else ``SECONDS_PER_UPDATE``).
 The ablations (Tables 1, 3, 8-12 and the positional encodings) run on the masked LM as the paper's did when
 that task is available, else on the causal LM (said when it happens); ``--ablation-task`` chooses, and the
 no-argument run at cpu scale uses the causal LM, which learns within its budget (the masked LM does not learn
@@ -21,9 +25,13 @@ every sweep as Hydra overrides (e.g. ``-- trainer.max_steps=200 task.data.source
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import itertools
 import json
 import os
 import shlex
+import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -33,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from harness.report.layout import ORDER, Layout
+from harness.stop import EXIT_INTERRUPTED, STOP_SIGNALS
 
 REPO = Path(__file__).resolve().parents[2]
 CONF_DIR = REPO / "conf"
@@ -45,6 +54,20 @@ LAUNCHERS = {"local": "local", "joblib": "joblib", "slurm": "submitit_slurm"}
 CORE_CPU_STEPS = 200
 # seeds per configuration unless --seeds says: enough for a confidence interval (the claims page), one at smoke
 DEFAULT_SEEDS = {"smoke": 1, "cpu": 3, "paper": 3}
+# Wall seconds per training update of one run, all included (data, evaluations, checkpoints), by task family and
+# scale, on a 2-core CPU machine: what --dry-run multiplies by each planned run's updates when <results>/runs has
+# no completed run of that task and scale to measure from (it prefers those). Sources (docs/reproduce.md, "How
+# long a table takes"): the causal LM at cpu scale is the mean over Table 4's 11 backends (0.18 s for vanilla and
+# TransNormer, up to 0.48 s for Performer) and agrees with the committed report docs/results/cpu/index.md (129
+# runs of 200 updates, 119.2 min summed: 0.28 s); the other families: transnormer_t2 at the preset's settings
+# (ListOps for LRA). None at paper scale: it depends on the GPU.
+SECONDS_PER_UPDATE: dict[tuple[str, str], float] = {
+    ("lm", "smoke"): 0.03, ("mlm", "smoke"): 0.04, ("glue", "smoke"): 0.03, ("lra", "smoke"): 0.03,
+    ("lm", "cpu"): 0.3, ("mlm", "cpu"): 0.3, ("glue", "cpu"): 0.07, ("lra", "cpu"): 0.08,
+}
+# and per run, besides its updates: Hydra's job, the config check, the record (a smoke sweep of Table 4's 12
+# backends took 18 s, its records' wall time 6.6 s)
+SECONDS_PER_RUN = 1.0
 # --data: the built-in corpus, or a WikiText folder (the causal-LM tables only: Table 7's benchmark uses random
 # tokens, and the diagnostics of Table 2 and Figure 2 are kept to the built-in corpus's runs)
 DATA_SETS = ("builtin", "wikitext-2", "wikitext-103")
@@ -136,7 +159,8 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         "is valid, and test is cut in two: validation, then test; docs/reproduce.md)")
     parser.add_argument("--wandb", action="store_true", help="log runs to wandb (offline) as well")
     parser.add_argument("--progress", action="store_true", help="show the runs' progress bars")
-    parser.add_argument("--dry-run", action="store_true", help="print the commands without running them")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the commands, each sweep's runs and their estimated time; run nothing")
     parser.add_argument("--no-report", action="store_true", help="do not build the report at the end")
     args = parser.parse_args(argv)
     if args.seeds is None:
@@ -194,11 +218,14 @@ def data_overrides(data: str, folder: Path | None, dry_run: bool = False) -> lis
 def backend_list(text: str) -> list[str]:
     """``a,b`` -> registered backend names (plugins included), or an error listing the valid ones."""
     from attention_zoo import available
+    from attention_zoo.registry import failed_plugins
 
     names = [n.strip() for n in text.split(",") if n.strip()]
     unknown = [n for n in names if n not in available()]
     if unknown:
-        raise argparse.ArgumentTypeError(f"unknown backend(s) {unknown}; registered: {', '.join(available())}")
+        failures = [str(f) for f in failed_plugins().values()]
+        failed = "; plugin(s) that failed to load: " + "; ".join(failures) if failures else ""
+        raise argparse.ArgumentTypeError(f"unknown backend(s) {unknown}; registered: {', '.join(available())}{failed}")
     return names
 
 
@@ -233,6 +260,7 @@ class Context:
     ablation_task: str = "auto"  # auto | mlm | lm
     extra_backends: list[str] = field(default_factory=list)  # rows beyond the paper's, Tables 4-7
     python: str = sys.executable
+    planned: set[str] = field(default_factory=set)  # run folders of the sweeps planned so far (--dry-run)
 
     def sweep(self, experiment: str, *extra: str) -> list[str]:
         seeds = ",".join(str(s) for s in range(self.seeds))
@@ -250,6 +278,7 @@ class Step:
     describe: str
     argv: Callable[[], list[str]]
     skip: Callable[[], str | None] = lambda: None  # a reason to skip (e.g. results already there)
+    estimate: Callable[[], Estimate] | None = None  # a sweep's runs and their time, for --dry-run
 
 
 def compose(overrides: Sequence[str], hydra_section: bool = True) -> Any:
@@ -334,7 +363,8 @@ def plan_table(name: str, ctx: Context, notes: list[str]) -> list[Step]:
     sweep = [str(o) for o in (cfg.get("reproduce") or {}).get("sweep") or []]
     if sweep or extra:
         argv = ctx.sweep(name, *extra, *sweep)
-    steps = [Step(f"{name}: sweep", lambda argv=argv: argv)]
+    steps = [Step(f"{name}: sweep", lambda argv=argv: argv,
+                  estimate=lambda argv=argv, cfg=cfg: estimate_sweep(argv, cfg, ctx))]
     for analysis in plan.analysis:
         steps.append(analysis_step(analysis, name, ctx, ctx.layout.analysis_dir(ctx.scale, name)))
     return steps
@@ -424,13 +454,142 @@ def analysis_step(analysis: Analysis, experiment: str, ctx: Context, out: Path) 
     return Step(f"{analysis.command} on the runs of experiment={experiment} -> {out}", argv)
 
 
+# --------------------------------------------------------------------------------------- time estimates
+@dataclass
+class Estimate:
+    """What a sweep will run and how long that takes one run after another (``seconds`` None: no figure for
+    some of its runs). ``runs`` counts the sweep's configurations x seeds; ``completed`` of them have a
+    completed record and ``shared`` are runs of an earlier table of this invocation: neither is trained again."""
+
+    runs: int
+    seconds: float | None
+    sources: list[str] = field(default_factory=list)
+    completed: int = 0
+    shared: int = 0
+
+    @property
+    def new(self) -> int:
+        return self.runs - self.completed - self.shared
+
+    def summary(self) -> str:
+        time_text = "time not estimated" if self.seconds is None else f"about {duration(self.seconds)}"
+        return f"{self.runs} runs, {self.new} to train, {time_text}"
+
+    def describe(self) -> str:
+        skipped = [f"{n} {what}" for n, what in ((self.completed, "already completed"),
+                                                 (self.shared, "shared with an earlier table")) if n]
+        text = f"{self.runs} runs" + (f" ({', '.join(skipped)})" if skipped else "")
+        if self.seconds is None:
+            return f"{text}; time not estimated ({'; '.join(self.sources)})"
+        sources = "; ".join(self.sources)
+        return f"{text}: {self.new} to train, about {duration(self.seconds)} one after another ({sources})"
+
+
+def duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    return f"{seconds / 60:.0f} min" if seconds < 90 * 60 else f"{seconds / 3600:.1f} h"
+
+
+def sweep_axes(argv: Sequence[str], cfg: Any) -> dict[str, tuple[str, list[str]]]:
+    """The keys a sweep command varies (-> the key as written, with its ``+`` if any, and the values), as
+    Hydra's basic sweeper takes them: the experiment file's ``hydra.sweeper.params``, a key given on the command
+    line replacing the file's, and the command line's own sweeps (``seed=0,1,2``)."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    parser = OverridesParser.create()
+
+    def values(override: Any) -> list[str]:
+        return [str(v) for v in override.sweep_string_iterator()] if override.is_sweep_override() else [
+            override.get_value_element_as_str()]
+
+    params = (cfg.hydra.sweeper.get("params") or {}) if "hydra" in cfg else {}
+    axes = {o.key_or_group: (o.get_key_element(), values(o))
+            for o in parser.parse_overrides([f"{k}={v}" for k, v in params.items()])}
+    for override in parser.parse_overrides(list(argv[4:])):  # after "python -m harness.run -m" (Context.sweep)
+        if override.key_or_group in axes or override.is_sweep_override():
+            axes[override.key_or_group] = (override.get_key_element(), values(override))
+    return axes
+
+
+def seconds_per_update(task: str, scale: str, runs: Path) -> tuple[float | None, str]:
+    """Wall seconds per update for ``task`` at ``scale`` and where the figure comes from: the median of the
+    completed runs under ``runs`` (this machine), else ``SECONDS_PER_UPDATE``."""
+    measured = []
+    for record_file in sorted((runs / task).glob(f"*/{scale}/*/record.json")):
+        try:
+            record = json.loads(record_file.read_text())
+            steps = int(record["config"]["trainer"]["max_steps"])
+            if record.get("status") == "completed" and record.get("wall_seconds") and steps > 0:
+                measured.append(float(record["wall_seconds"]) / steps)
+        except (OSError, ValueError, KeyError, TypeError):
+            continue
+    if measured:
+        return statistics.median(measured), f"the median of {len(measured)} completed {task} runs under {runs}"
+    family = task.split("/", 1)[0]
+    figure = SECONDS_PER_UPDATE.get((family, scale))
+    if figure is None:
+        return None, f"{task}: no documented figure at scale {scale} and no completed run under {runs}"
+    return figure, f"the documented figure for {family} at scale {scale} (docs/reproduce.md)"
+
+
+def estimate_sweep(argv: Sequence[str], cfg: Any, ctx: Context) -> Estimate:
+    """The runs of a sweep command, each composed and named as ``harness.run`` names it, and the wall time of
+    those still to train: each one's ``trainer.max_steps`` times its task's :func:`seconds_per_update`. A run
+    already completed, or planned by an earlier table of this invocation (``ctx.planned``), costs nothing."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    from harness.config import config_hash, resolved_dict, validate
+    from harness.records import is_completed, read_record
+    from harness.run import run_dir_for
+
+    axes = sweep_axes(argv, cfg)
+    seeds = [int(s) for s in axes.pop("seed", ("seed", [str(cfg.get("seed", 0))]))[1]]
+    fixed = [o.input_line for o in OverridesParser.create().parse_overrides(list(argv[4:]))
+             if o.key_or_group not in axes and o.key_or_group != "seed" and not o.key_or_group.startswith("hydra")]
+    estimate, rates = Estimate(0, 0.0), {}
+    for combination in itertools.product(*(values for _, values in axes.values())):
+        overrides = [*fixed, *(f"{key}={value}" for (key, _), value in zip(axes.values(), combination))]
+        try:
+            composed = compose(overrides, hydra_section=False)
+            typed, resolved = validate(composed), resolved_dict(composed)
+        except Exception as err:  # the run will fail at once: no time, and the dry run says why
+            estimate.runs += len(seeds)
+            estimate.sources.append(f"{' '.join(overrides[len(fixed):])} does not compose: {type(err).__name__}: "
+                                    f"{str(err).splitlines()[0]}")
+            continue
+        task = typed.task.name
+        if task not in rates:
+            rates[task] = seconds_per_update(task, ctx.scale, ctx.layout.runs)
+        rate, source = rates[task]
+        for seed in seeds:
+            digest = config_hash(resolved | {"seed": seed})
+            folder = str(run_dir_for(dataclasses.replace(typed, seed=seed), digest))
+            estimate.runs += 1
+            if folder in ctx.planned:
+                estimate.shared += 1
+            elif is_completed(read_record(folder), digest):
+                estimate.completed += 1
+            elif rate is None or estimate.seconds is None:
+                estimate.seconds = None
+            else:
+                estimate.seconds += typed.trainer.max_steps * rate + SECONDS_PER_RUN
+            ctx.planned.add(folder)
+        sources = (f"{task}: {typed.trainer.max_steps} updates x {rate:.2g} s + {SECONDS_PER_RUN:g} s, {source}"
+                   if rate is not None else source)
+        if sources not in estimate.sources:
+            estimate.sources.append(sources)
+    return estimate
+
+
 # ----------------------------------------------------------------------------------------- running
 @dataclass
 class Outcome:
     table: str
-    status: str  # done | failed | unavailable | planned
+    status: str  # done | cells failed | failed | interrupted | unavailable | planned
     detail: str = ""
     seconds: float = 0.0
+    estimates: list[Estimate] = field(default_factory=list)  # --dry-run: the planned sweeps
 
 
 def run_table(name: str, ctx: Context, dry_run: bool, notes: list[str]) -> Outcome:
@@ -440,6 +599,8 @@ def run_table(name: str, ctx: Context, dry_run: bool, notes: list[str]) -> Outco
     except Unavailable as err:
         print(f"[{name}] not yet available: {err}", flush=True)
         return Outcome(name, "unavailable", str(err))
+    estimates: list[Estimate] = []
+    failed_sweeps: list[str] = []
     for step in steps:
         reason = step.skip()
         if reason:
@@ -455,11 +616,42 @@ def run_table(name: str, ctx: Context, dry_run: bool, notes: list[str]) -> Outco
             return Outcome(name, "failed", str(err), time.perf_counter() - started)
         print(f"[{name}] {step.describe}:\n  {shlex.join(argv)}", flush=True)
         if dry_run:
+            if step.estimate is not None:
+                try:
+                    estimates.append(step.estimate())
+                    print(f"  {estimates[-1].describe()}", flush=True)
+                except Exception as err:  # the plan is printed whatever happens to its estimate
+                    print(f"  time not estimated: {type(err).__name__}: {str(err).splitlines()[0]}", flush=True)
             continue
-        code = subprocess.run(argv, cwd=REPO).returncode
-        if code != 0:
+        code = run_child(argv)
+        if code == EXIT_INTERRUPTED:
+            return Outcome(name, "interrupted", f"{step.describe} was stopped; run the same command again to resume",
+                           time.perf_counter() - started)
+        if code == 1 and argv[1:4] == ["-m", "harness.run", "-m"]:  # some cells failed: the sweep said which
+            failed_sweeps.append(step.describe)
+        elif code != 0:
             return Outcome(name, "failed", f"{step.describe} exited with {code}", time.perf_counter() - started)
-    return Outcome(name, "planned" if dry_run else "done", "", time.perf_counter() - started)
+    if dry_run:
+        return Outcome(name, "planned", "", estimates=estimates)
+    if failed_sweeps:
+        return Outcome(name, "cells failed", f"failed cells in {', '.join(failed_sweeps)} (see its summary above)",
+                       time.perf_counter() - started)
+    return Outcome(name, "done", "", time.perf_counter() - started)
+
+
+def run_child(argv: list[str]) -> int:
+    """Run one step; a stop signal to this process is passed on to it (it checkpoints and exits 75)."""
+    process = subprocess.Popen(argv, cwd=REPO)
+
+    def forward(signum: int, frame: Any) -> None:
+        process.send_signal(signum)
+
+    previous = {number: signal.signal(number, forward) for number in (getattr(signal, n) for n in STOP_SIGNALS)}
+    try:
+        return process.wait()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -477,7 +669,11 @@ def main(argv: Sequence[str] | None = None) -> int:
           f"{args.launcher}; results in {layout.root}", flush=True)
     started = time.perf_counter()
     notes: list[str] = []
-    outcomes = [run_table(name, ctx, args.dry_run, notes) for name in args.tables]
+    outcomes = []
+    for name in args.tables:
+        outcomes.append(run_table(name, ctx, args.dry_run, notes))
+        if outcomes[-1].status == "interrupted":  # asked to stop: start nothing more, report what is there
+            break
     report = None
     if not (args.dry_run or args.no_report):
         from harness.report.report import build_report
@@ -486,14 +682,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(f"\nreproduce: summary ({(time.perf_counter() - started) / 60:.1f} min)")
     for outcome in outcomes:
         detail = f": {outcome.detail}" if outcome.detail else ""
+        if outcome.estimates:
+            detail = ": " + "; ".join(e.summary() for e in outcome.estimates)
         status = "not yet available" if outcome.status == "unavailable" else outcome.status
         print(f"  {outcome.table:13s} {status}{detail}" + (f" ({outcome.seconds / 60:.1f} min)" if outcome.seconds
                                                             else ""))
     for note in notes:
         print(f"  note: {note}")
+    if args.dry_run:
+        print(planned_total(outcomes))
     if report is not None:
         print(f"report: {report.parent / args.scale / 'index.md'}")
-    return 1 if any(o.status == "failed" for o in outcomes) else 0
+    if any(o.status == "interrupted" for o in outcomes):
+        return EXIT_INTERRUPTED
+    return 1 if any(o.status in ("failed", "cells failed") for o in outcomes) else 0
+
+
+def planned_total(outcomes: Sequence[Outcome]) -> str:
+    """The dry run's last line: how many runs it planned and their estimated time, one after another."""
+    estimates = [e for o in outcomes for e in o.estimates]
+    known = [e for e in estimates if e.seconds is not None]
+    text = f"planned: {sum(e.new for e in estimates)} runs to train"
+    if known:
+        text += f", about {duration(sum(e.seconds or 0.0 for e in known))} one after another"
+        if len(known) < len(estimates):
+            text += f" for the {sum(e.new for e in known)} with an estimate"
+    return text + " (benchmarks and analyses not included; how: above each sweep)"
 
 
 if __name__ == "__main__":

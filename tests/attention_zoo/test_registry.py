@@ -1,6 +1,8 @@
 """The registry: names, knobs with defaults, capability flags, and clear errors for bad input."""
 from __future__ import annotations
 
+import typing
+
 import pytest
 import torch
 
@@ -190,3 +192,40 @@ def test_causal_ls_has_the_parameters_of_the_authors_autoregressive_layer():
     with torch.device("meta"):  # bidirectional: no relative positions, DualLN over each head's d by default
         module = attention_zoo.build_mixer("ls", D, H, False, n_landmarks=1)
     assert sum(p.numel() for p in module.parameters()) == 4 * (D * D + D) + (D * H + H) + 2 * 2 * (D // H)
+
+
+# ---------------------------------------------------------------------------------- knob types, by annotation
+@pytest.mark.parametrize("annotation, good, bad, expected", [
+    (float, [1, 1.5], ["abc", True, None], "float"),
+    (int, [3], [2.5, "3", False], "int"),
+    (bool, [True], ["yes", 1], "bool"),
+    (str, ["rope"], [1, None], "str"),
+    (int | None, [None, 4], ["x"], "int or None"),
+    (typing.Union[float, str], ["x", 0.5], [None], "float or str"),  # noqa: UP007  (older plugins' spelling)
+    (typing.Literal["a", "b"], ["a"], ["c"], "one of ['a', 'b']"),
+    (list[int], [[1, 2], []], [[1, "x"], 3], "list"),
+    (tuple[float, ...], [[0.9, 0.98]], [["x"]], "a list of float"),
+    (dict, [{"a": 1}], [[1]], "a mapping"),
+    (typing.Any, ["anything", None], [], ""),
+    (torch.Tensor, ["not understood: accepted"], [], ""),
+])
+def test_knob_values_are_checked_against_annotations(annotation, good, bad, expected):
+    from attention_zoo.registry import type_mismatch
+
+    assert all(type_mismatch(value, annotation) is None for value in good)
+    assert all(expected in (type_mismatch(value, annotation) or "<fits>") for value in bad)
+
+
+def test_every_builtin_knob_has_a_resolved_annotation_and_its_default_fits():
+    from attention_zoo.registry import check_knob_types, knob_annotations
+
+    for name in NAMES:
+        spec = attention_zoo.get_spec(name)
+        owned = set(attention_zoo.LayerPreset.BACKBONE_KNOBS) if spec.preset else set()
+        assert set(knob_annotations(name)) == set(spec.knobs) - owned, name
+        check_knob_types(name, {k: v for k, v in spec.knobs.items() if k not in owned})
+    with pytest.raises(ValueError, match=r"knob 'eps' must be float \(its annotation in .*EluLinearAttention\), "
+                                         r"got 'abc' \(str\)"):
+        check_knob_types("elu", {"eps": "abc"})
+    with pytest.raises(ValueError, match="knob 'block_size' must be int"):  # a preset: its parts' annotations
+        check_knob_types("transnormer_t2", {"block_size": "64"})

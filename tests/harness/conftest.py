@@ -37,3 +37,15 @@ SMOKE = ("scale=smoke", "logger=none", "trainer.progress=false")
 def smoke_config(tmp_path):
     """``smoke_config(*overrides)``: a smoke-scale config whose runs go under this test's tmp folder."""
     return lambda *overrides: compose_config(*SMOKE, f"run.root={tmp_path / 'runs'}", *overrides)
+
+
+@pytest.fixture(scope="module")
+def reference(tmp_path_factory):
+    """The crash-test run (tests/harness/crash_runs.py) uninterrupted: its record and metric lines."""
+    from harness.run import execute
+    from tests.harness.crash_runs import LINES, metric_lines, overrides
+
+    record = execute(compose_config(*overrides(tmp_path_factory.mktemp("reference"))))
+    run_dir = Path(record["run_dir"])
+    assert len(metric_lines(run_dir)) == LINES and record["segments"] == 1 and record["repairs"] == []
+    return record, metric_lines(run_dir)

@@ -153,3 +153,77 @@ def test_command_line_typos_fail_listing_the_valid_keys(overrides, expected):
     for text in expected:
         assert text in str(err.value)
     check_override_keys(["-m", "attention=vanilla,elu", "attention.impl=math", "+extra=1"], CONF_DIR)  # all fine
+
+
+# ------------------------------------------------------------------ attention knobs, checked before any run
+def with_attention(cfg, name: str, layer_plan=None, **knobs):
+    """``cfg`` with its attention section replaced (knobs not given: the builder's defaults)."""
+    cfg = changed(cfg)
+    OmegaConf.update(cfg, "attention", {"name": name, "layer_plan": layer_plan, **knobs}, merge=False)
+    return cfg
+
+
+@pytest.mark.parametrize(
+    "attention, model, expected",
+    [  # the key, the bad value and what would be right, in one line
+        ({"name": "elu", "eps": "abc"}, {}, ["attention.eps='abc'", "must be float", "(str)"]),
+        ({"name": "elu", "normalize": "maybe"}, {}, ["attention.normalize='maybe'", "must be bool"]),
+        ({"name": "elu", "chunk_size": 2.5}, {}, ["attention.chunk_size=2.5", "must be int"]),
+        ({"name": "elu", "chunk_size": -3}, {}, ["attention.chunk_size=-3", "positive integer"]),
+        ({"name": "transnormer_t2", "chunk_size": -3}, {}, ["attention.chunk_size=-3", "'transnormer_t2'", "positive"]),
+        ({"name": "vanilla", "impl": "flash"}, {}, ["attention.impl='flash'", "'sdpa', 'math'"]),
+        ({"name": "performer", "n_features": 0}, {}, ["attention.n_features=0", "positive integer"]),
+        ({"name": "transnormer_t2", "layer_plan": "split:9"}, {}, ["layer_plan='split:9'", "outside [0, n_layers=2]"]),
+        ({"name": "vanilla", "pos": "rope"}, {"model__d_model": 30}, ["attention='vanilla'", "model.d_model=30",
+                                                                     "even head dimension"]),
+    ],
+)
+def test_a_bad_knob_fails_in_validate_naming_key_value_and_what_is_valid(smoke, attention, model, expected):
+    """Before: these passed validate and failed in the run (a 50-line traceback and a failed run folder)."""
+    with pytest.raises(ConfigError) as err:
+        validate(with_attention(changed(smoke, **model), **attention))
+    for text in expected:
+        assert text in str(err.value), str(err.value)
+
+
+def test_a_plugin_knob_is_checked_against_its_builders_annotation(smoke):
+    """A builder that checks nothing itself: ``init_temperature: float`` given ``abc`` fails in validate."""
+    import attention_zoo
+    from attention_zoo import registry
+
+    class Tempered(attention_zoo.MultiHeadMixer):
+        def __init__(self, d_model: int, n_heads: int, causal: bool, init_temperature: float = 1.0,
+                     heads: list[int] | None = None, bias: bool = True):
+            super().__init__(d_model, n_heads, causal, bias)
+
+        def attend(self, q, k, v, key_valid, x):
+            return v
+
+    attention_zoo.register("tempered", Tempered, linear_causal=True, linear_bidirectional=True)
+    try:
+        assert validate(with_attention(smoke, "tempered", init_temperature=2, heads=[1, 2])).attention.knobs == {
+            "init_temperature": 2, "heads": [1, 2]}
+        for knobs, expected in (({"init_temperature": "abc"}, "attention.init_temperature='abc'"),
+                                ({"heads": [1, "x"]}, "a list of int")):
+            with pytest.raises(ConfigError, match="Tempered") as err:
+                validate(with_attention(smoke, "tempered", **knobs))
+            assert expected in str(err.value)
+    finally:
+        registry.unregister("tempered")
+
+
+def test_a_bad_knob_leaves_no_run_folder(tmp_path):
+    """The run stops at validate: one line on the console, nothing under run.root."""
+    from harness.run import execute
+    from tests.harness.conftest import SMOKE
+
+    cfg = compose_config(*SMOKE, f"run.root={tmp_path / 'runs'}", "attention=elu", "attention.chunk_size=-3")
+    with pytest.raises(ConfigError, match=r"attention.chunk_size=-3 .* positive integer"):
+        execute(cfg)
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("experiment", ["table1", "table4", "table8", "table11", "table12"])
+def test_the_tables_configs_still_validate(experiment):
+    """The build check accepts what the tables run (their first configuration, at the cpu scale)."""
+    assert validate(compose_config(f"experiment={experiment}", "scale=cpu")).attention.name

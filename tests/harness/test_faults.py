@@ -4,80 +4,22 @@ repair listed in the record. Damaged files are detected, set aside and reported;
 from __future__ import annotations
 
 import json
-import os
 import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
-from harness.run import execute
 from harness.run_folder import RunLock, RunLockedError
-from tests.harness.conftest import SMOKE, compose_config
-
-REPO = Path(__file__).resolve().parents[2]
-# 40 updates; a checkpoint every 5 (keep 2), a validation every 10 (4 batches), a train line every 5:
-# 8 train lines + 4 validation lines + 1 test line. Dropout: the random state must survive a resume too.
-RUN = ("trainer.max_steps=40", "trainer.checkpoint_every=5", "trainer.eval_every=10", "trainer.log_every=5",
-       "trainer.keep_checkpoints=2", "model.dropout=0.1")
-LINES = 13
-VOLATILE = ("time", "train/steps_per_sec", "train/tokens_per_sec")  # wall-clock figures differ between runs
-
-
-def metric_lines(run_dir: Path) -> list[dict]:
-    lines = [json.loads(x) for x in (run_dir / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in x.items() if k not in VOLATILE} for x in lines]
-
-
-def overrides(root: Path) -> list[str]:
-    return [*SMOKE, f"run.root={root}", *RUN]
-
-
-def child(root: Path, fault: str | None = None, signal_name: str | None = None, multirun: bool = False):
-    env = {**os.environ, "WANDB_MODE": "disabled"}
-    env.pop("ATTENTION_ZOO_FAULT", None)
-    if fault:
-        env["ATTENTION_ZOO_FAULT"] = fault
-    if signal_name:
-        env["ATTENTION_ZOO_FAULT_SIGNAL"] = signal_name
-    command = [sys.executable, "-m", "harness.run", *(["-m"] if multirun else []), *overrides(root)]
-    return subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-
-
-def killed_at(root: Path, fault: str) -> Path:
-    """Run in a child process that SIGKILLs itself at ``fault``; the run folder it leaves."""
-    process = child(root, fault)
-    output, _ = process.communicate(timeout=300)
-    assert process.returncode == -signal.SIGKILL, f"the fault point {fault} was never reached:\n{output[-2000:]}"
-    (run_dir,) = [p.parent for p in root.rglob(".lock")]
-    return run_dir
-
-
-def resume(root: Path) -> dict:
-    return execute(compose_config(*overrides(root)))
-
-
-@pytest.fixture(scope="module")
-def reference(tmp_path_factory):
-    record = execute(compose_config(*overrides(tmp_path_factory.mktemp("reference"))))
-    run_dir = Path(record["run_dir"])
-    assert len(metric_lines(run_dir)) == LINES and record["segments"] == 1 and record["repairs"] == []
-    return record, metric_lines(run_dir)
-
-
-def assert_as_uninterrupted(record: dict, reference) -> Path:
-    expected, expected_lines = reference
-    run_dir = Path(record["run_dir"])
-    assert record["status"] == "completed" and record["config_hash"] == expected["config_hash"]
-    assert record["metrics"] == expected["metrics"]  # same weights, data order and dropout: exact
-    assert metric_lines(run_dir) == expected_lines  # no line repeated, none lost
-    assert not list(run_dir.rglob(".*.tmp")), "temporaries of interrupted writes are cleaned up"
-    checkpoints = run_dir / "checkpoints"
-    assert sorted(p.name for p in checkpoints.glob("step_*.pt")) == ["step_00000035.pt", "step_00000040.pt"]
-    return run_dir
-
+from tests.harness.crash_runs import (
+    LINES,
+    assert_as_uninterrupted,
+    child,
+    killed_at,
+    metric_lines,
+    paused_writer,
+    resume,
+)
 
 # kill point -> where the interrupted run stops: the newest checkpoint a resume finds
 KILL_POINTS = {
@@ -178,16 +120,13 @@ def test_damaged_metrics_file_is_restored_from_the_checkpoint_and_reported(tmp_p
         assert "damaged or missing" in what and [r for r in record["repairs"] if r.get("lines") == [4]]
     elif damage == "deleted":
         assert "metrics.jsonl is missing" in what
+    else:
+        assert "1 torn line(s) of metrics.jsonl" in what, what
 
 
 def test_second_writer_refuses_naming_the_first_and_a_sweep_reports_it_running(tmp_path, reference):
-    first = child(tmp_path, "logged:valid@2", signal_name="SIGSTOP")  # holds the run, paused mid-training
+    first = paused_writer(tmp_path)  # holds the run, paused mid-training
     try:
-        deadline = time.monotonic() + 120
-        while not (lines := list(tmp_path.rglob("metrics.jsonl"))) or "valid/" not in lines[0].read_text():
-            assert time.monotonic() < deadline and first.poll() is None
-            time.sleep(0.05)
-        time.sleep(0.5)
         second = child(tmp_path)
         output, _ = second.communicate(timeout=300)
         assert second.returncode != 0 and f"process {first.pid} on" in output, output[-2000:]

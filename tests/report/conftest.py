@@ -68,7 +68,7 @@ def write_run(
         record["metrics"] = {f"valid/{metric}": valid, f"test/{metric}": test}
         record["primary_metric"] = {"name": metric, "mode": "min", "valid": valid, "test": test}
         record["finished"] = updated
-    if status == "failed":
+    if status in ("failed", "interrupted"):
         record["reason"] = reason
     if data is not None:
         record["data"] = data

@@ -34,6 +34,7 @@ def test_table4_seeds_failed_missing_and_paper_values(tmp_path, defaults):
     write_run(tmp_path, "attention=vanilla", "seed=1", valid=32.0, test=35.0)
     write_run(tmp_path, "attention=elu", status="failed", reason="NonFiniteLossError: the training loss is nan")
     write_run(tmp_path, "attention=performer", status="running")
+    write_run(tmp_path, "attention=flash", status="interrupted", reason="SIGTERM received: checkpointed at 7")
     write_run(tmp_path, T2, valid=31.5, test=34.0, params=2_500_000)
     table = build("table4", tmp_path, defaults)
 
@@ -46,6 +47,7 @@ def test_table4_seeds_failed_missing_and_paper_values(tmp_path, defaults):
     assert cells(table, "ppl_test")["Vanilla"].stats.mean == pytest.approx(34.0)
     assert valid["1+elu"].status == FAILED and "NonFiniteLossError" in valid["1+elu"].reason
     assert valid["Performer"].status == RUNNING
+    assert valid["FLASH"].status == RUNNING and valid["FLASH"].reason.startswith("interrupted: SIGTERM")
     assert valid["LS"].status == MISSING and valid["LS"].paper == pytest.approx(32.37)
     t2 = next(row for row in table.rows if row.key == "transnormer_t2")
     assert t2.params_m == pytest.approx(2.5) and t2.paper_params_m == pytest.approx(155.99)
@@ -53,7 +55,7 @@ def test_table4_seeds_failed_missing_and_paper_values(tmp_path, defaults):
     # ours orders Vanilla < T2 as the paper does not (29.63 > 29.57): tau = -1 over these two rows
     assert table.agreement["ppl_val"].n == 2 and table.agreement["ppl_val"].tau == pytest.approx(-1.0)
     counts = table.counts()
-    assert counts == {OK: 4, FAILED: 2, RUNNING: 2, MISSING: 8}
+    assert counts == {OK: 4, FAILED: 2, RUNNING: 4, MISSING: 6}
 
     markdown = table_markdown(table, [], "table4.csv")
     assert "failed: NonFiniteLossError: the training loss is nan" in markdown

@@ -173,3 +173,50 @@ def test_a_sweep_after_the_double_dash_plans(tmp_path):
     argv, cfg = plan_sweep("table4", ctx)
     assert "attention=vanilla,elu" in argv and cfg.attention.name == "vanilla"  # composed at the first value
     assert reproduce.first_values(["+ablation/pos=none,rope", "x=[1,2]"]) == ["+ablation/pos=none", "x=[1,2]"]
+
+
+def _steps_exit(monkeypatch, codes: dict[str, int]) -> list[str]:
+    """Every step 'runs' with the exit code of the first key found in its command line; returns what ran."""
+    ran: list[str] = []
+
+    def run_child(argv):
+        ran.append(" ".join(argv))
+        return next((code for key, code in codes.items() if key in " ".join(argv)), 0)
+
+    monkeypatch.setattr(reproduce, "run_child", run_child)
+    return ran
+
+
+def test_a_sweep_with_failed_cells_lets_the_table_go_on_and_fails_the_command(monkeypatch, tmp_path, capsys):
+    ran = _steps_exit(monkeypatch, {"experiment=table8": 1})  # the sweep's own exit when a cell failed
+    assert reproduce.main(["table8", "table11", "--scale", "smoke", "--no-report", "--results", str(tmp_path)]) == 1
+    out = capsys.readouterr().out
+    assert any("experiment=table11" in command for command in ran), ran  # the next table still ran
+    assert "table8        cells failed: failed cells in" in out and "table11       done" in out
+
+
+def test_an_interrupted_sweep_stops_the_command_with_its_exit_code(monkeypatch, tmp_path, capsys):
+    ran = _steps_exit(monkeypatch, {"experiment=table8": reproduce.EXIT_INTERRUPTED})
+    assert reproduce.main(["table8", "table11", "--scale", "smoke", "--no-report", "--results", str(tmp_path)]) == 75
+    assert not any("experiment=table11" in command for command in ran), ran  # nothing more was started
+    assert "table8        interrupted" in capsys.readouterr().out
+
+
+def test_a_stop_signal_reaches_the_running_step(tmp_path):
+    """SIGTERM to the orchestrator is passed to the step it runs (which checkpoints and exits 75)."""
+    import signal
+    import sys
+    import time
+
+    ready, stopped = tmp_path / "ready", tmp_path / "stopped"
+    step = (f"import pathlib, signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *a: (pathlib.Path("
+            f"{str(stopped)!r}).touch(), sys.exit(75)))\npathlib.Path({str(ready)!r}).touch()\ntime.sleep(120)\n")
+    orchestrator = ("import sys\nfrom harness.report import reproduce\n"
+                    f"sys.exit(reproduce.run_child([sys.executable, '-c', {step!r}]))\n")
+    process = subprocess.Popen([sys.executable, "-c", orchestrator], cwd=REPO)
+    deadline = time.monotonic() + 60
+    while not ready.exists():
+        assert time.monotonic() < deadline and process.poll() is None
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=60) == 75 and stopped.exists()
