@@ -29,7 +29,7 @@ from torchmetrics import MetricCollection
 
 from tasks.base import Batch, Task, TaskConfig
 from tasks.data.synthetic_lm import CorpusConfig
-from tasks.glue.formats import get_format
+from tasks.glue.formats import GLUE_FORMATS, get_format
 from tasks.glue.generate import generate
 from tasks.glue.metrics import glue_metrics, primary_metric
 from tasks.glue.pretrained import Pretrained, find_auto, find_pretrained, load_encoder_weights
@@ -61,6 +61,13 @@ class GlueTaskConfig(TaskConfig):
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     corpus: CorpusConfig = field(default_factory=CorpusConfig)
     corpus_seed: int = 0
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        family, _, sub = self.name.partition("/")
+        if family != "glue" or sub not in GLUE_FORMATS:  # fails with the choices before a run folder exists
+            raise ValueError(f"task.name={self.name!r} is not a GLUE task; valid choices: "
+                             f"{[f'glue/{n}' for n in sorted(GLUE_FORMATS)]}")
 
 
 class GlueTask(Task):

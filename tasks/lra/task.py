@@ -48,6 +48,13 @@ class LraTaskConfig(TaskConfig):
     pool: int = 1
     builtin: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        try:
+            get_spec(self.name)
+        except ValueError as err:  # fails with the choices before a run folder exists
+            raise ValueError(f"task.name={self.name!r}: {err}") from None
+
 
 class LraTask(Task):
     config_class = LraTaskConfig

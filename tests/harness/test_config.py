@@ -227,3 +227,12 @@ def test_a_bad_knob_leaves_no_run_folder(tmp_path):
 def test_the_tables_configs_still_validate(experiment):
     """The build check accepts what the tables run (their first configuration, at the cpu scale)."""
     assert validate(compose_config(f"experiment={experiment}", "scale=cpu")).attention.name
+
+
+@pytest.mark.parametrize("family, name, message", [
+    ("glue/sst2", "glue/nope", r"task.name='glue/nope' is not a GLUE task; valid choices: \['glue/cola'"),
+    ("lra/listops", "lra/nope", r"task.name='lra/nope': unknown LRA task .*'lra/listops'"),
+])
+def test_an_unknown_sub_task_fails_in_validate_with_the_choices(family, name, message):
+    with pytest.raises(ConfigError, match=message):
+        validate(compose_config("scale=smoke", f"task={family}", f"task.name={name}"))
