@@ -37,7 +37,7 @@ CAUSAL_LENGTH = 320
 # last visible positions: the edges of chunks, blocks, groups and windows of 8, 16, 32, 64, 128 and 256 (a leak
 # confined to a later chunk shows only past them), a few in between, and N-2 (only the last token hidden)
 CUTS = (0, 7, 8, 15, 16, 31, 40, 63, 64, 65, 100, 127, 128, 129, 191, 200, 255, 256, 257, 300, CAUSAL_LENGTH - 2)
-SIZE_KNOB_WORDS = ("chunk", "block", "group", "window")  # an int knob whose name has one of these is a size
+SIZE_KNOB_WORDS = ("chunk", "block", "group", "window")  # chunk_size, block, window_len: a size (is_size_knob)
 SMALL_SIZE = 8
 TOL_PREFIX = 1e-12  # float64, x[:t+1] against x: only the kernels' blocking may differ
 # Perturbing the future changes nothing before it, to the bit, on a CPU (an exclusive prefix sum taken as
@@ -154,7 +154,7 @@ def _first_change(out: torch.Tensor, reference: torch.Tensor, allowed: float) ->
     out, reference = out.detach(), reference.detach()
     scale = reference.abs().max().item() or 1.0
     change = (out - reference).abs().amax(-1) / scale  # [B, N]
-    bad = (change > allowed).nonzero()
+    bad = (~(change <= allowed)).nonzero()  # a NaN that appears is a change too
     if not len(bad):
         return None
     row, position = (int(v) for v in bad[bad[:, 1].argmin()])
@@ -165,8 +165,14 @@ def small_size_knobs(knobs: dict) -> dict:
     """The chunk/block/group/window size knobs among ``knobs`` (name -> current value) set to SMALL_SIZE, for
     those above it: the checker reruns causality with them, so that their boundaries fall inside N many times."""
     return {name: SMALL_SIZE for name, value in knobs.items()
-            if any(word in name for word in SIZE_KNOB_WORDS)
-            and isinstance(value, int) and not isinstance(value, bool) and value > SMALL_SIZE}
+            if is_size_knob(name) and isinstance(value, int) and not isinstance(value, bool) and value > SMALL_SIZE}
+
+
+def is_size_knob(name: str) -> bool:
+    """``chunk_size``, ``block``, ``window_size``, ...: a length in tokens, not a count (``n_groups``)."""
+    words = name.lower().split("_")
+    return words[-1] in SIZE_KNOB_WORDS or (words[-1] in ("size", "len", "length") and
+                                            any(word in SIZE_KNOB_WORDS for word in words[:-1]))
 
 
 # ------------------------------------------------------------------------------------------- checks

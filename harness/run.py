@@ -161,7 +161,7 @@ def _execute_locked(typed: RunConfig, experiment: str | None, process: distribut
         task = tasks.build(typed.task)
         with distributed.main_process_first():  # one process generates and caches the data
             task.prepare()
-        if stop.requested():
+        if stop.requested() and process.world_size == 1:  # several processes vote in the first update instead
             raise RunInterrupted(f"{stop.requested()} received while preparing the data; nothing trained yet")
         model = task.build_model(typed.attention.as_mapping(), asdict(typed.model))
         record.parameters = count_parameters(model)
@@ -191,28 +191,17 @@ def _execute_locked(typed: RunConfig, experiment: str | None, process: distribut
         record = dataclasses.replace(record, status="interrupted", reason=err.reason,
                                      wall_seconds=time.perf_counter() - started)
         save(record)
+        if process.is_main:
+            reserve.release()
         if logger is not None:
             logger.close(failed=True)
         log.warning("interrupted: %s", err.reason)
-        stop.run_previous_handlers()  # e.g. submitit's requeue, now that the checkpoint is written
         raise
     except BaseException as err:
-        if is_disk_full(err):
-            reserve.release()  # room for the record that says so
-        reason = f"{type(err).__name__}: {err}"
-        record = dataclasses.replace(record, status="failed", reason=reason, finished=now(),
-                                     traceback=traceback.format_exc(limit=-8),
-                                     wall_seconds=time.perf_counter() - started)
-        try:
-            save(record)
-        except OSError as save_error:
-            log.error("the failed record could not be written (%s); the run failed with: %s", save_error, reason)
+        _record_failure(err, record, save, reserve, process, started)
         if logger is not None:
             logger.close(failed=True)
         raise
-    finally:
-        if process.is_main:
-            reserve.release()
     valid_name, test_name = task.splits
     record = dataclasses.replace(
         record, status="completed", metrics=result.metrics,
@@ -224,13 +213,35 @@ def _execute_locked(typed: RunConfig, experiment: str | None, process: distribut
         eval_seconds=result.eval_seconds, wall_seconds=time.perf_counter() - started,
         resumed_from=result.resumed_from, segments=result.segments, processes=process.world_size, finished=now(),
     )
-    save(record)
+    try:
+        save(record)
+    except BaseException as err:  # the largest record: a disk that fills now still gets "failed"
+        _record_failure(err, record, save, reserve, process, started)
+        raise
+    if process.is_main:
+        reserve.release()
     logger.summary(result.metrics | record.throughput)
     logger.close()
     if process.is_main:
         print(summary(record), flush=True)
         log.info("record: %s", run_dir / "record.json")
     return record.to_json(), False
+
+
+def _record_failure(err: BaseException, record: RunRecord, save: Any, reserve: SpaceReserve,
+                    process: distributed.ProcessInfo, started: float) -> None:
+    """Mark the record failed with the error (freeing the space reserve first when the disk is full)."""
+    if process.is_main and is_disk_full(err):
+        reserve.release()  # room for the record that says so
+    reason = f"{type(err).__name__}: {err}"
+    failed = dataclasses.replace(record, status="failed", reason=reason, finished=now(),
+                                 traceback=traceback.format_exc(limit=-8), wall_seconds=time.perf_counter() - started)
+    try:
+        save(failed)
+    except OSError as save_error:
+        log.error("the failed record could not be written (%s); the run failed with: %s", save_error, reason)
+    if process.is_main:
+        reserve.release()
 
 
 def summary(record: RunRecord) -> str:
@@ -260,6 +271,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
     experiment = hydra_cfg.runtime.choices.get("experiment")
     cell = sweep.Cell(Path(hydra_cfg.runtime.output_dir), hydra_cfg.job.num if multirun else None,
                       list(hydra_cfg.overrides.task), enabled=multirun and distributed.from_environment().is_main)
+    if multirun and sweep.is_worker():
+        stop.handle_stop_signals_from_now_on()  # between cells too: the worker must outlive a stop signal
+        sweep.check_stop_marker(Path(hydra_cfg.sweep.dir))
     try:
         record, skipped = execute_cell(cfg, experiment)
     except ConfigError as err:
@@ -276,7 +290,9 @@ def _hydra_main(cfg: DictConfig) -> float | None:
         raise SystemExit(f"run not started: {err}") from None
     except RunInterrupted as err:
         cell.write("interrupted", reason=err.reason, run_dir=_run_dir_of(cfg))
-        sweep.stop_after_interruption(multirun)
+        stop.run_previous_handlers()  # e.g. submitit's requeue, now that checkpoint and outcome are written
+        if multirun:  # the sweep's other cells see the request and do not start; its summary says so
+            return None
         raise SystemExit(stop.EXIT_INTERRUPTED) from None
     except Exception as err:
         cell.write("failed", reason=f"{type(err).__name__}: {err}", run_dir=_run_dir_of(cfg))

@@ -30,8 +30,8 @@ STOP_SIGNALS = ("SIGTERM", "SIGINT", "SIGUSR1")
 CHAINED_ONLY = ("SIGUSR2",)
 
 _requested: str | None = None  # the first stop signal's description; process-wide, never reset
-_received: list[signal.Signals] = []
-_previous: dict[signal.Signals, Any] = {}
+_received: list[signal.Signals] = []  # every distinct stop signal received, in order
+_chained: dict[signal.Signals, Any] = {}  # the Python handlers ours replaced (submitit's), to call after a stop
 
 
 class RunInterrupted(Exception):
@@ -48,7 +48,7 @@ def requested() -> str | None:
 
 
 def note_request(name: str) -> None:
-    """Record a stop request that arrived by other means than a run's handler (a sweep's parent process)."""
+    """Record a stop request that arrived by other means than a signal (a sweep that was stopped)."""
     global _requested
     if _requested is None:
         _requested = name
@@ -56,14 +56,15 @@ def note_request(name: str) -> None:
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
     global _requested
-    name = signal.Signals(signum).name
+    number = signal.Signals(signum)
+    if number not in _received:
+        _received.append(number)
     if _requested is None:
-        _requested = name
-        _received.append(signal.Signals(signum))
+        _requested = number.name
         log.warning("%s received: stopping at the next update boundary after a checkpoint "
-                    "(send SIGKILL to stop at once)", name)
+                    "(send SIGKILL to stop at once)", number.name)
     else:
-        log.warning("%s received: already stopping (%s)", name, _requested)
+        log.warning("%s received: already stopping (%s)", number.name, _requested)
 
 
 def _python_handler(handler: Any) -> bool:
@@ -73,12 +74,8 @@ def _python_handler(handler: Any) -> bool:
             and getattr(handler, "chain", True))
 
 
-@contextlib.contextmanager
-def handling_stop_signals() -> Iterator[None]:
-    """Turn the stop signals into a flag for the duration of a run (main thread only; elsewhere a no-op)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+def _install() -> dict[signal.Signals, Any]:
+    """Our handler for the stop signals (and submitit's signal where submitit handles it); the previous ones."""
     installed: dict[signal.Signals, Any] = {}
     for name in STOP_SIGNALS + CHAINED_ONLY:
         number = getattr(signal, name, None)
@@ -89,20 +86,37 @@ def handling_stop_signals() -> Iterator[None]:
             continue
         installed[number] = previous
         signal.signal(number, _on_signal)
-    _previous.update({n: h for n, h in installed.items() if _python_handler(h)})
+        if _python_handler(previous):
+            _chained[number] = previous
+    return installed
+
+
+@contextlib.contextmanager
+def handling_stop_signals() -> Iterator[None]:
+    """Turn the stop signals into a flag for the duration of a run (main thread only; elsewhere a no-op)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    installed = _install()
     try:
         yield
     finally:
         for number, previous in installed.items():
             signal.signal(number, previous if previous is not None else signal.SIG_DFL)
-            _previous.pop(number, None)
+
+
+def handle_stop_signals_from_now_on() -> None:
+    """For a sweep's worker process: a stop signal between two cells only sets the flag (the next cell does
+    not start) instead of killing the worker, which would take its busy siblings down with it."""
+    if threading.current_thread() is threading.main_thread() and signal.getsignal(signal.SIGTERM) is not _on_signal:
+        _install()
 
 
 def run_previous_handlers() -> None:
-    """Call the handlers ours replaced for the signals received (submitit's requeue), now that the run is safe.
-    They may exit the process; that is their purpose."""
-    for number in _received:
-        handler: Callable[[int, FrameType | None], Any] | None = _previous.get(number)
+    """Call the handlers ours replaced for the signals received (submitit's requeue), now that the run is safe
+    and its outcome written. They may exit the process; that is their purpose."""
+    for number in list(_received):
+        handler: Callable[[int, FrameType | None], Any] | None = _chained.get(number)
         if handler is not None:
             log.info("passing %s on to the handler installed before the run's", number.name)
             handler(int(number), None)

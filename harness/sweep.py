@@ -5,10 +5,13 @@ Each cell (a Hydra job of ``python -m harness.run -m ...``) writes ``outcome.jso
 ``locked`` (running in another process) or ``interrupted``, with its run folder. When the sweep ends, however
 it ends, :class:`SweepSummary` (a Hydra callback, conf/config.yaml) and :func:`stopping_workers` print one line
 per status with the run folders, write ``summary.json`` beside the cells, and :func:`exit_if_a_cell_failed`
-makes ``harness.run`` exit 1 when a cell failed, was invalid or left no outcome (its process died).
+makes ``harness.run`` exit 3 when a cell failed, was invalid or left no outcome (its process died), 75 when the
+sweep was stopped.
 
-A stop signal to the sweep's own process is passed on to its worker processes (Hydra's joblib launcher), which
-checkpoint and exit as a single run does (``harness.stop``); the sweep then starts no other cell and exits 75.
+A stop signal to the sweep's own process is passed on to the worker processes that are running a cell (Hydra's
+joblib launcher), which checkpoint and return as a single run does (``harness.stop``); a ``STOP`` file in the
+sweep's folder keeps every later cell from starting. With no cell running below it (cells on a cluster, whose
+jobs go on), the sweep's process stops at once.
 """
 from __future__ import annotations
 
@@ -18,7 +21,6 @@ import logging
 import os
 import signal
 import sys
-import time
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
@@ -36,8 +38,9 @@ from zoo_io.atomic import write_json
 log = logging.getLogger(__name__)
 OUTCOME_FILE = "outcome.json"
 SUMMARY_FILE = "summary.json"
+STOP_FILE = "STOP"  # in the sweep's folder once it was asked to stop: later cells do not start
 FAILING = ("failed", "invalid", "no outcome")
-WORKER_GRACE_SECONDS = 600.0  # how long the sweep waits for its workers to checkpoint after a stop signal
+EXIT_CELLS_FAILED = 3  # not 1, which Hydra and Python use for their own errors (a bad override, a crash)
 
 
 class _State:
@@ -149,32 +152,42 @@ def _holds_a_run_lock(process: psutil.Process) -> bool:
         return True
 
 
-def _forward_to_workers(signum: int, frame: FrameType | None) -> None:
-    """The sweep parent's stop handler: pass the signal on, wait until no worker holds a run folder (each
-    checkpoints and exits), then stop the rest of the workers and the sweep."""
-    stop.note_request(signal.Signals(signum).name)
-    workers = psutil.Process().children()
-    if not workers:  # cells run in this process: the next one sees the request and does not start
-        return
-    for worker in workers:
+def _stop_sweep(signum: int, frame: FrameType | None) -> None:
+    """The sweep parent's stop handler (only while no run is active in this process itself).
+
+    Cells training in worker processes get the signal (each checkpoints and returns); the marker file stops every
+    later cell before it starts, so the launcher ends normally and the summary says what stopped. Idle workers are
+    never signalled: a worker that dies makes joblib's executor kill its busy siblings before they checkpoint.
+    With no cell running anywhere below this process (cells on a cluster, or between two cells), it stops now.
+    """
+    name = signal.Signals(signum).name
+    stop.note_request(name)
+    if _State.folder is not None:
+        with contextlib.suppress(OSError):
+            (_State.folder / STOP_FILE).write_text(f"{name} received by the sweep's process {os.getpid()}\n")
+    busy = [w for w in psutil.Process().children(recursive=True) if _holds_a_run_lock(w)]
+    for worker in busy:
         with contextlib.suppress(psutil.NoSuchProcess):
             worker.send_signal(signum)
-    log.warning("%s: passed on to the sweep's %d worker process(es); waiting for their runs to checkpoint",
-                signal.Signals(signum).name, len(workers))
-    deadline = time.monotonic() + WORKER_GRACE_SECONDS
-    while (busy := [w for w in workers if _holds_a_run_lock(w)]) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    for worker in busy:
-        log.error("worker %d did not stop within %.0f s: killed (its run resumes from its last checkpoint)",
-                  worker.pid, WORKER_GRACE_SECONDS)
-    for worker in workers:  # idle workers and the launcher's helpers (a resource tracker ignores SIGTERM)
-        with contextlib.suppress(psutil.NoSuchProcess):
-            worker.kill()
-    psutil.wait_procs(workers, timeout=10)
-    raise SystemExit(stop.EXIT_INTERRUPTED)
+    if not busy:
+        raise SystemExit(stop.EXIT_INTERRUPTED)
+    log.warning("%s: passed on to the %d running cell(s); no other cell starts, the sweep ends after their "
+                "checkpoints", name, len(busy))
 
 
-_forward_to_workers.chain = False  # never called back by a run's handler in this process (harness.stop)
+_stop_sweep.chain = False  # never called back by a run's handler in this process (harness.stop)
+
+
+def is_worker() -> bool:
+    """Whether this process runs a cell for a sweep started by another process (a joblib or submitit job)."""
+    return _State.main_pid != os.getpid()
+
+
+def check_stop_marker(folder: Path) -> None:
+    """In a cell: if the sweep was stopped, this process is asked to stop too (the cell does not start)."""
+    marker = folder / STOP_FILE
+    if marker.is_file():
+        stop.note_request(f"the sweep was stopped ({marker.read_text().strip()})")
 
 
 @contextlib.contextmanager
@@ -184,22 +197,13 @@ def stopping_workers() -> Iterator[None]:
     installed = {}
     for name in stop.STOP_SIGNALS:
         number = getattr(signal, name)
-        installed[number] = signal.signal(number, _forward_to_workers)
+        installed[number] = signal.signal(number, _stop_sweep)
     try:
         yield
     finally:
         for number, previous in installed.items():
             signal.signal(number, previous)
         _finish()
-
-
-def stop_after_interruption(multirun: bool) -> None:
-    """A sweep's worker process that was interrupted exits now (its parent is stopping the sweep)."""
-    if multirun and _State.main_pid != os.getpid():
-        logging.shutdown()
-        sys.stdout.flush()
-        sys.stderr.flush()
-        os._exit(stop.EXIT_INTERRUPTED)
 
 
 def exit_if_a_cell_failed() -> None:
@@ -210,4 +214,4 @@ def exit_if_a_cell_failed() -> None:
     if counts.get("interrupted") or counts.get("not started"):
         raise SystemExit(stop.EXIT_INTERRUPTED)
     if any(counts.get(status) for status in FAILING):
-        raise SystemExit(1)
+        raise SystemExit(EXIT_CELLS_FAILED)

@@ -279,6 +279,7 @@ class Trainer:
             if (checkpoint_due or stopping) and self.is_main:
                 self.store.save(step, self._state(step, model, optimizer, best, progress | {"window": window}))
             if stopping and step < cfg.max_steps:
+                distributed.barrier()  # rank 0's checkpoint is complete before any process exits
                 bar.close()
                 raise RunInterrupted(f"{stop.requested() or 'a stop signal on another process'} received: "
                                      f"checkpointed at update {step} of {cfg.max_steps}; run the same command "

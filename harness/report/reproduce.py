@@ -42,6 +42,7 @@ from typing import Any
 
 from harness.report.layout import ORDER, Layout
 from harness.stop import EXIT_INTERRUPTED, STOP_SIGNALS
+from harness.sweep import EXIT_CELLS_FAILED
 
 REPO = Path(__file__).resolve().parents[2]
 CONF_DIR = REPO / "conf"
@@ -627,7 +628,7 @@ def run_table(name: str, ctx: Context, dry_run: bool, notes: list[str]) -> Outco
         if code == EXIT_INTERRUPTED:
             return Outcome(name, "interrupted", f"{step.describe} was stopped; run the same command again to resume",
                            time.perf_counter() - started)
-        if code == 1 and argv[1:4] == ["-m", "harness.run", "-m"]:  # some cells failed: the sweep said which
+        if code == EXIT_CELLS_FAILED and argv[1:4] == ["-m", "harness.run", "-m"]:  # the sweep said which
             failed_sweeps.append(step.describe)
         elif code != 0:
             return Outcome(name, "failed", f"{step.describe} exited with {code}", time.perf_counter() - started)

@@ -8,6 +8,7 @@ can never train on tensors of data that is no longer there. Hashing is done on e
 """
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import warnings
@@ -17,7 +18,7 @@ from typing import Any
 
 import torch
 
-from zoo_io.atomic import torch_save
+from zoo_io.atomic import torch_save, write_json
 
 
 def save_cached(path: str | Path, obj: Any) -> None:
@@ -43,10 +44,38 @@ def file_digest(path: str | Path) -> str:
         return hashlib.file_digest(f, "sha256").hexdigest()
 
 
-def files_digest(files: Mapping[str, str | Path] | Iterable[str | Path], root: str | Path | None = None) -> str:
+class DigestMemo:
+    """Remembered file digests, keyed on what changes whenever the file's bytes do: device, inode, size, mtime
+    and ctime in nanoseconds (a rewrite in place changes ctime, which no user can set back). Data sets of many
+    small files (LRA's Pathfinder, IMDB) are then hashed once, not on every run; kept as one JSON file."""
+
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+        try:
+            self.known: dict[str, str] = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            self.known = {}
+        self.changed = False
+
+    def digest(self, path: Path) -> str:
+        stat = path.stat()
+        key = f"{path.resolve()}|{stat.st_dev}|{stat.st_ino}|{stat.st_size}|{stat.st_mtime_ns}|{stat.st_ctime_ns}"
+        if key not in self.known:
+            self.known[key], self.changed = file_digest(path), True
+        return self.known[key]
+
+    def save(self) -> None:
+        if self.changed:
+            with contextlib.suppress(OSError):  # a memo that cannot be written only costs time
+                write_json(self.path, self.known)
+            self.changed = False
+
+
+def files_digest(files: Mapping[str, str | Path] | Iterable[str | Path], root: str | Path | None = None,
+                 memo: DigestMemo | None = None) -> str:
     """One digest of several files' contents and their names: a mapping's keys (``{"train": path}``), else
     each path relative to ``root`` (or its position when there is no root). Where a file sits on disk is not
-    part of it, so two copies of the same data share their caches."""
+    part of it, so two copies of the same data share their caches. ``memo`` skips re-reading unchanged files."""
     if isinstance(files, Mapping):
         named = [(str(name), Path(p)) for name, p in files.items()]
     elif root is not None:
@@ -55,7 +84,9 @@ def files_digest(files: Mapping[str, str | Path] | Iterable[str | Path], root: s
         named = [(str(i), Path(p)) for i, p in enumerate(files)]
     blob = hashlib.sha256()
     for name, path in named:
-        blob.update(f"{name}\0{file_digest(path)}\n".encode())
+        blob.update(f"{name}\0{memo.digest(path) if memo else file_digest(path)}\n".encode())
+    if memo is not None:
+        memo.save()
     return blob.hexdigest()
 
 

@@ -22,7 +22,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from tasks.data.cache import files_digest, load_cached, save_cached
+from tasks.data.cache import DigestMemo, files_digest, load_cached, save_cached
 from tasks.data.textfile import DataFormatError
 from tasks.lra.data.examples import BYTE_OFFSET, Examples
 from tasks.lra.generators.pathfinder import Geometry
@@ -32,6 +32,7 @@ from zoo_io.atomic import write_json
 
 FORMAT_VERSION = 2  # bump when a generator, reader or the tensor layout changes what lands in the cache
 COMPLETE = "generated.json"
+DIGEST_MEMO = "lra-file-digests.json"  # beside the caches: Pathfinder's 200K images are hashed once, not per run
 
 
 def _digest(key: dict[str, Any]) -> str:
@@ -132,9 +133,11 @@ def check_not_empty(splits: dict[str, Examples], natural: dict[str, Examples], r
 def load_tensors(spec: LraSpec, cfg: Any) -> tuple[dict[str, dict[str, torch.Tensor]], Path, Path]:
     """``{split: packed tensors}``, the data folder and the cache folder; reads and tokenises on a miss."""
     root = data_root(spec, cfg)
+    cache = Path(cfg.data.cache_dir).expanduser()
     image_side = cfg.side if spec.name in ("pathfinder", "pathx") else 32
     key = {
-        "version": FORMAT_VERSION, "task": spec.name, "files": files_digest(spec.files(root, cfg), root),
+        "version": FORMAT_VERSION, "task": spec.name,
+        "files": files_digest(spec.files(root, cfg), root, DigestMemo(cache / DIGEST_MEMO)),
         "seq_len": cfg.seq_len, "valid_fraction": cfg.valid_fraction, "test_fraction": cfg.test_fraction,
         "split_seed": cfg.data.seed, "side": image_side if spec.image else None,
         "pool": cfg.pool if spec.image else None,

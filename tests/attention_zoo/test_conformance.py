@@ -114,3 +114,15 @@ def test_a_correct_mixer_passes_the_reference_under_every_padding(wrong, causal)
 def test_a_float32_reference_is_refused_by_name(wrong):
     with pytest.raises(ConformanceError, match="the reference returned torch.float32 for float64 inputs"):
         conformance.check_reference(make_for("vanilla", {}), True, lambda *args: wrong.reference(*args).float())
+
+
+def test_a_nan_that_appears_after_perturbing_the_future_counts_as_a_change():
+    reference = torch.zeros(1, 4, 2, dtype=torch.float64)
+    out = reference.clone()
+    out[0, 2, 1] = float("nan")
+    assert conformance._first_change(out, reference, 0.0)[:2] == (0, 2)
+
+
+def test_only_size_knobs_are_made_small_not_counts():
+    knobs = {"chunk_size": 64, "window": 32, "block_len": 16, "n_groups": 64, "num_blocks": 16, "group_size": 4}
+    assert conformance.small_size_knobs(knobs) == {"chunk_size": 8, "window": 8, "block_len": 8}

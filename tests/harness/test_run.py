@@ -96,13 +96,13 @@ def test_wandb_offline_logs_locally(smoke_config, monkeypatch):
 
 def test_sweep_records_a_failure_and_goes_on(tmp_path):
     """`-m` over two data sources, the first one missing: a failed and a completed record, the sweep goes on
-    and exits 1 (a cell failed); each record names its variant, composed inside the running app."""
+    and exits 3 (a cell failed); each record names its variant, composed inside the running app."""
     env = {**os.environ, "WANDB_MODE": "disabled", "ATTENTION_ZOO_CACHE": str(tmp_path / "cache")}
     command = [sys.executable, "-m", "harness.run", "-m", "scale=smoke", "logger=none", "trainer.progress=false",
                f"run.root={tmp_path / 'runs'}", "task.data.source=files,builtin",
                f"task.data.path={tmp_path / 'no_such_folder'}", "trainer.max_steps=4", "attention.block_size=16"]
     sweep = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    assert sweep.returncode == 1, sweep.stderr[-3000:]
+    assert sweep.returncode == 3, sweep.stderr[-3000:]
     assert "2 cell(s): 1 completed, 1 failed" in sweep.stderr
     records = [json.loads(p.read_text()) for p in (tmp_path / "runs").rglob("record.json")]
     status = {r["config"]["task"]["data"]["source"]: r for r in records}

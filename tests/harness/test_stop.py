@@ -16,7 +16,7 @@ import pytest
 
 from harness import stop
 from harness.run_folder import RunLock
-from harness.sweep import SUMMARY_FILE
+from harness.sweep import EXIT_CELLS_FAILED, SUMMARY_FILE
 from tests.harness.crash_runs import REPO, assert_as_uninterrupted, child, metric_lines, resume
 
 INTERRUPTED = stop.EXIT_INTERRUPTED
@@ -65,6 +65,24 @@ runpy.run_module("harness.run", run_name="__main__")  # as python -m harness.run
     assert record["status"] == "interrupted" and record["reason"].startswith("SIGUSR2 received")
 
 
+def test_every_signal_received_reaches_the_handler_it_replaced():
+    """SIGTERM first, then submitit's SIGUSR2 while stopping: the requeue must still run after the checkpoint."""
+    called = []
+    previous = {n: signal.signal(n, lambda signum, frame: called.append(signum)) for n in (signal.SIGTERM,
+                                                                                          signal.SIGUSR2)}
+    try:
+        with stop.handling_stop_signals():
+            os.kill(os.getpid(), signal.SIGTERM)
+            os.kill(os.getpid(), signal.SIGUSR2)
+            assert stop.requested() == "SIGTERM" and called == []  # only the flag, until the run is safe
+        stop.run_previous_handlers()
+        assert called == [signal.SIGTERM, signal.SIGUSR2]
+    finally:
+        stop.clear()
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
 def _sweep(root: Path, *extra: str) -> subprocess.Popen:
     env = {**os.environ, "WANDB_MODE": "disabled"}
     env.pop("ATTENTION_ZOO_FAULT", None)
@@ -78,11 +96,15 @@ def _summary(root: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def test_sigterm_to_a_joblib_sweep_stops_its_workers_after_their_checkpoints(tmp_path):
-    sweep = _sweep(tmp_path, "trainer.max_steps=100000", "hydra/launcher=joblib", "hydra.launcher.n_jobs=2",
-                   "seed=1,2,3")
+@pytest.mark.parametrize("cells, n_jobs", [
+    (("model.d_model=32,64", "model.n_layers=2,4", "seed=1"), 2),  # unequal cells: one finishes its update later
+    (("seed=1,2",), 3),  # an idle worker beside the busy ones
+])
+def test_sigterm_to_a_joblib_sweep_stops_its_workers_after_their_checkpoints(tmp_path, cells, n_jobs):
+    sweep = _sweep(tmp_path, "trainer.max_steps=100000", "trainer.checkpoint_every=1000", "hydra/launcher=joblib",
+                   f"hydra.launcher.n_jobs={n_jobs}", *cells)
     deadline = time.monotonic() + 240
-    while len([p for p in tmp_path.rglob("checkpoints/step_*.pt")]) < 2:  # both workers are training
+    while len([p for p in tmp_path.rglob("metrics.jsonl") if p.read_text()]) < 2:  # two cells are training
         assert time.monotonic() < deadline and sweep.poll() is None, "the sweep's workers never trained"
         time.sleep(0.2)
     workers = psutil.Process(sweep.pid).children(recursive=True)
@@ -91,19 +113,30 @@ def test_sigterm_to_a_joblib_sweep_stops_its_workers_after_their_checkpoints(tmp
     assert sweep.returncode == INTERRUPTED, output[-3000:]
     assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE], "orphaned workers"
     records = [json.loads(p.read_text()) for p in tmp_path.rglob("record.json")]
-    assert sorted(r["status"] for r in records) == ["interrupted", "interrupted"]
-    for record in records:
+    assert sorted(r["status"] for r in records) == ["interrupted", "interrupted"], [r.get("reason") for r in records]
+    for record in records:  # each stopped after a checkpoint of its own, not a periodic one
+        step = int(record["reason"].split("checkpointed at update ")[1].split()[0])
+        assert Path(record["run_dir"], "checkpoints", f"step_{step:08d}.pt").is_file()
         with RunLock(record["run_dir"]):  # nobody holds the run folders any more
             pass
     summary = _summary(tmp_path)
-    assert summary["counts"] == {"interrupted": 2, "not started": 1}
-    assert "2 interrupted" in output and "not started" in output
+    planned = len(summary["cells"])
+    assert summary["counts"] == {"interrupted": planned}, summary["counts"]  # the rest: "not started: stopped"
+    assert f"{planned} interrupted" in output and "Traceback" not in output
+
+
+def test_a_sweep_with_no_cell_running_below_it_stops_at_once(tmp_path):
+    """A sweep whose cells run elsewhere (a cluster) or between two cells: Ctrl-C stops its process now."""
+    script = ("import os, signal, sys, time\nfrom harness import sweep\n"
+              "with sweep.stopping_workers():\n    os.kill(os.getpid(), signal.SIGINT)\n    time.sleep(30)\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=60)
+    assert done.returncode == INTERRUPTED, done.stderr[-2000:]
 
 
 def test_a_sweep_with_failed_and_invalid_cells_says_so_and_exits_non_zero(tmp_path):
     sweep = _sweep(tmp_path, "trainer.lr=3e-3,1e9", "model.d_model=32,33")
     output, _ = sweep.communicate(timeout=600)
-    assert sweep.returncode == 1, output[-3000:]
+    assert sweep.returncode == EXIT_CELLS_FAILED, output[-3000:]
     summary = _summary(tmp_path)
     assert summary["counts"] == {"completed": 1, "failed": 1, "invalid": 2}
     cells = {tuple(c["overrides"][-2:]): c for c in summary["cells"]}

@@ -188,11 +188,17 @@ def _steps_exit(monkeypatch, codes: dict[str, int]) -> list[str]:
 
 
 def test_a_sweep_with_failed_cells_lets_the_table_go_on_and_fails_the_command(monkeypatch, tmp_path, capsys):
-    ran = _steps_exit(monkeypatch, {"experiment=table8": 1})  # the sweep's own exit when a cell failed
+    ran = _steps_exit(monkeypatch, {"experiment=table8": reproduce.EXIT_CELLS_FAILED})  # a cell failed
     assert reproduce.main(["table8", "table11", "--scale", "smoke", "--no-report", "--results", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert any("experiment=table11" in command for command in ran), ran  # the next table still ran
     assert "table8        cells failed: failed cells in" in out and "table11       done" in out
+
+
+def test_a_sweep_that_could_not_start_fails_its_table(monkeypatch, tmp_path, capsys):
+    _steps_exit(monkeypatch, {"experiment=table8": 1})  # Hydra's own error (a bad override): no cell ran
+    assert reproduce.main(["table8", "--scale", "smoke", "--no-report", "--results", str(tmp_path)]) == 1
+    assert "table8        failed: " in capsys.readouterr().out
 
 
 def test_an_interrupted_sweep_stops_the_command_with_its_exit_code(monkeypatch, tmp_path, capsys):

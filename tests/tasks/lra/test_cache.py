@@ -75,7 +75,9 @@ def test_a_file_replaced_in_place_is_read_again(tmp_path, name):
     make, settings = FORMATS[name]
     path, old, new = make(tmp_path / "data")
     first = prepared(name, tmp_path / "data", tmp_path / "cache", **settings)
-    assert same(first, prepared(name, tmp_path / "data", tmp_path / "cache", **settings))  # a cache hit
+    tensor_folders = sorted((tmp_path / "cache").glob(f"lra-{name}-*"))
+    assert same(first, prepared(name, tmp_path / "data", tmp_path / "cache", **settings))
+    assert sorted((tmp_path / "cache").glob(f"lra-{name}-*")) == tensor_folders  # a cache hit: no new folder
     rewrite_in_place(path, old, new)
     again = prepared(name, tmp_path / "data", tmp_path / "cache", **settings)
     fresh = prepared(name, tmp_path / "data", tmp_path / "fresh-cache", **settings)
@@ -90,3 +92,19 @@ def test_a_moved_copy_reuses_the_cache(tmp_path):
     folders = set((tmp_path / "cache").iterdir())
     assert same(first, prepared("listops", tmp_path / "moved", tmp_path / "cache", seq_len=32))
     assert set((tmp_path / "cache").iterdir()) == folders  # same content, same key: nothing new was cached
+
+
+def test_unchanged_files_are_not_read_again_for_their_digest(tmp_path, monkeypatch):
+    """Pathfinder's 200K images: their digests are remembered (keyed on inode, size, mtime and ctime)."""
+    from tasks.data import cache
+
+    path, old, new = _listops(tmp_path / "data")
+    prepared("listops", tmp_path / "data", tmp_path / "cache", seq_len=32)
+    reads = []
+    real = cache.file_digest
+    monkeypatch.setattr(cache, "file_digest", lambda p: reads.append(p) or real(p))
+    prepared("listops", tmp_path / "data", tmp_path / "cache", seq_len=32)
+    assert reads == []
+    rewrite_in_place(path, old, new)  # same size and mtime: the ctime tells
+    prepared("listops", tmp_path / "data", tmp_path / "cache", seq_len=32)
+    assert [Path(p).name for p in reads] == [path.name]
