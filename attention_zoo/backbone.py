@@ -112,7 +112,8 @@ class ParallelMixers(nn.Module):
         return sum(mixer(x, padding_mask) for mixer in self.mixers)
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> DecodeState:
-        state = new_state(batch_size, device)
+        state = new_state(batch_size, device, owner=self)
+        device = state.count.device
         state.parts = [m.init_state(batch_size, device=device, dtype=dtype) for m in self.mixers]
         return state
 
@@ -189,7 +190,8 @@ class Backbone(nn.Module):
 
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> DecodeState:
         """The decoding state of every layer (attention_zoo.decoding); causal backbones only."""
-        state = new_state(batch_size, device)
+        state = new_state(batch_size, device, owner=self)
+        device = state.count.device
         state.parts = [block.init_state(batch_size, device=device, dtype=dtype) for block in self.blocks]
         return state
 

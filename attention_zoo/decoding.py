@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 import torch
 
 from attention_zoo.ops import linear_attention
-from attention_zoo.ops.precision import accumulation_dtype
+from attention_zoo.ops.precision import accumulation_dtype, autocast_off
 
 
 @dataclass
@@ -41,7 +41,11 @@ class DecodeState:
         return not bool(self.count.any())
 
 
-def new_state(batch_size: int, device=None) -> DecodeState:
+def new_state(batch_size: int, device=None, owner: torch.nn.Module | None = None) -> DecodeState:
+    """An empty state on ``device``, by default the device of ``owner``'s parameters (a GPU model's state on
+    its GPU, not on the CPU)."""
+    if device is None and owner is not None:
+        device = next((p.device for p in owner.parameters()), None)
     return DecodeState(torch.zeros(batch_size, dtype=torch.long, device=device))
 
 
@@ -94,7 +98,7 @@ def linear_step(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, state: Decode
     """Causal linear attention of new tokens on top of the running state ``S = sum_j k_j v_j^T``: the
     chunk's own causal product plus ``q S``; then ``S += k^T v``. ``k`` must be zero at padding."""
     dtype = accumulation_dtype(q, k, v)
-    with torch.autocast(device_type=q.device.type, enabled=False):
+    with autocast_off(q.device):
         q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
         previous = state.tensors.get(name)
         if previous is None:

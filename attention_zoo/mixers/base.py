@@ -137,7 +137,7 @@ class MultiHeadMixer(nn.Module):
         """An empty decoding state (attention_zoo.decoding); causal mixers only."""
         if not self.causal:
             raise ValueError(f"{type(self).__name__} was built with causal=False: only causal mixers decode")
-        return new_state(batch_size, device)
+        return new_state(batch_size, device, owner=self)
 
     def step(self, x: torch.Tensor, state: DecodeState,
              padding_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, DecodeState]:

@@ -36,7 +36,7 @@ from attention_zoo.mixers.base import (
 )
 from attention_zoo.ops import chunked, from_blocks, relu_squared, states_of_earlier_chunks
 from attention_zoo.ops.block import block_valid
-from attention_zoo.ops.precision import accumulation_dtype
+from attention_zoo.ops.precision import accumulation_dtype, autocast_off
 from attention_zoo.positional import build_relative_positional
 
 
@@ -139,7 +139,7 @@ class GatedAttentionUnit(nn.Module):
     def init_state(self, batch_size: int, *, device=None, dtype=None) -> DecodeState:
         if not self.causal:
             raise ValueError("GatedAttentionUnit was built with causal=False: only causal mixers decode")
-        return new_state(batch_size, device)
+        return new_state(batch_size, device, owner=self)
 
     def step(self, x: torch.Tensor, state: DecodeState, padding_mask: torch.Tensor | None = None):
         """FLASH: the cross-group linear state plus the current group's tokens (constant memory). FLASH-quad
@@ -205,7 +205,7 @@ class GatedAttentionUnit(nn.Module):
         quadratic = relu_squared_attention(qq, qk, vg, causal=self.causal, key_valid=valid, scale=1.0 / G)
         # The linear part carries a running state across groups: accumulate it in (at least) fp32.
         dtype = accumulation_dtype(lq, lk, vg)
-        with torch.autocast(device_type=v.device.type, enabled=False):
+        with autocast_off(v.device):
             if self.causal:
                 lq, lk, vg = (t.to(dtype) for t in (lq, lk, vg))
                 linear = torch.matmul(lq, states_of_earlier_chunks(lk / G, vg))  # 1/G on the narrow keys

@@ -21,7 +21,7 @@ from __future__ import annotations
 import torch
 
 from attention_zoo.ops.linear import chunked
-from attention_zoo.ops.precision import accumulation_dtype
+from attention_zoo.ops.precision import accumulation_dtype, autocast_off
 
 # the largest in-chunk decay (as -log) for which exp(-b) and exp(b) stay finite and normal in this dtype
 _SAFE_EXPONENT = {torch.float32: 60.0, torch.float64: 600.0}
@@ -55,7 +55,9 @@ def causal_decayed_linear_attention(
     if per_channel:
         q_from_start, k_to_end = qc * torch.exp(b), kc * torch.exp(last - b)
         chunk_decay = torch.exp(last[:, :, :, 0])[..., None]  # [B, H, nc, d_k, 1]: scales the state's rows
-        if float(-last.detach().min()) < _SAFE_EXPONENT[dtype]:  # exp(b_i - b_j) = exp(b_i) exp(-b_j), finite
+        # exp(b_i - b_j) = exp(b_i) exp(-b_j) where that stays finite: one host sync per forward to choose the
+        # form (inherent to choosing; a meta tensor, shapes only, takes the general form)
+        if not last.is_meta and float(-last.detach().min()) < _SAFE_EXPONENT[dtype]:
             scores = torch.matmul(q_from_start, (kc * torch.exp(-b)).transpose(-1, -2)).tril()
         else:  # gates too strong to factorise: the in-chunk weights per channel, [.., C, C, d_k], exponents <= 0
             gap = (b[..., :, None, :] - b[..., None, :, :]).masked_fill(~causal[..., None], -torch.inf)
@@ -91,7 +93,7 @@ def decayed_linear_attention(
 ) -> torch.Tensor:
     """``o[B, H, N, d_v]`` for ``q, k [B, H, N, d_k]``, ``v [B, H, N, d_v]`` and log-decays ``g <= 0`` of shape
     ``[B, H, N]`` or ``[B, H, N, d_k]`` (see the module's docstring). Padded keys must be zeroed by the caller."""
-    with torch.autocast(device_type=q.device.type, enabled=False):
+    with autocast_off(q.device):
         forward, _ = causal_decayed_linear_attention(q, k, v, g, chunk_size=chunk_size)
         if causal:
             return forward

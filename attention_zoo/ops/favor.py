@@ -22,7 +22,7 @@ import math
 
 import torch
 
-from attention_zoo.ops.precision import accumulation_dtype
+from attention_zoo.ops.precision import accumulation_dtype, autocast_off
 
 _FLOOR = -1e30  # finite "minus infinity" for running maxima, so that differences never become NaN
 
@@ -39,7 +39,7 @@ def positive_random_features(
     """
     if shift not in ("vector", "sequence"):
         raise ValueError(f"invalid shift {shift!r}; valid choices: ['vector', 'sequence']")
-    with torch.autocast(device_type=x.device.type, enabled=False):
+    with autocast_off(x.device):
         dtype = accumulation_dtype(x, projection)
         x = x.to(dtype)
         d, m = x.shape[-1], projection.shape[0]
@@ -84,7 +84,7 @@ def causal_logscaled_linear_attention(
     M_i = max(R, max_{j<=i} s_j), so every weight exp(s_j - M_i) is at most 1.
     """
     out_dtype = v.dtype
-    with torch.autocast(device_type=q.device.type, enabled=False):
+    with autocast_off(q.device):
         dtype = accumulation_dtype(q, k, v)
         q, k, v = q.to(dtype), k.to(dtype), v.to(dtype)
         B, H = q.shape[:2]

@@ -13,7 +13,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from attention_zoo.ops.precision import accumulation_dtype
+from attention_zoo.ops.precision import accumulation_dtype, autocast_off
 
 _PREFIX_GROUP = 16  # chunks per group of the two-level prefix sum over chunks
 
@@ -92,7 +92,7 @@ class CausalLinearAttention(torch.autograd.Function):
     def backward(ctx, grad_out: torch.Tensor):
         qc, kc, vc, before, scores = ctx.saved_tensors
         n, dtype, need_q, need_k, need_v = ctx.length, before.dtype, *ctx.needs_input_grad[:3]
-        with torch.autocast(device_type=qc.device.type, enabled=False):
+        with autocast_off(qc.device):
             gc = _contiguous_chunks(grad_out, ctx.chunk_size, dtype)
             grad_scores = torch.matmul(gc, vc.transpose(-1, -2)).tril_()  # (G_i . v_j) for j <= i
             dq = dk = dv = None
@@ -122,7 +122,7 @@ def linear_attention(
     Padded keys must be zeroed by the caller (a zero key contributes nothing). The causal form supports
     first derivatives (not double backward).
     """
-    with torch.autocast(device_type=q.device.type, enabled=False):
+    with autocast_off(q.device):
         if causal:
             return CausalLinearAttention.apply(q, k, v, chunk_size)
         dtype = accumulation_dtype(q, k, v)  # fp32 for low precision, float64 stays float64
@@ -186,7 +186,7 @@ def _bidirectional_normalized(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
     still come out of one product. Measured, forward+backward at 2K-8K: 0.75-0.8x the time of the
     ones-column form in heads-major layout.
     """
-    with torch.autocast(device_type=q.device.type, enabled=False):
+    with autocast_off(q.device):
         out_dtype, dtype = v.dtype, accumulation_dtype(q, k, v)
         q, k, v = (t.to(dtype).transpose(1, 2) for t in (q, k, v))  # [B, N, H, d]
         state = torch.einsum("bnhd,bnhm->bhmd", k, v)  # d_v x d_k: the order einsum multiplies fastest here
