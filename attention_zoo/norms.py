@@ -53,9 +53,29 @@ class MaskedBatchNorm(nn.Module):
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         if padding_mask is None:
             return self.norm(x.flatten(0, -2)).view_as(x)
-        out = torch.zeros_like(x)
-        out[~padding_mask] = self.norm(x[~padding_mask])
-        return out
+        return self._masked(x, (~padding_mask)[..., None].to(x.dtype))
+
+    def _masked(self, x: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+        """``nn.BatchNorm1d`` over the real tokens, weighted by ``real[B, N, 1]`` instead of selected by a boolean
+        index (whose data-dependent size reads the mask back to the host every step); padded outputs are 0."""
+        norm = self.norm
+        if norm.training or norm.running_mean is None:
+            count = real.sum()
+            mean = (x * real).sum((0, 1)) / count
+            var = ((x - mean) ** 2 * real).sum((0, 1)) / count
+            if norm.training and norm.running_mean is not None:
+                with torch.no_grad():
+                    norm.num_batches_tracked += 1
+                    momentum = norm.momentum if norm.momentum is not None else 1 / norm.num_batches_tracked
+                    unbiased = var * count / (count - 1).clamp(min=1)
+                    norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), momentum)
+                    norm.running_var.lerp_(unbiased.to(norm.running_var.dtype), momentum)
+        else:
+            mean, var = norm.running_mean, norm.running_var
+        out = (x - mean) * torch.rsqrt(var + norm.eps)
+        if norm.affine:
+            out = out * norm.weight + norm.bias
+        return out * real
 
 
 class PerHeadRMSNorm(nn.Module):

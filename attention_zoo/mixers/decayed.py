@@ -113,7 +113,7 @@ class LightningAttention(DecayedLinearAttention):
         if not 0 <= layer_index < n_layers:
             raise ValueError(f"layer_index={layer_index} is outside [0, n_layers={n_layers})")
         depth = 1 - layer_index / (n_layers - 1) + 1e-5 if n_layers > 1 else 1 + 1e-5
-        self.log_lambda = [-slope * depth for slope in alibi_slopes(n_heads)]  # exact in any dtype: made per call
+        register_fixed_decays(self, [-slope * depth for slope in alibi_slopes(n_heads)])
         self.output_norm = SimpleRMSNorm(d_model)
         self.output_gate = Gate(d_model, "identity", bias)
 
@@ -121,13 +121,18 @@ class LightningAttention(DecayedLinearAttention):
         return self.pos(F.silu(q), positions), self.pos(F.silu(k), positions)
 
     def log_decay(self, x):
-        return fixed_decays(self.log_lambda, x)
+        return fixed_decays(self.fixed_log_decays, x)
 
 
-def fixed_decays(log_decays: list[float], x: torch.Tensor) -> torch.Tensor:
+def register_fixed_decays(module: nn.Module, log_decays: list[float]) -> None:
+    """One fixed log-decay per head as a float64 buffer: it moves with the module (no host-to-device copy per
+    forward) and rounds to the input's dtype as the exact values would; not saved (it follows from the knobs)."""
+    module.register_buffer("fixed_log_decays", torch.tensor(log_decays, dtype=torch.float64), persistent=False)
+
+
+def fixed_decays(per_head: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """``[B, H, N]``: one fixed log-decay per head, for every token of ``x[B, N, D]``."""
-    per_head = torch.tensor(log_decays, dtype=x.dtype, device=x.device)
-    return per_head[None, :, None].expand(x.shape[0], -1, x.shape[1])
+    return per_head.to(x.dtype)[None, :, None].expand(x.shape[0], -1, x.shape[1])
 
 
 class Retention(DecayedLinearAttention):
@@ -136,7 +141,7 @@ class Retention(DecayedLinearAttention):
     def __init__(self, d_model: int, n_heads: int, causal: bool, pos: str = "rope", chunk_size: int = 64,
                  bias: bool = False):
         super().__init__(d_model, n_heads, causal, pos=pos, chunk_size=chunk_size, bias=bias)
-        self.log_gamma = [math.log(1 - 2.0 ** (-5.0 - h)) for h in range(n_heads)]
+        register_fixed_decays(self, [math.log(1 - 2.0 ** (-5.0 - h)) for h in range(n_heads)])
         self.output_norm = PerHeadRMSNorm(n_heads, self.head_dim, affine=False)
         self.output_gate = Gate(d_model, "silu", bias)
 
@@ -144,7 +149,7 @@ class Retention(DecayedLinearAttention):
         return self.pos(q, positions), self.pos(k * self.head_dim**-0.5, positions)
 
     def log_decay(self, x):
-        return fixed_decays(self.log_gamma, x)
+        return fixed_decays(self.fixed_log_decays, x)
 
 
 class GatedLinearAttention(DecayedLinearAttention):

@@ -41,18 +41,26 @@ class PerformerAttention(MultiHeadMixer):
         self.eps, self.chunk_size = eps, chunk_size
         self.register_buffer("projection", orthogonal_gaussian_projection(n_features, self.head_dim))
         self.register_buffer("forwards_since_redraw", torch.zeros((), dtype=torch.long))
+        # the count on the host, so deciding to redraw reads nothing from the device; read from the buffer once
+        # after building or loading (checkpoints keep the buffer), then only written to it
+        self._forwards_since_redraw: int | None = None
+        self.register_load_state_dict_post_hook(lambda module, keys: setattr(module, "_forwards_since_redraw", None))
 
     @torch.no_grad()
     def redraw_projection(self) -> None:
         device = self.projection.device
         self.projection.copy_(orthogonal_gaussian_projection(self.n_features, self.head_dim, device=device))
         self.forwards_since_redraw.zero_()
+        self._forwards_since_redraw = 0
 
     def attend(self, q, k, v, key_valid, x) -> torch.Tensor:
         if self.training and self.redraw_interval:
-            if self.forwards_since_redraw >= self.redraw_interval:
+            if self._forwards_since_redraw is None:
+                self._forwards_since_redraw = int(self.forwards_since_redraw)
+            if self._forwards_since_redraw >= self.redraw_interval:
                 self.redraw_projection()
-            self.forwards_since_redraw += 1
+            self._forwards_since_redraw += 1
+            self.forwards_since_redraw.fill_(self._forwards_since_redraw)  # a write, no read
         q_feat, _ = positive_random_features(q, self.projection)  # its scale cancels but for eps (ops/favor.py)
         if self.causal:
             k_feat, k_log_scale = positive_random_features(k, self.projection, key_valid)
