@@ -144,8 +144,15 @@ class Task(abc.ABC):
             order = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
             for s in range(offset, steps_per_epoch):
                 first = s * per_step + rank * batch_size
-                yield self.collate("train", order[first : first + batch_size].tolist())
+                # the batch's first example's place in the training stream: the same whatever the process count
+                position = epoch * steps_per_epoch * per_step + first
+                yield self.collate_train(order[first : first + batch_size].tolist(), seed, position)
             step = (epoch + 1) * steps_per_epoch
+
+    def collate_train(self, indices: list[int], seed: int, position: int) -> Batch:
+        """A training batch of ``indices``; ``position``: the stream position of its first example, for draws
+        that must depend on the example's place in training, not on the process that takes it (MLM's masks)."""
+        return self.collate("train", indices)
 
     def eval_batches(self, split: str, batch_size: int, rank: int = 0, world_size: int = 1) -> Iterator[Batch]:
         """Every example of ``split`` exactly once across ranks (rank ``r`` takes ``r, r + W, ...``), in

@@ -2,17 +2,17 @@
 
 Data: the causal LM's sources (built-in corpus or WikiText files), byte-level BPE (:mod:`tasks.mlm.data`),
 blocks of whole lines up to ``seq_len`` tokens with ``<s>`` in front. Masking (:mod:`tasks.mlm.masking`) is
-dynamic in training (a new draw for every batch, seeded by the training seed and the batch number, so a
-resumed run sees the same masks) and fixed per example in evaluation (seeded by the data seed, the split
-and the block's index, so every run is scored on the same masked tokens).
+dynamic in training (a new draw for every example at every visit, seeded by the training seed and the example's
+place in the training stream, so a resumed run and any number of processes see the same masks) and fixed per
+example in evaluation (seeded by the data seed, the split and the block's index, so every run is scored on the
+same masked tokens).
 Model: :class:`tasks.mlm.model.MaskedLanguageModel`. Metric: perplexity of the masked tokens.
 The tokenizer is saved in the run folder (``tokenizer/``): GLUE fine-tuning uses the same one.
 """
 from __future__ import annotations
 
-import itertools
 import zlib
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -80,7 +80,6 @@ class MaskedLanguageModelTask(Task):
         self.masking = MaskingConfig(cfg.mask_prob, cfg.mask_token_prob, cfg.random_token_prob)
         self.folder: Path | None = None
         self.data: dict = {}
-        self._train_generator: torch.Generator | None = None
 
     # ------------------------------------------------------------------------------------------ data
     def prepare(self) -> None:
@@ -125,27 +124,20 @@ class MaskedLanguageModelTask(Task):
         return mask_tokens(tokens, maskable, self.masking, tok.mask_id, len(SPECIAL_TOKENS), tok.vocab_size, generator)
 
     def collate(self, split: str, indices: list[int]) -> Batch:
-        """Training batches (inside :meth:`train_batches`) are masked with that batch's draw; any other batch
-        has each block masked with its own fixed draw, whatever the batching."""
-        tokens, maskable = self._blocks(split, indices)
-        if split == "train" and self._train_generator is not None:
-            return self._batch(tokens, *self._mask(tokens, maskable, self._train_generator))
-        rows = [self._mask(tokens[r : r + 1], maskable[r : r + 1],
-                           torch.Generator().manual_seed(_seed(self.cfg.data.seed, split, i)))
-                for r, i in enumerate(indices)]
-        return self._batch(tokens, torch.cat([r[0] for r in rows]), torch.cat([r[1] for r in rows]))
+        """Each block masked with its own fixed draw (seeded by the data seed, the split and the block),
+        whatever the batching."""
+        return self._masked_rows(split, indices, [_seed(self.cfg.data.seed, split, i) for i in indices])
 
-    def train_batches(self, batch_size: int, seed: int, start: int = 0, rank: int = 0,
-                      world_size: int = 1) -> Iterator[Batch]:
-        """The base class's batches, batch ``b`` masked with a draw seeded by (``seed``, ``b``, ``rank``)."""
-        batches = super().train_batches(batch_size, seed, start, rank, world_size)
-        for number in itertools.count(start):
-            self._train_generator = torch.Generator().manual_seed(_seed(seed, number, rank))
-            try:
-                batch = next(batches)  # collate runs now, with this batch's generator
-            finally:
-                self._train_generator = None
-            yield batch
+    def collate_train(self, indices: list[int], seed: int, position: int) -> Batch:
+        """A training batch, each example masked with a draw seeded by the training seed and its place in the
+        training stream: new masks at every visit, the same for any number of processes and after a resume."""
+        return self._masked_rows("train", indices, [_seed(seed, "train", position + r) for r in range(len(indices))])
+
+    def _masked_rows(self, split: str, indices: list[int], seeds: list[int]) -> Batch:
+        tokens, maskable = self._blocks(split, indices)
+        rows = [self._mask(tokens[r : r + 1], maskable[r : r + 1], torch.Generator().manual_seed(seed))
+                for r, seed in enumerate(seeds)]
+        return self._batch(tokens, torch.cat([r[0] for r in rows]), torch.cat([r[1] for r in rows]))
 
     # ----------------------------------------------------------------------------------------- model
     def build_model(self, attention: Mapping[str, Any], model: Mapping[str, Any]) -> nn.Module:

@@ -108,3 +108,15 @@ def test_invalid_placement_is_reported(monkeypatch):
     monkeypatch.setenv("RANK", "2")
     with pytest.raises(RuntimeError, match="RANK=2, WORLD_SIZE=2"):
         distributed.from_environment()
+
+
+def test_masked_lm_with_two_processes_equals_one(tmp_path):
+    """Masks are drawn per example from its place in the training stream, not per process: the same model."""
+    task = ("task=mlm",)
+    reference = execute(compose_config(*SMOKE, f"run.root={tmp_path / 'single'}", *RUN, *task))
+    result = torchrun(tmp_path / "runs", 2, *task)
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = {p.parent for p in (tmp_path / "runs").rglob("record.json")}
+    assert_same_weights(final_weights(Path(reference["run_dir"])), final_weights(run_dir))
+    for line, expected in zip(logged(run_dir), logged(Path(reference["run_dir"]))):
+        assert line == pytest.approx(expected, rel=1e-4), line["step"]
