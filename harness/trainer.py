@@ -88,13 +88,12 @@ class Trainer:
         self.device = resolve_device(cfg.device)
         if self.device.type == "cpu":
             keep_freed_memory()  # glibc keeps freed activations (harness/allocator.py): up to 2.8x faster steps
-        micro_per_update = cfg.micro_batch_size * world_size
-        if cfg.global_batch_size % micro_per_update:
-            raise ValueError(
-                f"trainer.global_batch_size={cfg.global_batch_size} is not a multiple of micro_batch_size x "
-                f"processes = {cfg.micro_batch_size} x {world_size}"
-            )
-        self.accumulation = cfg.global_batch_size // micro_per_update
+        self.micro_batch_size, self.accumulation = split_batch(cfg.global_batch_size, cfg.micro_batch_size,
+                                                               world_size)
+        if self.micro_batch_size != cfg.micro_batch_size and self.is_main:
+            log.info("micro-batch %d per process (trainer.micro_batch_size=%d does not divide the %d examples of "
+                     "each of %d processes), %d accumulation step(s)", self.micro_batch_size, cfg.micro_batch_size,
+                     cfg.global_batch_size // world_size, world_size, self.accumulation)
 
     # ----------------------------------------------------------------------------------------- pieces
     def autocast(self) -> contextlib.AbstractContextManager:
@@ -239,7 +238,7 @@ class Trainer:
         if self.device.type == "cuda":
             torch.cuda.reset_peak_memory_stats(self.device)
 
-        batches = task.train_batches(cfg.micro_batch_size, self.seed, start=step * self.accumulation,
+        batches = task.train_batches(self.micro_batch_size, self.seed, start=step * self.accumulation,
                                      rank=self.rank, world_size=self.world_size)
         window = progress.pop("window", None) or self._new_window()
         bar = tqdm(total=cfg.max_steps, initial=step, desc="train", dynamic_ncols=True, disable=not self._progress())
@@ -337,6 +336,20 @@ class Trainer:
             raise NonFiniteLossError(f"the gradient norm is {grad_norm} at update {step + 1}; stopping")
         optimizer.step()
         return loss_value, n_targets, n_tokens, grad_norm, stop_votes
+
+
+def split_batch(global_batch: int, micro: int, processes: int) -> tuple[int, int]:
+    """(micro-batch per process, accumulation steps) for ``global_batch`` examples per update over ``processes``:
+    the largest micro-batch up to ``micro`` that divides each process's share. The update does not depend on it
+    (the loss is normalised by the global target count), so a preset's micro-batch never stops a run that has
+    more processes than it was written for."""
+    if global_batch % processes:
+        valid = [p for p in range(1, global_batch + 1) if global_batch % p == 0]
+        raise ValueError(f"trainer.global_batch_size={global_batch} cannot be shared evenly by {processes} "
+                         f"processes; use a process count that divides it ({valid[:12]}) or another global batch")
+    share = global_batch // processes
+    size = max(d for d in range(1, min(micro, share) + 1) if share % d == 0)
+    return size, share // size
 
 
 def peak_memory_mb(device: torch.device) -> tuple[float, str]:

@@ -120,3 +120,12 @@ def test_masked_lm_with_two_processes_equals_one(tmp_path):
     assert_same_weights(final_weights(Path(reference["run_dir"])), final_weights(run_dir))
     for line, expected in zip(logged(run_dir), logged(Path(reference["run_dir"]))):
         assert line == pytest.approx(expected, rel=1e-4), line["step"]
+
+
+def test_a_micro_batch_equal_to_the_global_batch_runs_on_two_processes(tmp_path, single_process):
+    """GLUE's and LRA's presets set micro = global: with 2 processes each takes half, one forward each."""
+    reference, reference_dir = single_process
+    result = torchrun(tmp_path / "runs", 2, "trainer.micro_batch_size=8")
+    assert result.returncode == 0, result.stderr[-3000:]
+    (run_dir,) = {p.parent for p in (tmp_path / "runs").rglob("record.json")}
+    assert_same_weights(final_weights(reference_dir), final_weights(run_dir))

@@ -10,7 +10,7 @@ import torch
 import tasks
 from harness.config import TrainerConfig
 from harness.schedules import learning_rate
-from harness.trainer import Trainer
+from harness.trainer import Trainer, split_batch
 
 MODEL = {"d_model": 16, "n_layers": 2, "n_heads": 2, "dropout": 0.0}
 
@@ -86,3 +86,17 @@ def test_learning_rate_follows_the_schedule(task, tmp_path):
     Trainer(trainer_cfg, tmp_path, seed=0, logger=logger).fit(model, task)
     lines = [json.loads(x) for x in (tmp_path / "metrics.jsonl").read_text().splitlines() if "train/lr" in x]
     assert [x["train/lr"] for x in lines] == [learning_rate(trainer_cfg, s) for s in range(5)]
+
+
+@pytest.mark.parametrize("global_batch, micro, processes, expected", [
+    (8, 4, 1, (4, 2)), (8, 4, 2, (4, 1)), (8, 8, 2, (4, 1)), (32, 32, 8, (4, 1)), (48, 16, 2, (12, 2)),
+    (12, 5, 1, (4, 3)),
+])
+def test_the_micro_batch_is_derived_so_that_no_process_count_fails_on_divisibility(global_batch, micro, processes,
+                                                                                     expected):
+    assert split_batch(global_batch, micro, processes) == expected
+
+
+def test_a_global_batch_that_processes_cannot_share_says_which_counts_can():
+    with pytest.raises(ValueError, match=r"cannot be shared evenly by 3 processes; use a process count that divides"):
+        split_batch(8, 4, 3)
