@@ -8,7 +8,6 @@ restored; every such repair is reported. The final file is the one an uninterrup
 """
 from __future__ import annotations
 
-import errno
 import json
 import logging
 import os
@@ -18,7 +17,7 @@ from typing import Any
 
 from harness.config import LoggerConfig
 from harness.run_folder import Repairs
-from zoo_io.atomic import disk_full, write_text
+from zoo_io.atomic import naming_a_full_disk, write_text
 from zoo_io.faults import fault_point
 
 log = logging.getLogger(__name__)
@@ -83,13 +82,8 @@ class MetricsLogger:
         if not self.enabled:
             return
         line = json.dumps({"step": step, "time": round(time.time(), 3), **metrics})
-        try:
-            with open(self.path, "a", encoding="utf-8") as f:
-                f.write(line + "\n")
-        except OSError as err:
-            if err.errno in (errno.ENOSPC, errno.EDQUOT):
-                raise disk_full(err, self.path) from None
-            raise
+        with naming_a_full_disk(self.path), open(self.path, "a", encoding="utf-8") as f:
+            f.write(line + "\n")
         self.lines.append(line)
         fault_point("logged", next(iter(metrics), "").split("/")[0])  # e.g. logged:test, after the test line
         if self.wandb is not None:

@@ -99,13 +99,9 @@ def _execute(cfg: DictConfig, typed: RunConfig, experiment: str | None,
     resolved = resolved_dict(cfg)
     digest = config_hash(resolved)
     run_dir = run_dir_for(typed, digest)
-    if typed.run.skip_completed:  # without taking the lock: a completed run on read-only storage is skipped
-        previous = read_record(run_dir)
-        if is_completed(previous, digest):
-            log.info("skipping %s: completed with the same config hash", run_dir)
-            if process.is_main:
-                print(f"skipped (already completed): {run_dir}")
-            return previous, True
+    previous = read_record(run_dir)
+    if typed.run.skip_completed and is_completed(previous, digest):  # before the lock: read-only storage too
+        return _skipped(previous, run_dir, process)
     repairs = Repairs()
     lock = RunLock(run_dir, repairs)
     if process.is_main:  # one writer per run folder; the OS drops the lock if this process dies
@@ -140,11 +136,8 @@ def _execute_locked(typed: RunConfig, experiment: str | None, process: distribut
     distributed.barrier()  # every process has read the record before rank 0 rewrites it
     if previous is not None:
         repairs.merge(previous.get("repairs") or [])
-    if typed.run.skip_completed and is_completed(previous, digest):
-        log.info("skipping %s: completed with the same config hash", run_dir)
-        if process.is_main:
-            print(f"skipped (already completed): {run_dir}")
-        return previous, True
+    if typed.run.skip_completed and is_completed(previous, digest):  # completed since the read before the lock
+        return _skipped(previous, run_dir, process)
 
     record = RunRecord("running", config_hash=digest, run_dir=str(run_dir), task=typed.task.name,
                        backend=typed.attention.name, scale=typed.scale.name, seed=typed.seed, experiment=experiment,
@@ -226,6 +219,13 @@ def _execute_locked(typed: RunConfig, experiment: str | None, process: distribut
         print(summary(record), flush=True)
         log.info("record: %s", run_dir / "record.json")
     return record.to_json(), False
+
+
+def _skipped(previous: dict[str, Any], run_dir: Path, process: distributed.ProcessInfo) -> tuple[dict[str, Any], bool]:
+    log.info("skipping %s: completed with the same config hash", run_dir)
+    if process.is_main:
+        print(f"skipped (already completed): {run_dir}")
+    return previous, True
 
 
 def _record_failure(err: BaseException, record: RunRecord, save: Any, reserve: SpaceReserve,

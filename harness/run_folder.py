@@ -28,7 +28,7 @@ from typing import Any
 import psutil
 
 from harness.records import RECORD_FILE, now
-from zoo_io.atomic import temporary_name_pattern
+from zoo_io.atomic import DISK_FULL_ERRNOS, temporary_name_pattern
 
 log = logging.getLogger(__name__)
 LOCK_FILE = ".lock"
@@ -181,7 +181,7 @@ class SpaceReserve:
 
 def is_disk_full(err: BaseException) -> bool:
     while err is not None:
-        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        if isinstance(err, OSError) and err.errno in DISK_FULL_ERRNOS:
             return True
         err = err.__cause__ or err.__context__
     return False

@@ -37,9 +37,9 @@ _chained: dict[signal.Signals, Any] = {}  # the Python handlers ours replaced (s
 class RunInterrupted(Exception):
     """The run stopped on request after checkpointing; rerunning the same command resumes it."""
 
-    def __init__(self, reason: str, step: int | None = None):
+    def __init__(self, reason: str):
         super().__init__(reason)
-        self.reason, self.step = reason, step
+        self.reason = reason
 
 
 def requested() -> str | None:

@@ -282,7 +282,7 @@ class Trainer:
                 bar.close()
                 raise RunInterrupted(f"{stop.requested() or 'a stop signal on another process'} received: "
                                      f"checkpointed at update {step} of {cfg.max_steps}; run the same command "
-                                     "again to resume", step)
+                                     "again to resume")
         bar.close()
         for callback in self.callbacks if self.is_main else ():
             callback.on_fit_end()

@@ -6,11 +6,12 @@ the write and the rename, so tests can SIGKILL a process exactly there.
 """
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,9 @@ class DiskFullError(OSError):
     """No space (or quota) left where a file was being written; the message names the file."""
 
 
+DISK_FULL_ERRNOS = (errno.ENOSPC, errno.EDQUOT)
+
+
 def disk_full(err: OSError, path: str | Path) -> DiskFullError:
     """``err`` (ENOSPC or EDQUOT) as a DiskFullError that says which file and how much space is left."""
     try:
@@ -35,6 +39,17 @@ def disk_full(err: OSError, path: str | Path) -> DiskFullError:
     return DiskFullError(err.errno, f"no space left on device while writing {path} ({free}); free some space or "
                          "choose another run.root / data.cache_dir, then run the same command again to resume",
                          str(path))
+
+
+@contextlib.contextmanager
+def naming_a_full_disk(path: str | Path) -> Iterator[None]:
+    """A full disk met inside raises :class:`DiskFullError` naming ``path``, not a bare or a torch error."""
+    try:
+        yield
+    except OSError as err:
+        if err.errno in DISK_FULL_ERRNOS and not isinstance(err, DiskFullError):
+            raise disk_full(err, path) from None  # the chain (a torch stream error) only obscures it
+        raise
 
 
 def temporary_name_pattern(name: str = "*") -> str:
@@ -50,14 +65,10 @@ def atomic_write(path: str | Path, write: Callable[[str], None]) -> None:
     os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp creates 0600; give the file the usual permissions
-        try:
+        with naming_a_full_disk(path):
             write(tmp)
             fault_point("replace", path.name)
             os.replace(tmp, path)
-        except OSError as err:
-            if err.errno in (errno.ENOSPC, errno.EDQUOT) and not isinstance(err, DiskFullError):
-                raise disk_full(err, path) from None  # the chain (a torch stream error) only obscures it
-            raise
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)

@@ -8,8 +8,9 @@ more commands, printed before they run:
 
 - a Hydra sweep ``python -m harness.run -m experiment=<table> scale=<scale> seed=0,..,N-1 ...``: a run whose
   record says completed with the same configuration is skipped, an interrupted one resumes from its last
-  checkpoint, a failed one is recorded as failed (its cell says so) and the sweep goes on; the table goes on
-  too and is reported "done, N sweep(s) with failed cells" (exit 1 at the end);
+  checkpoint, a failed one is recorded as failed (its cell says so) and the sweep goes on; the sweep then exits
+  3, the table goes on and is reported "cells failed" (exit 1 at the end); a stopped sweep (exit 75) stops the
+  command;
 - Table 7: ``python -m harness.bench table7`` (skipped when its results exist with the same settings);
 - Table 2 and Figure 2: ``python -m harness.analyze`` on the runs their sweep trained.
 A table whose task or experiment does not exist yet prints ``not yet available: <why>`` and the rest go on.
