@@ -9,4 +9,4 @@
 # Reruns skip completed runs and resume interrupted ones. PYTHON picks the interpreter (default: python).
 set -euo pipefail
 cd "$(dirname "$0")"
-exec "${PYTHON:-python}" -m harness.report.reproduce "$@"
+exec "${PYTHON:-python}" -m harness.reproduce "$@"

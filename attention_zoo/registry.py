@@ -1,21 +1,27 @@
-"""One registry: name -> mixer builder, its knobs (with defaults) and its capability flags."""
+"""One registry: name -> mixer builder, its knobs and its capability flags.
+
+A knob's default is written once, in the builder's signature (a class's ``__init__``, a function, or a
+``functools.partial`` that sets one: FLASH); the registry reads it off with ``inspect.signature`` and
+conf/attention/<name>.yaml repeats it for Hydra, checked by tests/attention_zoo/test_knob_defaults.py.
+"""
 from __future__ import annotations
 
 import collections.abc
+import functools
 import importlib.metadata
 import inspect
 import re
 import types
 import typing
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, ClassVar
 
 from torch import nn
 
 from attention_zoo.mixers.decayed import GatedLinearAttention, LightningAttention, Retention
-from attention_zoo.mixers.gated import GatedAttentionUnit
+from attention_zoo.mixers.gated import FLASH, GatedAttentionUnit
 from attention_zoo.mixers.kernel import CosFormerAttention, EluLinearAttention
 from attention_zoo.mixers.long_short import LongShortAttention
 from attention_zoo.mixers.performer import PerformerAttention
@@ -31,6 +37,8 @@ class MixerSpec:
     ``owns_channel_mixer``: the mixer replaces attention *and* FFN (blocks then have no FFN sublayer).
     ``needs_max_length``: the mixer must be told the maximum length (none here need it; cosFormer may).
     ``prefix_consistent``: in causal mode, the output at t is the same whatever the total length.
+    ``fixed_knobs``: builder arguments set for this backend and hidden from its knobs. ``default_knobs``: a
+    plugin's defaults over its builder's (the built-ins write theirs in the builder: see ``signature_knobs``).
     """
 
     name: str
@@ -48,30 +56,49 @@ class MixerSpec:
     @property
     def knobs(self) -> dict:
         """Knob name -> default, read off the builder's signature (the fixed ones excluded); a preset's are
-        its position in the backbone and its shared knobs."""
+        its builder's (its position in the backbone) and its shared knobs, defaults from its parts."""
         if self.preset is not None:
-            return {"layer_index": 0, "n_layers": 2} | self.preset.shared  # the builder's defaults
-        params = inspect.signature(self.builder).parameters
-        defaults = {
-            name: p.default
-            for name, p in params.items()
-            if name not in ("d_model", "n_heads", "causal") and name not in self.fixed_knobs
-        }
-        return defaults | self.default_knobs
+            return signature_knobs(self.builder) | self.preset.shared_defaults()
+        return signature_knobs(self.builder, exclude=self.fixed_knobs) | self.default_knobs
+
+
+MIXER_ARGUMENTS = ("d_model", "n_heads", "causal")  # every builder's first three: sizes, not knobs
+
+
+def signature_knobs(builder: Callable, exclude: Collection[str] = ()) -> dict[str, Any]:
+    """Knob -> default of each parameter of ``builder`` in order, but ``MIXER_ARGUMENTS``, ``exclude`` and a
+    ``**knobs`` catch-all (a preset's builder passes those on to its parts)."""
+    return {
+        name: p.default
+        for name, p in inspect.signature(builder).parameters.items()
+        if name not in MIXER_ARGUMENTS and name not in exclude and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+    }
 
 
 @dataclass(frozen=True)
 class LayerPreset:
     """A backend made of two mixers by depth, as data: ``first`` in layers [0, L/2), ``second`` in [L/2, L)
     (TransNormer: DiagAttention early, NormAttention late). Each part is ``(backend, fixed knobs)``;
-    ``shared`` are the preset's own knobs (with defaults), each given to the parts whose builder takes it.
+    ``shared`` are the preset's own knobs, each given to the parts whose builder takes it: names, whose defaults
+    are the parts' (``shared_defaults``), or a mapping name -> default (``register_preset(shared={...})``).
     The layer plan's shorthands (``split:k``, ``reverse_split:k``, ``alternate``, ``parallel``) recombine
     the two parts. The backbone tells each layer where it is through ``BACKBONE_KNOBS``."""
 
     first: tuple[str, dict]
     second: tuple[str, dict]
-    shared: dict = field(default_factory=dict)
+    shared: Mapping[str, Any] | Sequence[str] = ()
     BACKBONE_KNOBS: ClassVar[tuple[str, ...]] = ("layer_index", "n_layers")
+
+    def shared_defaults(self) -> dict[str, Any]:
+        """Shared knob -> default: a mapping's own, or read off the first part whose backend has the knob (so
+        that a default is written once, in that part's builder)."""
+        if isinstance(self.shared, Mapping):
+            return dict(self.shared)
+        part_knobs = [get_spec(name).knobs for name, _ in (self.first, self.second)]
+        missing = [k for k in self.shared if not any(k in knobs for knobs in part_knobs)]
+        if missing:
+            raise ValueError(f"shared knob(s) {missing} of neither part ({self.first[0]!r}, {self.second[0]!r})")
+        return {k: next(knobs[k] for knobs in part_knobs if k in knobs) for k in self.shared}
 
     def parts(self, knobs: dict) -> tuple[tuple[str, dict], tuple[str, dict]]:
         """The two parts with ``knobs`` (the preset's shared ones) handed to those that take them."""
@@ -89,7 +116,7 @@ class LayerPreset:
                   **knobs) -> nn.Module:
             if not 0 <= layer_index < n_layers:
                 raise ValueError(f"layer_index={layer_index} is outside [0, n_layers={n_layers})")
-            first, second = self.parts(self.shared | knobs)
+            first, second = self.parts(self.shared_defaults() | knobs)
             name, part_knobs = first if layer_index < n_layers // 2 else second
             return build_mixer(name, d_model, n_heads, causal, **part_knobs)
 
@@ -97,8 +124,8 @@ class LayerPreset:
 
 
 def _transnormer(diag: dict, norm: dict) -> LayerPreset:
-    shared = {"block_size": 64, "chunk_size": 64, "pos": "lrpe", "bias": True}
-    return LayerPreset(("diag_attention", diag), ("norm_attention", norm), shared)
+    # defaults: DiagAttention's block_size, pos and bias, NormAttention's chunk_size
+    return LayerPreset(("diag_attention", diag), ("norm_attention", norm), ("block_size", "chunk_size", "pos", "bias"))
 
 
 PRESETS = {
@@ -119,8 +146,7 @@ _SPECS = [
         False, False, owns_channel_mixer=True, prefix_consistent=False, fixed_knobs={"group_size": None},
     ),
     MixerSpec(
-        "flash", GatedAttentionUnit, "gated attention unit, mixed chunk attention (FLASH)", True, True,
-        owns_channel_mixer=True, default_knobs={"group_size": 256},
+        "flash", FLASH, "gated attention unit, mixed chunk attention (FLASH)", True, True, owns_channel_mixer=True,
     ),
     MixerSpec("ls", LongShortAttention, "Transformer-LS long-short attention", False, True),
     MixerSpec("norm_attention", NormAttention, "TransNormer NormAttention: Norm(phi(Q)(phi(K)^T V))", True, True),
@@ -187,13 +213,18 @@ def register(name: str, builder: Callable[..., nn.Module] | None = None, *, line
 
 
 def register_preset(name: str, first: str | tuple[str, dict], second: str | tuple[str, dict], *,
-                    shared: dict | None = None, description: str = "", replace: bool = False) -> LayerPreset:
+                    shared: Mapping[str, Any] | Sequence[str] | None = None, description: str = "",
+                    replace: bool = False) -> LayerPreset:
     """Add a two-part backend like TransNormer's: ``first`` in layers [0, L/2), ``second`` after, each a
-    registered backend name or ``(name, fixed knobs)``; ``shared``: the preset's knobs with defaults. It is
-    linear in a mode when both parts are, and the layer plan's shorthands work with it."""
+    registered backend name or ``(name, fixed knobs)``; ``shared``: the preset's knobs, names (defaults from
+    the parts' builders) or a mapping name -> default. It is linear in a mode when both parts are, and the
+    layer plan's shorthands work with it."""
     first, second = ((p, {}) if isinstance(p, str) else (p[0], dict(p[1])) for p in (first, second))
     specs = [get_spec(part) for part, _ in (first, second)]
-    preset = LayerPreset(first, second, dict(shared or {}))
+    if isinstance(shared, str):
+        shared = (shared,)
+    preset = LayerPreset(first, second, dict(shared) if isinstance(shared, Mapping) else tuple(shared or ()))
+    preset.shared_defaults()  # a shared name that neither part takes fails here, not at the first build
     register(name, preset.builder(), description=description or f"{first[0]} early, {second[0]} late",
              linear_causal=all(s.linear_causal for s in specs),
              linear_bidirectional=all(s.linear_bidirectional for s in specs), replace=replace, preset=preset)
@@ -201,7 +232,15 @@ def register_preset(name: str, first: str | tuple[str, dict], second: str | tupl
 
 
 def _origin(builder: Callable) -> str:
+    builder = _unpartial(builder)
     return f"{getattr(builder, '__module__', '?')}.{getattr(builder, '__qualname__', repr(builder))}"
+
+
+def _unpartial(builder: Callable) -> Callable:
+    """The function or class a ``functools.partial`` builder (FLASH's) wraps: where its annotations live."""
+    while isinstance(builder, functools.partial):
+        builder = builder.func
+    return builder
 
 
 def unregister(name: str) -> None:
@@ -264,6 +303,7 @@ def knob_annotations(name: str) -> dict[str, Any]:
 
 
 def _type_hints(builder: Callable) -> dict[str, Any]:
+    builder = _unpartial(builder)
     target = builder.__init__ if inspect.isclass(builder) else builder
     try:
         return typing.get_type_hints(target)

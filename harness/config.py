@@ -23,13 +23,11 @@ import tasks
 from attention_zoo import available, build_backbone, get_spec
 from attention_zoo.backbone import BackboneShape, takes_layer_position
 from attention_zoo.registry import LayerPreset, check_knob_types, unknown_backend_message
-from harness import hydra_dirs  # noqa: F401  registers ${hydra_dir:...} (conf/config.yaml's Hydra folders)
 from tasks.base import TaskConfig, backbone_options
 
-# ${floordiv:a,b} in configs: an ablation's layer plan split at half the layers, whatever the scale's depth
-# (e.g. reverse_split:${floordiv:${model.n_layers},2}; conf/experiment/table9.yaml)
-if not OmegaConf.has_resolver("floordiv"):
-    OmegaConf.register_new_resolver("floordiv", lambda a, b: int(a) // int(b))
+
+def floordiv(a: Any, b: Any) -> int:
+    return int(a) // int(b)
 
 
 def split_points(n_layers: int) -> str:
@@ -39,9 +37,13 @@ def split_points(n_layers: int) -> str:
     return ",".join("null" if 0 < k == n_layers // 2 else f"split:{k}" for k in range(n_layers + 1))
 
 
-# ${split_points:L} in configs: Table 8's every split point (conf/experiment/table8.yaml's reproduce section)
-if not OmegaConf.has_resolver("split_points"):
-    OmegaConf.register_new_resolver("split_points", split_points)
+def register_resolvers() -> None:
+    """The interpolations conf/ uses besides Hydra's: ``${floordiv:a,b}`` (an ablation's layer plan split at half
+    the layers, whatever the scale's depth: conf/experiment/table9.yaml) and ``${split_points:L}`` (Table 8's
+    every split point: conf/experiment/table8.yaml's reproduce section)."""
+    for name, function in (("floordiv", floordiv), ("split_points", split_points)):
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, function)
 
 SCHEDULES = ("inverse_sqrt", "polynomial", "cosine", "constant")
 PRECISIONS = ("fp32", "bf16")
@@ -353,63 +355,6 @@ def validate(cfg: DictConfig | dict) -> RunConfig:
     return RunConfig(task=task, attention=attention, seed=seed, **sections)
 
 
-def check_override_keys(overrides: list[str], conf_dir: str) -> None:
-    """Fail on a command-line ``key=value`` whose key does not exist, naming it and the valid keys there.
-
-    Hydra refuses such an override too, but without listing what is valid; this composes the config with
-    the group choices of ``overrides`` (the first of a sweep's values) and looks each key up. Anything it
-    cannot judge (a bad group choice, a syntax error) is left to Hydra's own messages.
-    """
-    from hydra.core.override_parser.overrides_parser import OverridesParser
-
-    from harness.compose import compose
-
-    try:
-        parsed = OverridesParser.create().parse_overrides([o for o in overrides if "=" in o and o[0] != "-"])
-    except Exception:
-        return
-    groups, values = [], []
-    for override in parsed:
-        key = override.key_or_group
-        if override.is_add() or override.is_delete() or override.is_force_add() or key.startswith("hydra"):
-            continue
-        value = next(iter(override.sweep_string_iterator())) if override.is_sweep_override() else (
-            override.get_value_element_as_str())
-        is_group = (Path(conf_dir) / key).is_dir()
-        (groups if is_group else values).append((key, value))
-        if key == "attention":
-            check_attention_choices(override, conf_dir)
-    if not values:
-        return
-    try:
-        cfg = compose([f"{k}={v}" for k, v in groups], conf_dir=conf_dir)
-    except Exception:
-        return
-    for key, _ in values:
-        node, parts = cfg, key.split(".")
-        for depth, part in enumerate(parts):
-            if not isinstance(node, DictConfig):
-                break
-            if part not in node:
-                where = ".".join(parts[:depth]) or "the top level"
-                raise ConfigError(f"unknown config key {key}; valid keys under {where}: {sorted(node.keys())}")
-            node = node[part]
-
-
-def check_attention_choices(override: Any, conf_dir: str) -> None:
-    """Fail on ``attention=NAME`` (each value of a sweep) that is neither a file under conf/attention/ nor a
-    registered backend, with the registry's message: Hydra's would list the options but not the plugin that
-    failed to load, whose warning scrolled away long before."""
-    try:
-        names = list(override.sweep_string_iterator()) if override.is_sweep_override() else [
-            override.get_value_element_as_str()]
-    except Exception:  # a glob or range sweep: left to Hydra
-        return
-    for name in names:
-        if not (Path(conf_dir) / "attention" / f"{name}.yaml").is_file() and name not in available():
-            raise ConfigError(f"attention={name}: {unknown_backend_message(name)}")
-
-
 # keys that do not change a run's result: left out of its hash, so changing them reuses the run
 UNHASHED = (
     ("logger",), ("run",), ("task", "data", "cache_dir"), ("trainer", "progress"), ("trainer", "log_every"),
@@ -492,8 +437,3 @@ def register_schemas() -> None:
     store.store(group="run", name="default", node=RunSection)
     store.store(group="logger", name="wandb", node=LoggerConfig)
     store.store(group="logger", name="none", node=LoggerConfig(wandb=False, mode="disabled"))
-
-
-# at import: every entry point that composes conf/ imports this module first
-register_schemas()
-register_attention_configs()

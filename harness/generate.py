@@ -29,7 +29,7 @@ from omegaconf import OmegaConf
 import tasks
 from harness.checkpoint import CheckpointError, load_verified
 from harness.config import ConfigError, validate
-from harness.records import read_record
+from harness.run_record import read_record
 
 
 def user_cache_dir() -> Path:

@@ -36,5 +36,7 @@ def hydra_dir(root: str, kind: str = "run") -> str:
     return str(base / "_hydra" / name)
 
 
-if not OmegaConf.has_resolver("hydra_dir"):
-    OmegaConf.register_new_resolver("hydra_dir", hydra_dir, use_cache=True)
+def register_resolver() -> None:
+    """``${hydra_dir:root,kind}`` for conf/config.yaml (harness.compose.register_configs)."""
+    if not OmegaConf.has_resolver("hydra_dir"):
+        OmegaConf.register_new_resolver("hydra_dir", hydra_dir, use_cache=True)

@@ -21,9 +21,8 @@ import tasks
 from attention_zoo.registry import SUCCESSORS
 from harness.compose import compose
 from harness.config import validate
-from harness.report.build import NOT_IN_PAPER
-from harness.report.paper import PAPER_DIR, paper_number, read_paper
-from harness.run import count_parameters
+from harness.execute import count_parameters
+from harness.report.paper import NOT_IN_PAPER, PAPER_DIR, paper_number, read_paper
 from tasks.data.vocab import DEFAULT_SPECIALS
 from tasks.lm import LanguageModel
 from tasks.mlm.model import MaskedLanguageModel

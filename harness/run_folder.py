@@ -27,7 +27,7 @@ from typing import Any
 
 import psutil
 
-from harness.records import RECORD_FILE, now
+from harness.run_record import RECORD_FILE, now
 from zoo_io.atomic import DISK_FULL_ERRNOS, temporary_name_pattern
 
 log = logging.getLogger(__name__)

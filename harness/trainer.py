@@ -78,7 +78,7 @@ class Trainer:
         self.on_update = on_update if on_update is not None and rank == 0 else (lambda: None)
         self.repairs = repairs if repairs is not None else Repairs()
         # callbacks: objects with on_gradients(model, step) (gradients of update `step`, before clipping)
-        # and on_fit_end(); e.g. harness.analyze.gradient_deviation.GradientRecorder
+        # and on_fit_end(); e.g. harness.gradient_log.GradientRecorder
         self.callbacks = list(callbacks)
         self.rank, self.world_size = rank, world_size
         self.is_main = rank == 0

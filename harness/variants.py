@@ -4,8 +4,9 @@ A table row is a backend with some settings changed (Table 11's ``attention.bloc
 ``model.channel_mixer=ffn``). Runs are matched to rows by that difference, not by the sweep that started them:
 the same configuration reached from two sweeps is one run folder, and counts in both tables. The defaults are
 ``conf/`` composed for the run's task, backend and scale, as ``python -m harness.run`` composes them.
-``harness.run`` writes the difference into the record (``variant``) when the run starts; the report reads it
-there, and computes it the same way only for records written before the field existed.
+``harness.run`` writes the difference into the record (``variant``) when the run starts, with the hashes that
+group its seeds and its context (:func:`placement`); the report reads them there, and
+``python -m harness.migrate_records`` computes them the same way, once, for records written before they existed.
 """
 from __future__ import annotations
 
@@ -15,13 +16,12 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
+from attention_zoo.registry import REGISTRY
 from harness.compose import CONF_DIR, compose
+from harness.config import config_hash
+from harness.run_record import MODEL_AXES, context_config, without_budget
 
 log = logging.getLogger(__name__)
-
-# the model settings that make a row of an ablation (Tables 10 and 12, the positional encodings); sizes do not:
-# they belong to the scale
-MODEL_AXES = ("channel_mixer", "positional", "norm", "prenorm", "activation", "hidden_dim")
 
 
 class Defaults:
@@ -68,3 +68,20 @@ class Defaults:
                 if key in model and key in default_model and model[key] != default_model[key]
             }
         return changed
+
+
+def placement(task: str, backend: str, scale: str, config: dict[str, Any],
+              defaults: Defaults | None = None) -> dict[str, Any]:
+    """Where a run with the resolved ``config`` sits in the report, as its record states it: ``variant`` (None
+    when ``conf/`` cannot be composed for it: the report then leaves the run out of the tables' rows), ``group``,
+    ``context``, ``context_any_budget`` and ``preset`` (:mod:`harness.run_record`)."""
+    try:
+        variant = (defaults or Defaults()).variant(task, backend, scale, config)
+    except Exception as err:  # a record without it is still complete
+        log.warning("variant not recorded (%s: %s)", type(err).__name__, err)
+        variant = None
+    context = context_config(config)
+    spec = REGISTRY.get(backend)  # a plugin's record may outlive the plugin (migrating it)
+    return {"variant": variant, "preset": spec is not None and spec.preset is not None,
+            "group": config_hash({k: v for k, v in config.items() if k != "seed"}),
+            "context": config_hash(context), "context_any_budget": config_hash(without_budget(context))}

@@ -15,6 +15,8 @@ from attention_zoo.decoding import (
     positions_of_new,
     valid_of,
 )
+from attention_zoo.ops.padding import valid_lengths as valid_lengths  # re-exported: mixers and plugins use them
+from attention_zoo.ops.padding import zero_padded as zero_padded
 
 
 def check_choice(knob: str, value, choices: Iterable) -> None:
@@ -101,6 +103,10 @@ class MultiHeadMixer(nn.Module):
     def split_heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.unflatten(-1, (self.n_heads, self.head_dim)).transpose(1, 2)  # [B, H, N, d]
 
+    def project_qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``x[B, N, D]`` -> q, k, v ``[B, H, N, d]`` (what ``attention_map`` hands to attention_zoo.maps)."""
+        return self.split_heads(self.q_proj(x)), self.split_heads(self.k_proj(x)), self.split_heads(self.v_proj(x))
+
     def attend(
         self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, key_valid: torch.Tensor | None, x: torch.Tensor
     ) -> torch.Tensor:
@@ -181,21 +187,3 @@ class MultiHeadMixer(nn.Module):
         if self.output_gate is not None:
             mixed = mixed * self.output_gate(x)
         return self.out_proj(mixed)
-
-
-def zero_padded(x: torch.Tensor, key_valid: torch.Tensor | None) -> torch.Tensor:
-    """Zero the padded positions of ``x[B, H, N, d]`` so that they contribute nothing to a sum."""
-    return x if key_valid is None else x * key_valid[:, None, :, None].to(x.dtype)
-
-
-def valid_lengths(
-    key_valid: torch.Tensor | None, batch: int, length: int, device, dtype: torch.dtype = torch.float32
-) -> torch.Tensor:
-    """``[B]`` in ``dtype``: the number of real tokens per sequence, at least 1.
-
-    A fully padded row then divides by 1, not 0: its outputs are zeroed anyway, and a 0/0 there would
-    put NaN into the gradients of the shared parameters.
-    """
-    if key_valid is None:
-        return torch.full((batch,), float(length), device=device, dtype=dtype)
-    return key_valid.sum(-1).clamp_min(1).to(dtype)

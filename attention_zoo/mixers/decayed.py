@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attention_zoo.maps import AttentionMap, decayed_map
 from attention_zoo.mixers.base import MultiHeadMixer, check_positive, check_real, zero_padded
 from attention_zoo.norms import PerHeadRMSNorm, SimpleRMSNorm
 from attention_zoo.ops.decay import causal_decayed_linear_attention, decayed_linear_attention
@@ -78,11 +79,11 @@ class DecayedLinearAttention(MultiHeadMixer):
             q, zero_padded(k, valid), v, g, chunk_size=self.chunk_size, initial_state=state.tensors.get("S"))
         return out
 
-    def attention_map(self, x, key_valid):
+    def attention_map(self, x: torch.Tensor, key_valid: torch.Tensor | None) -> AttentionMap:
         """The N x N attention this mixer implies (analysis only): attention_zoo.maps.decayed_map."""
-        from attention_zoo.maps import decayed_map
-
-        return decayed_map(self, x, key_valid)
+        q, k, v = self.project_qkv(x)
+        q, k = self.features(q, k)
+        return decayed_map(q, k, v, self.real_decays(x, key_valid), key_valid, causal=self.causal)
 
     def core_products(self, n: int) -> tuple[float | None, float]:
         """Forward FLOPs of the core's products per sequence (bidirectional: two chunked passes): in-chunk

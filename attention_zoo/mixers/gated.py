@@ -10,6 +10,8 @@ prefix-consistent, FLASH-quad is not).
 """
 from __future__ import annotations
 
+from functools import partial
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -26,6 +28,7 @@ from attention_zoo.decoding import (
     valid_of,
     write_slot,
 )
+from attention_zoo.maps import AttentionMap, gau_map
 from attention_zoo.mixers.base import (
     check_choice,
     check_flag,
@@ -118,11 +121,11 @@ class GatedAttentionUnit(nn.Module):
         return out if padding_mask is None else out.masked_fill(padding_mask[..., None], 0.0)
 
     # -------------------------------------------------------------------------- facts for the harness
-    def attention_map(self, x, key_valid):
+    def attention_map(self, x: torch.Tensor, key_valid: torch.Tensor | None) -> AttentionMap:
         """The N x N attention this unit implies (analysis only): attention_zoo.maps.gau_map."""
-        from attention_zoo.maps import gau_map
-
-        return gau_map(self, x, key_valid)
+        _, v = F.silu(self.to_uv(x)).chunk(2, dim=-1)
+        parts = self.pos(self.offset_scale(F.silu(self.to_z(x)))).split(1, dim=1)  # [B, 1, N, s] each
+        return gau_map(v, parts, key_valid, causal=self.causal, group_size=self.group_size)
 
     def forward_products(self, n: int, scope: str = "mixer") -> tuple[float | None, float]:
         """Forward FLOPs per sequence: the dense layers (to_uv, to_z, out), then relu^2 attention over the
@@ -215,3 +218,8 @@ class GatedAttentionUnit(nn.Module):
             state = torch.matmul(lin_k.transpose(-1, -2), v) / lengths  # v is zero at padding
             # one state for every group: multiplied unchunked, since a broadcast over groups would copy it
             return from_blocks(quadratic, N) + torch.matmul(lin_q, state).to(quadratic.dtype)
+
+
+# FLASH's builder: the unit with groups of G = 256 tokens (the paper's). A partial, so that its signature carries
+# that default (the registry reads every knob's default off the builder's signature) and the unit's others.
+FLASH = partial(GatedAttentionUnit, group_size=256)

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from attention_zoo.decoding import linear_step
+from attention_zoo.maps import AttentionMap, cosformer_map, elu_map
 from attention_zoo.mixers.base import MultiHeadMixer, check_flag, check_positive, check_real, valid_lengths, zero_padded
 from attention_zoo.ops import elu_plus_one, linear_attention, normalized_linear_attention
 from attention_zoo.ops.precision import accumulation_dtype
@@ -40,11 +41,10 @@ class EluLinearAttention(MultiHeadMixer):
             return linear_attention(q, k, v, causal=self.causal, chunk_size=self.chunk_size)
         return normalized_linear_attention(q, k, v, causal=self.causal, chunk_size=self.chunk_size, eps=self.eps)
 
-    def attention_map(self, x, key_valid):
+    def attention_map(self, x: torch.Tensor, key_valid: torch.Tensor | None) -> AttentionMap:
         """The N x N attention this mixer implies (analysis only): attention_zoo.maps.elu_map."""
-        from attention_zoo.maps import elu_map
-
-        return elu_map(self, x, key_valid)
+        q, k, v = self.project_qkv(x)
+        return elu_map(q, k, v, key_valid, causal=self.causal, normalize=self.normalize, eps=self.eps)
 
     def core_products(self, n: int) -> tuple[float | None, float]:
         """Forward FLOPs of the core's matrix products per sequence (bidirectional): phi(K)^T [V, 1], phi(Q) S."""
@@ -102,11 +102,10 @@ class CosFormerAttention(MultiHeadMixer):
             q_feat, k_feat, v, causal=self.causal, chunk_size=self.chunk_size, eps=self.eps, denominator="clamp"
         )
 
-    def attention_map(self, x, key_valid):
+    def attention_map(self, x: torch.Tensor, key_valid: torch.Tensor | None) -> AttentionMap:
         """The N x N attention this mixer implies (analysis only): attention_zoo.maps.cosformer_map."""
-        from attention_zoo.maps import cosformer_map
-
-        return cosformer_map(self, x, key_valid)
+        q, k, v = self.project_qkv(x)
+        return cosformer_map(q, k, v, key_valid, causal=self.causal, max_len=self.max_len, eps=self.eps)
 
     def core_products(self, n: int) -> tuple[float | None, float]:
         """Forward FLOPs of the core's matrix products per sequence (bidirectional): features of width 2d."""

@@ -24,11 +24,13 @@ u, v [H, d] learned (zero at start); global keys are numbered from the query's s
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from attention_zoo.maps import AttentionMap, RelativePositions, long_short_map
 from attention_zoo.mixers.base import MultiHeadMixer, check_choice, check_dropout, check_flag, check_positive
 from attention_zoo.ops import block_valid, chunked
 from attention_zoo.ops.precision import accumulation_dtype
@@ -97,11 +99,15 @@ class LongShortAttention(MultiHeadMixer):
             self.content_bias = nn.Parameter(torch.zeros(n_heads, self.head_dim))  # u: query bias for local keys
             self.position_bias = nn.Parameter(torch.zeros(n_heads, self.head_dim))  # v: query bias for distances
 
-    def attention_map(self, x, key_valid):
+    def attention_map(self, x: torch.Tensor, key_valid: torch.Tensor | None) -> AttentionMap:
         """The N x N attention this mixer implies (analysis only): attention_zoo.maps.long_short_map."""
-        from attention_zoo.maps import long_short_map
-
-        return long_short_map(self, x, key_valid)
+        q, k, v = self.project_qkv(x)
+        relative = None
+        if self.relative_positions:
+            relative = RelativePositions(self.position_projections, self.content_bias, self.position_bias)
+        return long_short_map(q, k, v, self.landmark_logits(x), key_valid, causal=self.causal,
+                              window_size=self.window_size, local_norm=partial(self.normalize, self.local_norm),
+                              global_norm=partial(self.normalize, self.global_norm), relative=relative)
 
     def core_products(self, n: int) -> tuple[float | None, float]:
         """Forward FLOPs per sequence: landmark logits, global keys and values, each query against its 2w
@@ -109,6 +115,10 @@ class LongShortAttention(MultiHeadMixer):
         H, d, w, r = self.n_heads, self.head_dim, self.window_size, self.rank
         landmarks = 2 * n * self.d_model * H * r
         return landmarks + H * (2 * 2 * n * r * d + 2 * 2 * (-(-n // w) * w) * (2 * w + r) * d), 0.0
+
+    def landmark_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``x[B, N, D]`` -> x W_p per head ``[B, H, N, r]`` (softmax over N gives the landmarks' weights)."""
+        return self.to_landmarks(x).unflatten(-1, (self.n_heads, self.rank)).transpose(1, 2)
 
     def normalize(self, norm: nn.LayerNorm | None, x: torch.Tensor) -> torch.Tensor:
         """DualLN on ``x[B, H, ..., d]``: over d, or over the merged width H d of each position."""
@@ -132,7 +142,7 @@ class LongShortAttention(MultiHeadMixer):
         w = self.window_size
         ns = -(-N // w)
         valid = torch.ones(B, N, dtype=torch.bool, device=q.device) if key_valid is None else key_valid
-        logits = self.to_landmarks(x).unflatten(-1, (H, self.rank)).transpose(1, 2)  # [B, H, N, r]
+        logits = self.landmark_logits(x)  # [B, H, N, r]
         logits = logits.to(accumulation_dtype(logits)).masked_fill(~valid[:, None, :, None], _MASKED_LOGIT)
 
         left = w if self.causal else w // 2

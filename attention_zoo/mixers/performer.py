@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import torch
 
+from attention_zoo.maps import AttentionMap, performer_map
 from attention_zoo.mixers.base import MultiHeadMixer, check_positive, check_real
 from attention_zoo.ops import (
     causal_logscaled_linear_attention,
@@ -71,11 +72,10 @@ class PerformerAttention(MultiHeadMixer):
         k_feat, _ = positive_random_features(k, self.projection, key_valid, shift="sequence")
         return normalized_linear_attention(q_feat, k_feat, v, causal=False, eps=self.eps)
 
-    def attention_map(self, x, key_valid):
+    def attention_map(self, x: torch.Tensor, key_valid: torch.Tensor | None) -> AttentionMap:
         """The N x N attention this mixer implies (analysis only): attention_zoo.maps.performer_map."""
-        from attention_zoo.maps import performer_map
-
-        return performer_map(self, x, key_valid)
+        q, k, v = self.project_qkv(x)
+        return performer_map(q, k, v, key_valid, causal=self.causal, projection=self.projection, eps=self.eps)
 
     def core_products(self, n: int) -> tuple[float | None, float]:
         """Forward FLOPs of the core's matrix products per sequence (bidirectional):

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from attention_zoo.maps import AttentionMap, softmax_map
 from attention_zoo.mixers.base import MultiHeadMixer, check_choice, check_dropout
 from attention_zoo.ops import softmax_attention
 from attention_zoo.positional import build_relative_positional
@@ -40,11 +41,10 @@ class SoftmaxAttention(MultiHeadMixer):
             dropout_p=self.attn_dropout if self.training else 0.0,
         )
 
-    def attention_map(self, x, key_valid):
+    def attention_map(self, x: torch.Tensor, key_valid: torch.Tensor | None) -> AttentionMap:
         """The N x N attention this mixer implies (analysis only): attention_zoo.maps.softmax_map."""
-        from attention_zoo.maps import softmax_map
-
-        return softmax_map(self, x, key_valid)
+        q, k, v = self.project_qkv(x)
+        return softmax_map(self.pos(q), self.pos(k), v, key_valid, causal=self.causal)
 
     def core_products(self, n: int) -> tuple[float | None, float]:
         """Forward FLOPs of the core's matrix products per sequence (bidirectional): Q K^T and A V."""

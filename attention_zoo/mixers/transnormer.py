@@ -5,6 +5,7 @@ import torch
 import torch.nn.functional as F
 
 from attention_zoo.decoding import block_fill, last_real_tokens, linear_step, write_slot
+from attention_zoo.maps import AttentionMap, diag_map, norm_attention_map
 from attention_zoo.mixers.base import MultiHeadMixer, check_choice, check_dropout, check_positive, zero_padded
 from attention_zoo.norms import NORMS, build_norm
 from attention_zoo.ops import (
@@ -65,11 +66,11 @@ class NormAttention(MultiHeadMixer):
         k = zero_padded(self.pos(self.feature_map(k)), key_valid)
         return linear_attention(q, k, v, causal=self.causal, chunk_size=self.chunk_size)
 
-    def attention_map(self, x, key_valid):
+    def attention_map(self, x: torch.Tensor, key_valid: torch.Tensor | None) -> AttentionMap:
         """The N x N attention this mixer implies (analysis only): attention_zoo.maps.norm_attention_map."""
-        from attention_zoo.maps import norm_attention_map
-
-        return norm_attention_map(self, x, key_valid)
+        q, k, v = self.project_qkv(x)
+        q, k = self.pos(self.feature_map(q)), self.pos(self.feature_map(k))
+        return norm_attention_map(q, k, v, key_valid, causal=self.causal)
 
     def core_products(self, n: int) -> tuple[float | None, float]:
         """Forward FLOPs of the core's matrix products per sequence (bidirectional): phi(K)^T V, then phi(Q) S."""
@@ -121,11 +122,11 @@ class DiagAttention(MultiHeadMixer):
                                       scale=self.head_dim**-0.5)
         return from_blocks(out, n)
 
-    def attention_map(self, x, key_valid):
+    def attention_map(self, x: torch.Tensor, key_valid: torch.Tensor | None) -> AttentionMap:
         """The N x N attention this mixer implies (analysis only): attention_zoo.maps.diag_map."""
-        from attention_zoo.maps import diag_map
-
-        return diag_map(self, x, key_valid)
+        q, k, v = self.project_qkv(x)
+        return diag_map(q, k, v, key_valid, causal=self.causal, block_size=self.block_size, inner=self.inner,
+                        pos=self.pos)
 
     def core_products(self, n: int) -> tuple[float | None, float]:
         """Forward FLOPs of the core's matrix products per sequence (bidirectional):

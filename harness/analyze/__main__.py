@@ -31,7 +31,7 @@ from harness.analyze.plots import (
 )
 from harness.analyze.sources import ANALYSIS_FOLDER, AnalysisSource, run_source, untrained_source
 from harness.checkpoint import CheckpointError
-from harness.records import read_record
+from harness.run_record import read_record
 
 DEFAULT_OUT = Path("results/analysis")
 

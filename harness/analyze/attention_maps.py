@@ -10,12 +10,9 @@ import torch
 from torch import nn
 
 from attention_zoo.maps import AttentionMap
+from harness.mixer_sites import is_attention_mixer
 
 __all__ = ["AttentionMap", "attention_map", "is_attention_mixer"]
-
-
-def is_attention_mixer(module: nn.Module) -> bool:
-    return callable(getattr(module, "attention_map", None))
 
 
 @torch.no_grad()

@@ -1,39 +1,14 @@
 """Materialise the attention of every mixer of a model while it runs (forward pre-hooks, eval, no grad)."""
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 from torch import nn
 
-from harness.analyze.attention_maps import AttentionMap, attention_map, is_attention_mixer
-
-
-@dataclass(frozen=True)
-class MixerSite:
-    """Where a mixer sits: its module path, its layer (``blocks.<i>``), its class name, its causality."""
-
-    path: str
-    layer: int
-    mixer: str
-    causal: bool
-
-
-def mixer_sites(model: nn.Module) -> list[tuple[MixerSite, nn.Module]]:
-    """Every mixer whose attention can be materialised, in module order."""
-    sites = []
-    for path, module in model.named_modules():
-        if is_attention_mixer(module):
-            found = re.search(r"blocks\.(\d+)\.", path + ".")
-            layer = int(found.group(1)) if found else len(sites)
-            sites.append((MixerSite(path, layer, type(module).__name__, bool(module.causal)), module))
-    if not sites:
-        raise ValueError(f"{type(model).__name__} holds no attention mixer that can be materialised")
-    return sites
-
+from harness.analyze.attention_maps import AttentionMap, attention_map
+from harness.mixer_sites import MixerSite, mixer_sites
 
 Visitor = Callable[[MixerSite, AttentionMap, torch.Tensor], None]
 

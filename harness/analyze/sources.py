@@ -12,7 +12,7 @@ import tasks
 from attention_zoo import build_backbone
 from harness.checkpoint import CheckpointStore
 from harness.config import validate
-from harness.records import read_record
+from harness.run_record import read_record
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""Speed and memory benchmarks: ``python -m harness.bench kernels`` (one token mixer per backend, mode and
-length) and ``python -m harness.bench table7`` (the paper's model-level speed table)."""
+"""Speed and memory benchmarks: ``python -m harness.bench kernels | table7 | decode | compile`` (``cli``), each
+on the shared machinery of ``skeleton`` (parent side) and ``child`` (the process that measures one cell)."""
 from harness.bench.cli import main
 
 __all__ = ["main"]

@@ -1,27 +1,26 @@
 """One benchmark cell, measured in the process that runs this module.
 
-``python -m harness.bench.cell SPEC_JSON RESULT_PATH`` builds the workload, takes the memory baseline,
-runs ``warmup`` untimed and ``repeats`` timed forward+backward passes and writes the result as JSON to
-RESULT_PATH. A failure (out of memory included) is written as a status, not raised: the sweep goes on.
+``python -m harness.bench.cell SPEC_JSON RESULT_PATH`` (the kernel benchmark's cell, through
+``harness.bench.child.serve``) builds the workload, takes the memory baseline, runs ``warmup`` untimed and
+``repeats`` timed forward+backward passes and writes the result as JSON to RESULT_PATH. A failure (out of
+memory included) is written as a status, not raised: the sweep goes on.
 """
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
+from harness.bench.child import serve, synchronize
 from harness.bench.flops import forward_backward_flops, matmul_peak_flops
 from harness.bench.memory import PeakMemory
 from harness.bench.workloads import NotApplicable, build_workload
-from zoo_io.atomic import write_json
 
 MIN_REPEATS = 3
-OOM_MESSAGES = ("out of memory", "can't allocate memory", "cannot allocate memory", "not enough memory")
 
 
 @dataclass(frozen=True)
@@ -49,17 +48,6 @@ class CellSpec:
         return self.heads * self.head_dim
 
 
-def is_out_of_memory(error: BaseException) -> bool:
-    if isinstance(error, MemoryError) or type(error).__name__ == "OutOfMemoryError":
-        return True
-    return isinstance(error, RuntimeError) and any(text in str(error).lower() for text in OOM_MESSAGES)
-
-
-def _synchronize(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
 def measure(spec: CellSpec) -> dict[str, Any]:
     """Time and peak memory of one cell in this process (raises on failure)."""
     if spec.threads:
@@ -78,10 +66,10 @@ def measure(spec: CellSpec) -> dict[str, Any]:
         module.zero_grad(set_to_none=True)
 
     def timed() -> float:
-        _synchronize(device)
+        synchronize(device)
         started = time.perf_counter()
         forward_backward()
-        _synchronize(device)
+        synchronize(device)
         return time.perf_counter() - started
 
     memory = PeakMemory(device)
@@ -107,30 +95,13 @@ def measure(spec: CellSpec) -> dict[str, Any]:
 
 
 def run(spec: CellSpec) -> dict[str, Any]:
-    """``measure`` with every failure turned into a status (``not_applicable``, ``oom``, ``error``)."""
+    """``measure``, with a cell that does not exist for its backend as ``not_applicable`` (other failures:
+    ``harness.bench.child.serve``)."""
     try:
         return measure(spec)
     except NotApplicable as reason:
         return {"status": "not_applicable", "error": str(reason)}
-    except BaseException as error:  # noqa: BLE001 - every failure becomes a recorded cell
-        return failure(error)
-
-
-def failure(error: BaseException) -> dict[str, Any]:
-    """A failed cell's result: ``oom`` or ``error``, with the exception's type and first line."""
-    first_line = (str(error).strip().splitlines() or [""])[0]
-    return {"status": "oom" if is_out_of_memory(error) else "error",
-            "error": f"{type(error).__name__}: {first_line[:300]}"}
-
-
-def main(argv: list[str]) -> int:
-    if len(argv) != 2:
-        print("usage: python -m harness.bench.cell SPEC_JSON RESULT_PATH", file=sys.stderr)
-        return 2
-    spec = CellSpec(**json.loads(argv[0]))
-    write_json(argv[1], run(spec) | {"spec": asdict(spec)})
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(serve(sys.argv[1:], lambda fields: CellSpec(**fields), run))

@@ -25,8 +25,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from harness.bench.runner import ROOT
-from harness.bench.table7 import environment, load_average
+from harness.bench.skeleton import ROOT, environment, load_average, progress, require_positive, write_frame
 from zoo_io.atomic import write_json, write_text
 
 COLUMNS = ("repeat", "backend", "compile", "status", "wall_s", "train_s", "steady_steps_per_s",
@@ -138,9 +137,7 @@ def markdown(rows: list[dict[str, Any]], env: dict[str, Any], steps: int, scale:
 def write_outputs(out: Path, rows: list[dict[str, Any]], env: dict[str, Any], settings: dict[str, Any]) -> str:
     import pandas as pd
 
-    from harness.analyze.files import write_csv
-
-    write_csv(pd.DataFrame(rows, columns=list(COLUMNS)), out)
+    write_frame(out, pd.DataFrame(rows, columns=list(COLUMNS)))
     write_json(out.with_suffix(".json"), {"environment": env, "settings": settings,
                                           "summary": summary(rows, settings["steps"])})
     text = markdown(rows, env, settings["steps"], settings["scale"])
@@ -159,10 +156,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    if args.steps < 1 or args.repeats < 1:
-        print("error: --steps and --repeats must be positive integers", file=sys.stderr)
+    try:
+        require_positive(args, "steps", "repeats")
+    except ValueError as error:
+        print(f"error: {error}", file=sys.stderr)
         return 2
-    env = environment(argparse.Namespace(threads=None), "cpu")  # the runs use torch's default thread count
+    env = environment("cpu")  # the runs use torch's default thread count
     settings = {"backends": args.backends, "steps": args.steps, "repeats": args.repeats, "scale": args.scale}
     rows: list[dict[str, Any]] = []
     for repeat in range(args.repeats):
@@ -172,8 +171,8 @@ def run(args: argparse.Namespace) -> int:
                 row |= one_run(backend, compiled, args.steps, args.scale, args.timeout_s)
                 rows.append(row)
                 write_outputs(args.out, rows, env, settings)
-                print(f"[{len(rows)}/{2 * args.repeats * len(args.backends)}] {backend} compile={compiled}: "
-                      f"{row['status']} {fmt_seconds(row.get('wall_s'))} {row.get('error') or ''}", flush=True)
+                progress(len(rows), 2 * args.repeats * len(args.backends), f"{backend} compile={compiled}: "
+                         f"{row['status']} {fmt_seconds(row.get('wall_s'))} {row.get('error') or ''}")
     env["load_average_end"] = load_average()
     print("\n" + write_outputs(args.out, rows, env, settings) + f"\nwrote {args.out} and its .md and .json")
     return 0

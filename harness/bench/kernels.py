@@ -5,7 +5,7 @@
 
 Every registered backend and two naive baselines (``naive_masked_product``: the masked N x N product;
 ``naive_outer_cumsum``: the cumulative sum of per-token outer products), B=1, 8 heads of 64 (d_model 512),
-fp32 by default. Each cell runs in its own process (``harness.bench.runner``): ``--warmup`` untimed passes,
+fp32 by default. Each cell runs in its own process (``harness.bench.cell``): ``--warmup`` untimed passes,
 then ``--repeats`` timed ones (fewer, but at least 3, where the warm-up says they would exceed
 ``--time-budget-s``); the median is reported with the min and max. A cell that runs out of
 memory or times out is recorded as such and the longer lengths of that backend and mode are skipped.
@@ -16,20 +16,30 @@ machine's fp32 matmul throughput: the better of a probe before and one after the
 from __future__ import annotations
 
 import argparse
-import csv
-import io
-import os
-import platform
-import shlex
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
-from harness.bench import public
+from harness.bench import against_public, skeleton
 from harness.bench import targets as target_checks
 from harness.bench.cell import CellSpec
-from harness.bench.runner import ROOT, omp_wait_policy, run_in_subprocess
+from harness.bench.skeleton import (
+    ROOT,
+    GiveUp,
+    add_device_argument,
+    announce,
+    environment,
+    failed_text,
+    gib,
+    length_label,
+    load_average,
+    machine_text,
+    progress,
+    require_positive,
+    resolve_device,
+    run_in_subprocess,
+    settings_of,
+)
 from harness.bench.workloads import MODES, SCOPES, backend_names, check_backends, is_linear
 from zoo_io.atomic import write_json, write_text
 
@@ -47,7 +57,6 @@ NUMERIC = {
     "time_median_s": float, "time_min_s": float, "time_max_s": float, "spread_pct": float,
     "peak_memory_mib": float, "flops_fwd_bwd": float, "achieved_gflops": float, "fraction_of_matmul_peak": float,
 }
-GIVE_UP = ("oom", "timeout")  # longer lengths of the same backend and mode would fail the same way
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -74,7 +83,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=5, help="timed passes per cell (default 5)")
     parser.add_argument("--time-budget-s", type=float, default=None,
                         help="per cell: fewer repeats (at least 3) when the warm-up pass says they exceed this")
-    parser.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    add_device_argument(parser)
     parser.add_argument("--threads", type=int, default=None, help="torch threads per cell (default: torch's)")
     parser.add_argument("--timeout-s", type=float, default=1800, help="seconds before a cell is given up")
     parser.add_argument("--peak-size", type=int, default=4096, help="matrix size of the matmul-peak probe")
@@ -82,33 +91,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="keep the cells already in --out measured with the same settings")
 
 
-def _positive(name: str, value: int) -> None:
-    if value < 1:
-        raise ValueError(f"--{name.replace('_', '-')} must be a positive integer, got {value}")
-
-
 def validate(args: argparse.Namespace) -> None:
     check_backends(args.backends or backend_names())
     if args.public_path and args.against != "public":
         raise ValueError("--public-path is only used with --against public")
-    for name in ("batch", "heads", "head_dim", "repeats", "peak_size"):
-        _positive(name, getattr(args, name))
-    for n in args.lengths:
-        _positive("lengths", n)
+    require_positive(args, "batch", "heads", "head_dim", "repeats", "peak_size", "lengths")
     if args.warmup < 0:
         raise ValueError(f"--warmup must be >= 0, got {args.warmup}")
     if args.time_budget_s is not None and args.time_budget_s <= 0:
         raise ValueError(f"--time-budget-s must be positive, got {args.time_budget_s}")
     if args.memory_cap_gb is not None and args.memory_cap_gb <= 0:
         raise ValueError(f"--memory-cap-gb must be positive, got {args.memory_cap_gb}")
-
-
-def resolve_device(choice: str) -> str:
-    if choice != "auto":
-        return choice
-    import torch
-
-    return "cuda" if torch.cuda.is_available() else "cpu"
 
 
 # ------------------------------------------------------------------------------------------ the rows
@@ -133,16 +126,12 @@ def add_throughput(row: dict[str, Any], peak_flops: float | None) -> dict[str, A
 
 
 def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS)
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buffer.getvalue())
+    skeleton.write_rows(path, rows, COLUMNS)
 
 
 def read_rows(path: Path) -> list[dict[str, Any]]:
-    with open(path, newline="") as f:
-        rows = list(csv.DictReader(f))
+    """The rows of an earlier CSV, with their numbers (``--resume``)."""
+    rows: list[dict[str, Any]] = skeleton.read_rows(path)
     for row in rows:
         for column, kind in NUMERIC.items():
             row[column] = kind(float(row[column])) if row.get(column) not in (None, "") else None
@@ -155,14 +144,10 @@ def same_settings(row: dict[str, Any], spec: CellSpec) -> bool:
 
 
 # ---------------------------------------------------------------------------------------- reporting
-def _seconds(value: float | None) -> str:
-    return "" if value is None else f"{value:.3g}"
-
-
-def progress_line(index: int, total: int, row: dict[str, Any]) -> str:
-    head = f"[{index:>3}/{total}] {row['backend']:<22} {row['mode']:<13} {row['n']:>6}  "
+def describe(row: dict[str, Any]) -> str:
+    head = f"{row['backend']:<22} {row['mode']:<13} {row['n']:>6}  "
     if row["status"] != "ok":
-        return head + f"{row['status']}: {row.get('error') or ''}"
+        return head + failed_text(row)
     return head + (
         f"{row['time_median_s']:8.3f} s  ({row['time_min_s']:.3f}-{row['time_max_s']:.3f}, "
         f"spread {row['spread_pct']:.0f}%)  {row['peak_memory_mib']:9.1f} MiB"
@@ -186,7 +171,7 @@ def markdown_tables(rows: list[dict[str, Any]]) -> str:
     for mode in dict.fromkeys(r["mode"] for r in rows):
         for value, title in (("time_median_s", "forward+backward time, median s"),
                              ("peak_memory_mib", "peak memory above baseline, MiB")):
-            header = "| backend | " + " | ".join(f"{n // 1024}K" if n % 1024 == 0 else str(n) for n in lengths) + " |"
+            header = "| backend | " + " | ".join(length_label(n) for n in lengths) + " |"
             lines = [f"**{mode}: {title}**", "", header, "|---" * (len(lengths) + 1) + "|"]
             for backend in backends:
                 lines.append(f"| {backend} | " + " | ".join(cell_text(cells.get((backend, mode, n)), value)
@@ -213,34 +198,6 @@ def targets_markdown(evaluated: list[dict[str, Any]], fractions: list[dict[str, 
     return text
 
 
-def cpu_name() -> str:
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        for line in out.splitlines():
-            if line.startswith("Model name:"):
-                return line.split(":", 1)[1].strip()
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return platform.processor() or "unknown"
-
-
-def environment(device: str) -> dict[str, Any]:
-    import torch
-
-    return {
-        "command": " ".join(shlex.quote(a) for a in ["python", "-m", "harness.bench", *sys.argv[1:]]),
-        "cpu": cpu_name(),
-        "logical_cpus": os.cpu_count(),
-        "torch_threads": torch.get_num_threads(),
-        "omp_wait_policy": omp_wait_policy(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "device": device,
-        "gpu": torch.cuda.get_device_name() if device == "cuda" else None,
-        "load_average_start": list(os.getloadavg()),
-    }
-
-
 # ------------------------------------------------------------------------------------------ the sweep
 def run(args: argparse.Namespace) -> int:
     try:
@@ -249,18 +206,17 @@ def run(args: argparse.Namespace) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     device = resolve_device(args.device)
+    env = environment(device, args.threads)
     if args.against == "public":
         args.out = args.out or DEFAULT_PUBLIC_OUT
-        return public.run(args, environment(device))
+        return against_public.run(args, env)
     args.out = args.out or DEFAULT_OUT
     backends = args.backends or backend_names()
     lengths = sorted(set(args.lengths))
-    cap = int(args.memory_cap_gb * 2**30) if args.memory_cap_gb else None
+    cap = gib(args.memory_cap_gb)
     out = Path(args.out)
     meta_path, markdown_path = out.with_suffix(".json"), out.with_suffix(".md")
-    env = environment(device)
-    print(f"{env['cpu']} | {env['logical_cpus']} logical CPUs | torch {env['torch']} ({env['torch_threads']} threads)"
-          f" | device {device} | load {env['load_average_start']}", flush=True)
+    announce(env)
 
     def spec_for(backend: str, mode: str, n: int, **extra) -> CellSpec:
         return CellSpec(backend, mode, n, args.batch, args.heads, args.head_dim, args.scope, device,
@@ -271,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
                                   memory_cap_bytes=cap, timeout_s=args.timeout_s)
         found = probe.get("matmul_flops_per_s")
         print(f"fp32 matmul peak ({args.peak_size}^2): "
-              + (f"{found / 1e9:.1f} GFLOP/s" if found else f"{probe['status']}: {probe.get('error')}"), flush=True)
+              + (f"{found / 1e9:.1f} GFLOP/s" if found else failed_text(probe)), flush=True)
         return found
 
     probes = [matmul_peak()]
@@ -282,21 +238,20 @@ def run(args: argparse.Namespace) -> int:
             if same_settings(r, spec_for(r["backend"], r["mode"], r["n"]))}
     plan = [(mode, backend, n) for mode in args.modes for backend in backends for n in lengths]
     rows: list[dict[str, Any]] = []
-    gave_up: dict[tuple[str, str], dict[str, Any]] = {}
+    give_up = GiveUp()
     for index, (mode, backend, n) in enumerate(plan, start=1):
         spec = spec_for(backend, mode, n)
         if (backend, mode, n) in kept:
             row = kept[(backend, mode, n)]
-        elif (backend, mode) in gave_up:
-            reason = gave_up[(backend, mode)]
-            row = make_row(spec, {"status": "skipped", "error": f"{reason['status']} at N={reason['n']}"}, peak)
         else:
-            row = make_row(spec, run_in_subprocess(spec, memory_cap_bytes=cap, timeout_s=args.timeout_s), peak)
-        if row["status"] in GIVE_UP:
-            gave_up.setdefault((backend, mode), row)
+            result = give_up.skipped((backend, mode), n)
+            if result is None:
+                result = run_in_subprocess(spec, memory_cap_bytes=cap, timeout_s=args.timeout_s)
+            row = make_row(spec, result, peak)
+        give_up.note((backend, mode), n, row["status"])
         rows.append(row)
         write_rows(out, rows)
-        print(progress_line(index, len(plan), row), flush=True)
+        progress(index, len(plan), describe(row))
 
     # the machine's throughput: the better of two probes, before and after the sweep (the load varies)
     probes.append(matmul_peak())
@@ -305,16 +260,11 @@ def run(args: argparse.Namespace) -> int:
     write_rows(out, rows)
     evaluated = target_checks.evaluate(rows)
     fractions = target_checks.throughput_fractions(rows)
-    env["load_average_end"] = list(os.getloadavg())
-    settings = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items() if k != "handler"}
-    write_json(meta_path, {"environment": env, "settings": settings, "matmul_peak_flops_per_s": peak,
+    env["load_average_end"] = load_average()
+    write_json(meta_path, {"environment": env, "settings": settings_of(args), "matmul_peak_flops_per_s": peak,
                            "matmul_probes_flops_per_s": probes,
                            "targets": evaluated, "throughput": fractions})
-    report = (f"Command: `{env['command']}`\n\nMachine: {env['cpu']}, {env['logical_cpus']} logical CPUs, torch "
-              f"{env['torch']} ({env['torch_threads']} threads, OpenMP wait policy {env['omp_wait_policy']}), "
-              f"device {device}; load average "
-              f"{env['load_average_start']} at the start, {env['load_average_end']} at the end.\n\n"
-              + markdown_tables(rows) + "\n" + targets_markdown(evaluated, fractions, peak))
+    report = machine_text(env) + markdown_tables(rows) + "\n" + targets_markdown(evaluated, fractions, peak)
     write_text(markdown_path, report)
     print("\n" + report)
     print(f"wrote {out}, {meta_path} and {markdown_path}")

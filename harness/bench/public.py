@@ -14,34 +14,28 @@ The authors' TransNormer modules are not packaged either; their causal NormLinea
 masked N x N matrix, which the kernel benchmark's ``naive_masked_product`` stands for (its 1+elu features
 without the norm and positions).
 
-One cell = one (implementation, mode, N): ``--warmup`` untimed passes of each, then ``--repeats`` rounds of
-one forward+backward of each, the order alternating between rounds, so both see the same load. The ratio
-(ours / theirs, below 1 is faster) is taken per round; the table gives its median and its min-max over the
-rounds, the torch thread count and the load average around the cell.
+One cell = one (implementation, mode, N), measured here in its own process (``python -m harness.bench.public
+SPEC_JSON RESULT_PATH``, started by the sweep, ``harness.bench.against_public``): ``--warmup`` untimed passes of
+each, then ``--repeats`` rounds of one forward+backward of each, the order alternating between rounds, so both
+see the same load. The ratio (ours / theirs, below 1 is faster) is taken per round; the table gives its median
+and its min-max over the rounds, the torch thread count and the load average around the cell.
 """
 from __future__ import annotations
 
-import argparse
-import csv
-import importlib
 import importlib.util
-import io
-import json
 import os
 import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from zoo_io.atomic import write_json, write_text
-
-SAME_OUTPUT_TOLERANCE = 1e-4  # relative max difference in fp32 below which two modules compute the same function
+from harness.bench.child import serve, synchronize
+from harness.bench.workloads import build_workload
 
 
 # ------------------------------------------------------------------------ the public implementations
@@ -205,8 +199,6 @@ def max_relative_difference(ours: torch.Tensor, theirs: torch.Tensor) -> float:
 
 def measure_pair(spec: PairSpec) -> dict[str, Any]:
     """Both modules on the same input and output gradient, rounds interleaved (raises on failure)."""
-    from harness.bench.workloads import build_workload
-
     sys.path[:0] = list(spec.public_path)
     if spec.threads:
         torch.set_num_threads(spec.threads)
@@ -224,12 +216,10 @@ def measure_pair(spec: PairSpec) -> dict[str, Any]:
             difference = max_relative_difference(ours(x), theirs(x))
 
     def timed(module: nn.Module) -> float:
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         started = time.perf_counter()
         module(x).backward(grad_out)
-        if device.type == "cuda":
-            torch.cuda.synchronize(device)
+        synchronize(device)
         elapsed = time.perf_counter() - started
         x.grad = None
         module.zero_grad(set_to_none=True)
@@ -262,128 +252,9 @@ def measure_pair(spec: PairSpec) -> dict[str, Any]:
     }
 
 
-def run_pair(spec: PairSpec) -> dict[str, Any]:
-    """``measure_pair`` with every failure turned into a status."""
-    from harness.bench.cell import failure
-
-    try:
-        return measure_pair(spec)
-    except BaseException as error:  # noqa: BLE001 - every failure becomes a recorded cell
-        return failure(error)
-
-
-def main(argv: list[str]) -> int:
-    """``python -m harness.bench.public SPEC_JSON RESULT_PATH`` (what the sweep runs in a child process)."""
-    if len(argv) != 2:
-        print("usage: python -m harness.bench.public SPEC_JSON RESULT_PATH", file=sys.stderr)
-        return 2
-    fields = json.loads(argv[0])
-    spec = PairSpec(**(fields | {"public_path": tuple(fields.get("public_path", ()))}))
-    write_json(argv[1], run_pair(spec) | {"spec": asdict(spec)})
-    return 0
-
-
-# ---------------------------------------------------------------------------------------- the sweep
-COLUMNS = (
-    "public", "backend", "mode", "n", "status", "ours_median_s", "theirs_median_s", "ratio_median", "ratio_min",
-    "ratio_max", "repeats", "max_relative_difference", "same_output", "threads", "load_1min_start",
-    "load_1min_end", "error",
-)
-
-
-def same_output(row: dict[str, Any]) -> str:
-    difference = row.get("max_relative_difference")
-    if difference is None:
-        return "not compared" if row.get("status") == "ok" else ""
-    return "yes" if difference <= SAME_OUTPUT_TOLERANCE else f"no ({difference:.1e})"
-
-
-def write_rows(path: Path, rows: list[dict[str, Any]]) -> None:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=COLUMNS, extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    write_text(path, buffer.getvalue())
-
-
-def _length(n: int) -> str:
-    return f"{n // 1024}K" if n % 1024 == 0 else str(n)
-
-
-def markdown_table(rows: list[dict[str, Any]]) -> str:
-    lines = ["| method (ours) | public implementation | mode | N | ours s | theirs s | ours / theirs (min-max) "
-             "| same output | threads | load |", "|---|---|---|---|---|---|---|---|---|---|"]
-    for row in rows:
-        head = f"| {row['backend']} | {row['public']} | {row['mode']} | {_length(int(row['n']))} |"
-        if row["status"] != "ok":
-            lines.append(f"{head} | | {row['status']}: {row.get('error') or ''} | | | |")
-            continue
-        lines.append(
-            f"{head} {row['ours_median_s']:.3g} | {row['theirs_median_s']:.3g} | **{row['ratio_median']:.2f}x** "
-            f"({row['ratio_min']:.2f}-{row['ratio_max']:.2f}) | {same_output(row)} | {row['threads']} | "
-            f"{row['load_1min_start']:.1f}-{row['load_1min_end']:.1f} |")
-    return "\n".join(lines) + "\n"
-
-
-def selected(backends: list[str] | None) -> list[Public]:
-    if backends is None:
-        return list(PUBLIC)
-    known = sorted({p.backend for p in PUBLIC})
-    unknown = [b for b in backends if b not in known]
-    if unknown:
-        raise ValueError(f"no public implementation to compare for {unknown}; backends with one: {known}")
-    return [p for p in PUBLIC if p.backend in backends]
-
-
-def installed_with(public: Public, paths: list[str]) -> bool:
-    sys.path[:0] = paths
-    try:
-        return public.installed()
-    finally:
-        del sys.path[: len(paths)]
-
-
-def run(args: argparse.Namespace, environment: dict[str, Any]) -> int:
-    """The ``--against public`` sweep; ``environment`` is the kernel benchmark's description of the machine."""
-    from harness.bench.runner import run_in_subprocess
-
-    try:
-        publics = selected(args.backends)
-    except ValueError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    paths = [str(Path(p).resolve()) for p in args.public_path]
-    out = Path(args.out)
-    rows: list[dict[str, Any]] = []
-    plan = [(p, mode, n) for p in publics for mode in args.modes if mode in p.modes for n in sorted(set(args.lengths))]
-    for index, (public, mode, n) in enumerate(plan, start=1):
-        row = {"public": public.name, "backend": public.backend, "mode": mode, "n": n}
-        if not installed_with(public, paths):
-            row |= {"status": "not installed", "error": public.install}
-        else:
-            spec = PairSpec(public.name, mode, n, args.batch, args.heads, args.head_dim, environment["device"],
-                            args.warmup, args.repeats, args.threads, tuple(paths))
-            row |= run_in_subprocess(spec, memory_cap_bytes=None, timeout_s=args.timeout_s,
-                                     module="harness.bench.public")
-        row["same_output"] = same_output(row)
-        rows.append(row)
-        write_rows(out, rows)
-        ratio = f"{row['ratio_median']:.2f}x" if row["status"] == "ok" else f"{row['status']}: {row.get('error')}"
-        print(f"[{index:>3}/{len(plan)}] {public.backend:<11} vs {public.name:<28} {mode:<13} {n:>6}  {ratio}",
-              flush=True)
-    environment["load_average_end"] = list(os.getloadavg())
-    write_json(out.with_suffix(".json"), {"environment": environment, "rows": rows})
-    report = (f"Command: `{environment['command']}`\n\nMachine: {environment['cpu']}, {environment['logical_cpus']} "
-              f"logical CPUs, torch {environment['torch']} (OpenMP wait policy "
-              f"{environment['omp_wait_policy']}), device {environment['device']}; load average "
-              f"{environment['load_average_start']} at the start, {environment['load_average_end']} at the end.\n\n"
-              "Forward+backward of one mixer, B={batch}, {heads} heads of {head_dim}, fp32; median seconds of "
-              "{repeats} interleaved rounds; the ratio is taken per round (below 1: ours is faster).\n\n"
-              .format(**vars(args)) + markdown_table(rows))
-    write_text(out.with_suffix(".md"), report)
-    print("\n" + report + f"\nwrote {out} and its .json and .md")
-    return 0
+def parse(fields: dict[str, Any]) -> PairSpec:
+    return PairSpec(**(fields | {"public_path": tuple(fields.get("public_path", ()))}))  # JSON gives a list
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:]))
+    sys.exit(serve(sys.argv[1:], parse, measure_pair))

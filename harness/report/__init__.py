@@ -4,7 +4,7 @@
 reads every run record under ``<results>/runs``, the benchmark and diagnostics outputs under
 ``<results>/bench`` and ``<results>/analysis``, and the paper's numbers in ``results/paper``, and writes
 Markdown, CSV and PNG under ``<out>`` with an index page per scale (see :mod:`harness.report.report`).
-``./reproduce.sh`` runs the sweeps that feed them (:mod:`harness.report.reproduce`).
+``./reproduce.sh`` runs the sweeps that feed them (:mod:`harness.reproduce`).
 """
 from __future__ import annotations
 

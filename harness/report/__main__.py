@@ -6,7 +6,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from harness.report.layout import ORDER
+from harness.experiments import table_names
 from harness.report.paper import PAPER_DIR
 from harness.report.report import build_report
 
@@ -18,8 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--out", type=Path, default=None, help="report folder (default: <results>/report)")
     parser.add_argument("--paper", type=Path, default=PAPER_DIR, help="folder of the paper's CSVs")
     parser.add_argument("--scale", nargs="+", default=None, help="scales to report (default: every scale found)")
-    parser.add_argument("--tables", nargs="+", default=None, choices=ORDER, metavar="TABLE",
-                        help=f"tables to build (default: all of {', '.join(ORDER)})")
+    parser.add_argument("--tables", nargs="+", default=None, choices=table_names(), metavar="TABLE",
+                        help=f"tables to build (default: all of {', '.join(table_names())})")
     parser.add_argument("--readme", type=Path, default=None,
                         help="also rewrite this README's generated results section (between its two markers)")
     return parser

@@ -16,14 +16,10 @@ from typing import Any
 
 import pandas as pd
 
-from attention_zoo.registry import REGISTRY
-from harness.report.paper import paper_number, read_paper
-from harness.report.records import RunRecord
+from harness.report.paper import NOT_IN_PAPER, paper_number, read_paper
 from harness.report.specs import Column, RunTable, backend_row
 from harness.report.stats import RankAgreement, SeedStats, rank_agreement
-from harness.variants import Defaults
-
-NOT_IN_PAPER = "(not in the paper)"
+from harness.run_record import RunRecord
 
 OK, FAILED, RUNNING, MISSING = "ok", "failed", "running", "missing"
 
@@ -87,7 +83,7 @@ def _task_matches(record_task: str, wanted: str) -> bool:
 
 def column_value(record: RunRecord, column: Column) -> float | None:
     """The run's value for ``column`` (a fraction shown as a percentage where the column says so)."""
-    value = record.split_value(column.split)
+    value = record.primary_value(column.split)
     if value is not None and column.percent and abs(value) <= 1.0:
         value *= 100.0
     return value
@@ -102,7 +98,7 @@ def choose_group(records: list[RunRecord], context: str | None = None) -> tuple[
     ranked = sorted(
         groups.values(),
         key=lambda runs: (runs[0].context == context, sum(r.status == "completed" for r in runs),
-                          max(r.updated for r in runs)),
+                          max(r.last_written for r in runs)),
         reverse=True,
     )
     chosen = sorted(ranked[0], key=lambda r: r.seed)
@@ -147,8 +143,7 @@ def make_cell(records: list[RunRecord], column: Column, context: str | None = No
 def describe_variant(record: RunRecord, variant: Mapping[str, Any]) -> str:
     """Our concrete setting of a row, e.g. ``Diag 2 + Norm 2`` or ``block_size=32``."""
     parts = []
-    spec = REGISTRY.get(record.backend)  # a plugin's record may outlive the plugin
-    if spec is not None and spec.preset is not None and "attention.layer_plan" not in variant:
+    if record.preset and "attention.layer_plan" not in variant:
         parts.append(describe_plan(None, record.n_layers))
     for path, value in sorted(variant.items()):
         if path == "attention.layer_plan":
@@ -184,15 +179,16 @@ def _choose_task(spec: RunTable, keyed: list[tuple[RunRecord, str]]) -> str:
 
 
 def table_runs(
-    spec: RunTable, records: Iterable[RunRecord], scale: str, defaults: Defaults
+    spec: RunTable, records: Iterable[RunRecord], scale: str
 ) -> tuple[str, dict[str, list[RunRecord]], dict[int, Mapping[str, Any]]]:
     """The table's task (the one with the most rows run), its runs by row key, and each run's variant (by
     ``id(record)``): what both the table page and the claims read."""
     candidates = [r for r in records if r.scale == scale and any(_task_matches(r.task, t) for t in spec.tasks)]
     keyed, variants = [], {}
     for record in candidates:
-        variant = record.variant if record.variant is not None else defaults.variant(
-            record.task, record.backend, record.scale, record.config)
+        variant = record.variant
+        if variant is None:  # conf/ could not be composed for it when it ran: no row to place it in
+            continue
         key = spec.row_key(record, variant)
         if key is not None:
             keyed.append((record, key))
@@ -210,10 +206,10 @@ def column_runs(by_row: Mapping[str, list[RunRecord]], key: str, column: Column,
 
 
 def build_run_table(
-    spec: RunTable, records: Iterable[RunRecord], scale: str, paper_dir: str | Path, defaults: Defaults
+    spec: RunTable, records: Iterable[RunRecord], scale: str, paper_dir: str | Path
 ) -> BuiltTable:
     """The table ``spec`` at ``scale`` from ``records`` (any scale; others are ignored)."""
-    task, by_row, variants = table_runs(spec, records, scale, defaults)
+    task, by_row, variants = table_runs(spec, records, scale)
 
     paper = read_paper(paper_dir, spec.paper_file)
     paper_rows: dict[str, Mapping[str, Any]] = {}

@@ -31,23 +31,27 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from harness.experiments import table_names
 from harness.report.build import column_runs, column_value, dominant_context, table_runs
-from harness.report.layout import ORDER, Layout
+from harness.report.layout import Layout
 from harness.report.paper import PAPER_DIR
-from harness.report.records import RunRecord
 from harness.report.specs import TABLES, Column, RunTable
-from harness.variants import Defaults
+from harness.run_record import RunRecord
 
 CLAIMS_FILE = "claims.yaml"
 CONFIDENCE = 0.95
 HOLDS, CONTRADICTED, INCONCLUSIVE, NOT_RUN = "holds", "contradicted", "inconclusive", "not run"
 VERDICTS = (HOLDS, CONTRADICTED, INCONCLUSIVE, NOT_RUN)
 KINDS = ("difference", "trend")
-SOURCES = tuple(name for name in ORDER if name in TABLES or name in ("table2", "table7", "fig2"))
 FIELDS = {"id", "table", "paper", "kind", "a", "b", "rows", "x", "column", "expect", "ratio"}
 
 
 # --------------------------------------------------------------------------------------------- the claims
+def sources() -> tuple[str, ...]:
+    """The tables a claim can name: the run tables and the benchmark's and diagnostics' (in the paper's order)."""
+    return tuple(name for name in table_names() if name in TABLES or name in ("table2", "table7", "fig2"))
+
+
 @dataclass(frozen=True)
 class Claim:
     id: str
@@ -85,7 +89,7 @@ def load_claims(path: str | Path | None = None) -> list[Claim]:
         for key in ("id", "table", "paper", "column", "expect"):
             if key not in entry:
                 raise ValueError(f"{where}: missing key {key!r}")
-        checks = (("table", SOURCES), ("expect", ("less", "greater")),
+        checks = (("table", sources()), ("expect", ("less", "greater")),
                   ("kind", KINDS), ("x", ("linear", "log2")))
         for key, valid in checks:
             if key in entry and entry[key] not in valid:
@@ -235,15 +239,7 @@ def _max_steps(record: RunRecord) -> int | None:
     return int(value) if value is not None else None
 
 
-def _without_budget(record: RunRecord) -> str:
-    from harness.config import config_hash
-
-    config = dict(record.context_config)
-    config["trainer"] = {k: v for k, v in config.get("trainer", {}).items() if k != "max_steps"}
-    return config_hash(config)
-
-
-def run_evidence(claim: Claim, records: Sequence[RunRecord], scale: str, defaults: Defaults) -> list[Evidence]:
+def run_evidence(claim: Claim, records: Sequence[RunRecord], scale: str) -> list[Evidence]:
     """The seeds' values of the claim's rows: first at the settings the table page shows, then at each other
     training budget (runs that differ from those only in ``trainer.max_steps``)."""
     spec = TABLES[claim.table]
@@ -251,7 +247,7 @@ def run_evidence(claim: Claim, records: Sequence[RunRecord], scale: str, default
     if column is None:
         raise ValueError(f"claim {claim.id}: {claim.table} has no column {claim.column!r}; valid: "
                          f"{[c.name for c in spec.columns]}")
-    task, by_row, _ = table_runs(spec, records, scale, defaults)
+    task, by_row, _ = table_runs(spec, records, scale)
     keys = [claim.a, claim.b] if claim.kind == "difference" else list(claim.rows)
     if column.name == spec.average:
         return [average_evidence(spec, by_row, task, keys)]
@@ -263,14 +259,14 @@ def run_evidence(claim: Claim, records: Sequence[RunRecord], scale: str, default
     reference = next(r for r in everything if r.context == main)
     budgets = {main: _max_steps(reference)}
     for record in (r for rs in runs.values() for r in rs):
-        if record.context not in budgets and _without_budget(record) == _without_budget(reference):
+        if record.context not in budgets and record.context_any_budget == reference.context_any_budget:
             budgets[record.context] = _max_steps(record)
     found = []
     for context, budget in budgets.items():
         by_key = {}
         for key, mine in runs.items():
             values = {}
-            for record in sorted((r for r in mine if r.context == context), key=lambda r: r.updated):
+            for record in sorted((r for r in mine if r.context == context), key=lambda r: r.last_written):
                 value = _value(record, column)
                 if value is not None:
                     values[record.seed] = value
@@ -339,7 +335,7 @@ def table7_evidence(layout: Layout, scale: str, column: str) -> Evidence:
 
 
 def decide_all(claims: Iterable[Claim], records: Sequence[RunRecord], scale: str, layout: Layout | None,
-               defaults: Defaults, locality: pd.DataFrame | None = None,
+               locality: pd.DataFrame | None = None,
                not_run: Mapping[str, str] | None = None) -> list[Decision]:
     """Every claim at ``scale`` (and its other budgets); ``layout`` None: the training-run claims only (a data
     set other than the built-in corpus has no benchmark or diagnostics). ``not_run``: table -> why a table
@@ -347,7 +343,7 @@ def decide_all(claims: Iterable[Claim], records: Sequence[RunRecord], scale: str
     decisions = []
     for claim in claims:
         if claim.table in TABLES:
-            found = [decide(claim, evidence) for evidence in run_evidence(claim, records, scale, defaults)]
+            found = [decide(claim, evidence) for evidence in run_evidence(claim, records, scale)]
             for extra in found[1:]:
                 extra.main = False
             found = found[:1] + [d for d in found[1:] if d.verdict != NOT_RUN]  # budgets both sides ran
@@ -500,13 +496,13 @@ def claims_markdown(decisions: Sequence[Decision], scale: str, data: str, plot: 
     return "\n".join(out)
 
 
-def budget_frame(records: Sequence[RunRecord], scale: str, defaults: Defaults, table: str = "table4",
+def budget_frame(records: Sequence[RunRecord], scale: str, table: str = "table4",
                  column: str = "ppl_test") -> pd.DataFrame:
     """Per backend (row) and training budget: the column's mean, std and seeds, over the runs that differ from
     the table page's only in ``trainer.max_steps`` (the plot of ppl against updates)."""
     spec = TABLES[table]
     col = next(c for c in spec.columns if c.name == column)
-    task, by_row, _ = table_runs(spec, records, scale, defaults)
+    task, by_row, _ = table_runs(spec, records, scale)
     main = dominant_context(column_runs(by_row, key, col, task) for key in by_row)
     if main is None:
         return pd.DataFrame(columns=["row", "updates", "mean", "std", "n"])
@@ -515,8 +511,8 @@ def budget_frame(records: Sequence[RunRecord], scale: str, defaults: Defaults, t
     for key in by_row:
         per_budget: dict[int, list[float]] = defaultdict(list)
         for record in column_runs(by_row, key, col, task):
-            value = record.split_value(col.split) if record.status == "completed" else None
-            if value is not None and _without_budget(record) == _without_budget(reference):
+            value = record.primary_value(col.split) if record.status == "completed" else None
+            if value is not None and record.context_any_budget == reference.context_any_budget:
                 per_budget[_max_steps(record)].append(value)
         for updates, values in per_budget.items():
             lines.append({"row": key, "updates": updates, "mean": float(np.mean(values)),

@@ -1,13 +1,8 @@
-"""Where the report's inputs and outputs live, and the tables it knows (no heavy imports: ./reproduce.sh
-parses its arguments with these alone)."""
+"""Where the report's inputs and outputs live under one results folder."""
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-
-# every table of the paper that the report builds, in the paper's order (pos_ablation is ours)
-ORDER = ["table1", "table2", "table3", "table4", "table5", "table6", "table7", "table8", "table9", "table10",
-         "table11", "table12", "pos_ablation", "fig2"]
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 
 PAPER_DIR = Path(__file__).resolve().parents[2] / "results" / "paper"
+NOT_IN_PAPER = "(not in the paper)"  # the label of a row the paper does not have
 
 
 def read_paper(folder: str | Path, file: str | None) -> pd.DataFrame | None:

@@ -13,6 +13,7 @@ import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 from harness.report.build import OK, BuiltTable  # noqa: E402
+from harness.report.records import curves as run_curves  # noqa: E402
 from zoo_io.atomic import atomic_write  # noqa: E402
 
 STATUS_COLOURS = {"failed": "tab:red", "running": "tab:orange", "missing": "grey"}
@@ -71,7 +72,7 @@ def bars(table: BuiltTable) -> Figure | None:
 def training_curves(table: BuiltTable) -> Figure | None:
     """Training loss and the validation metric against updates, one line per row (its first seed)."""
     runs = [(row.label, row.records[0]) for row in table.rows if row.records]
-    curves = [(label, record, record.curves()) for label, record in runs]
+    curves = [(label, record, run_curves(record)) for label, record in runs]
     curves = [(label, record, frame) for label, record, frame in curves if not frame.empty and "step" in frame]
     if not curves:
         return None
@@ -80,8 +81,8 @@ def training_curves(table: BuiltTable) -> Figure | None:
         if "train/loss" in frame:
             part = frame.dropna(subset=["train/loss"])
             ax_loss.plot(part["step"], part["train/loss"], label=label)
-        splits = record.typed.primary_splits
-        key = f"{splits[0] if splits else None}/{record.typed.primary_metric.get('name')}"
+        splits = record.primary_splits
+        key = f"{splits[0] if splits else None}/{record.primary_metric.get('name')}"
         if key in frame:
             part = frame.dropna(subset=[key])
             ax_valid.plot(part["step"], part[key], marker="o", markersize=3, label=label)
@@ -90,7 +91,7 @@ def training_curves(table: BuiltTable) -> Figure | None:
     for ax in (ax_loss, ax_valid):
         ax.set_xlabel("update")
         ax.grid(alpha=0.3)
-    if any(record.typed.primary_metric.get("name") == "perplexity" for _, record, _ in curves):
+    if any(record.primary_metric.get("name") == "perplexity" for _, record, _ in curves):
         ax_valid.set_yscale("log")
     if ax_valid.lines:
         ax_valid.legend(fontsize=7, loc="best")

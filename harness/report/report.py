@@ -16,11 +16,12 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+from harness.experiments import table_names, table_plan
 from harness.report import claims, plots
 from harness.report.build import OK, BuiltTable, build_run_table, long_frame
 from harness.report.layout import Layout
 from harness.report.paper import PAPER_DIR
-from harness.report.records import RunRecord, load_records
+from harness.report.records import placed_records
 from harness.report.render import agreement, escape, table_markdown
 from harness.report.sources import (
     build_table2,
@@ -30,8 +31,8 @@ from harness.report.sources import (
     locality_means,
     read_locality,
 )
-from harness.report.specs import ORDER, OTHER_TABLES, TABLES
-from harness.variants import Defaults
+from harness.report.specs import OTHER_TABLES, TABLES
+from harness.run_record import RunRecord
 from zoo_io.atomic import atomic_write, write_text
 
 log = logging.getLogger(__name__)
@@ -77,14 +78,14 @@ def run_table_figures(table: BuiltTable) -> dict[str, object]:
 
 
 def build_scale(scale: str, records: list[RunRecord], layout: Layout | None, paper_dir: Path, out: Path,
-                names: Sequence[str], defaults: Defaults, folder_name: str | None = None) -> list[Entry]:
+                names: Sequence[str], folder_name: str | None = None) -> list[Entry]:
     """The tables ``names`` at ``scale`` into ``out/<folder_name or scale>``; ``layout`` None: the training
     runs' tables only (a data set other than the built-in corpus: no benchmark, no diagnostics)."""
     folder = out / (folder_name or scale)
     entries = []
     for name in names:
         if name in TABLES:
-            table = build_run_table(TABLES[name], records, scale, paper_dir, defaults)
+            table = build_run_table(TABLES[name], records, scale, paper_dir)
             cost = not_run_reasons(scale).get(name)
             if cost and not table.counts()[OK]:
                 table.notes.append(f"No run of this table at this scale: {cost}.")
@@ -105,18 +106,18 @@ def build_scale(scale: str, records: list[RunRecord], layout: Layout | None, pap
     return entries
 
 
-def write_claims(scale: str, records: list[RunRecord], layout: Layout | None, folder: Path, defaults: Defaults,
+def write_claims(scale: str, records: list[RunRecord], layout: Layout | None, folder: Path,
                  data: str, claims_file: Path | None = None) -> list[claims.Decision]:
     """``claims.md`` and ``claims.csv`` (+ the budget plot) of one scale and data set; returns the decisions."""
     wanted = claims.load_claims(claims_file)
     if layout is None:  # another data set: the claims of the run tables that were run on it
-        run = {n for n in TABLES if build_run_table(TABLES[n], records, scale, PAPER_DIR, defaults).counts()["ok"]}
+        run = {n for n in TABLES if build_run_table(TABLES[n], records, scale, PAPER_DIR).counts()["ok"]}
         wanted = [c for c in wanted if c.table in run]
     locality = read_locality(layout, scale) if layout is not None else None
-    decisions = claims.decide_all(wanted, records, scale, layout, defaults, locality, not_run_reasons(scale))
+    decisions = claims.decide_all(wanted, records, scale, layout, locality, not_run_reasons(scale))
     if layout is None:  # another data set: the claims whose runs were made on it
         decisions = [d for d in decisions if d.verdict != claims.NOT_RUN]
-    budgets = claims.budget_frame(records, scale, defaults)
+    budgets = claims.budget_frame(records, scale)
     plot = None
     if not budgets.empty:
         figure = plots.budget_curves(budgets, f"Table 4 against the training budget ({scale}, {data})", "test ppl")
@@ -132,9 +133,8 @@ def write_claims(scale: str, records: list[RunRecord], layout: Layout | None, fo
 
 def not_run_reasons(scale: str) -> dict[str, str]:
     """table -> what running it costs at ``scale``, from its experiment file (``reproduce.cost``)."""
-    from harness.report.reproduce import PLANS
-
-    return {name: plan.cost[scale] for name, plan in PLANS.items() if scale in plan.cost}
+    plans = {name: table_plan(name) for name in table_names()}
+    return {name: plan.cost[scale] for name, plan in plans.items() if scale in plan.cost}
 
 
 def data_label(record: RunRecord) -> str:
@@ -203,18 +203,18 @@ def provenance(records: Iterable[RunRecord]) -> list[str]:
         return []
     hosts = set()
     for record in records:
-        host = record.raw.get("host") or {}
+        host = record.host
         device = host.get("gpu") or f"{host.get('cpu_count', '?')} CPU cores, {host.get('torch_threads', '?')} threads"
         hosts.add(f"{host.get('hostname', '?')} ({host.get('platform', '?')}; {device})")
-    wall = sum(float(r.raw.get("wall_seconds") or 0) for r in records)
-    times = [r.raw.get(k) for r in records for k in ("started", "finished") if r.raw.get(k)]
+    wall = sum(float(r.wall_seconds or 0) for r in records)
+    times = [t for r in records for t in (r.started, r.finished) if t]
     lines = [f"- Machines: {'; '.join(sorted(hosts))}",
              f"- Runs: {len(records)}; summed wall time of the runs {wall / 60:.1f} min"]
     if times:
         first, last = min(times), max(times)
         span = (datetime.fromisoformat(last) - datetime.fromisoformat(first)).total_seconds() / 60
         lines.append(f"- First run started {first}, last finished {last} ({span:.1f} min apart)")
-    versions = records[0].raw.get("versions") or {}
+    versions = records[0].versions
     if versions:
         lines.append("- Versions: " + ", ".join(f"{k} {v}" for k, v in versions.items() if v))
     return lines
@@ -260,14 +260,14 @@ def build_report(
     ``readme``, rewrite that file's generated results section. Returns the top index page."""
     layout = Layout(Path(results))
     out = Path(out) if out is not None else layout.report
-    names = [n for n in ORDER if tables is None or n in tables]
-    unknown = sorted(set(tables or ()) - set(ORDER))
+    order = table_names()
+    names = [n for n in order if tables is None or n in tables]
+    unknown = sorted(set(tables or ()) - set(order))
     if unknown:
-        raise ValueError(f"unknown table(s) {unknown}; valid: {ORDER}")
-    records = load_records(layout.runs)
+        raise ValueError(f"unknown table(s) {unknown}; valid: {list(order)}")
+    records = placed_records(layout.runs)
     found = sorted({r.scale for r in records} | layout.other_scales())
     scales = list(scales) if scales else found
-    defaults = Defaults()
     top = ["# Reproduction report", "",
            "Each page set lists the paper's claims with their verdicts and the paper's tables with our numbers "
            "beside the paper's (`python -m harness.report`).", ""]
@@ -281,9 +281,9 @@ def build_report(
             section = Section(f"{scale}-{label}" if label else scale, scale, label or "built-in corpus",
                               by_data.get(label, []))
             scale_layout = layout if not label else None
-            entries = build_scale(scale, section.records, scale_layout, Path(paper_dir), out, names, defaults,
+            entries = build_scale(scale, section.records, scale_layout, Path(paper_dir), out, names,
                                   section.name)
-            section.decisions = write_claims(scale, section.records, scale_layout, out / section.name, defaults,
+            section.decisions = write_claims(scale, section.records, scale_layout, out / section.name,
                                              section.data)
             write_text(out / section.name / "index.md",
                        _index_markdown(scale, entries, section.records, section.decisions, section.data))

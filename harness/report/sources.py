@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.report.build import FAILED, MISSING, NOT_IN_PAPER, OK, BuiltTable, Cell, Row, column_agreement
+from harness.report.build import FAILED, MISSING, OK, BuiltTable, Cell, Row, column_agreement
 from harness.report.layout import Layout
-from harness.report.paper import paper_number, read_paper
+from harness.report.paper import NOT_IN_PAPER, paper_number, read_paper
 from harness.report.specs import Column, RunTable
 from harness.report.stats import SeedStats
 

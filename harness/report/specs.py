@@ -17,8 +17,7 @@ from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Any
 
-from harness.report.layout import ORDER  # noqa: F401  (re-exported)
-from harness.report.records import RunRecord
+from harness.run_record import RunRecord
 
 PAPER_ABLATION_LAYERS = 12  # the paper's ablations: a 12-layer bidirectional LM
 ABLATION_TASKS = ("mlm", "lm")

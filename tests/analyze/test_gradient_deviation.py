@@ -5,13 +5,8 @@ import pytest
 import torch
 
 from attention_zoo import build_backbone
-from harness.analyze.gradient_deviation import (
-    STATS_FILE,
-    GradientRecorder,
-    gradient_deviation,
-    read_stats,
-    windowed_relative_std,
-)
+from harness.analyze.gradient_deviation import gradient_deviation, read_stats, windowed_relative_std
+from harness.gradient_log import STATS_FILE, GradientRecorder
 
 
 def test_windowed_relative_std_known_values():

@@ -9,7 +9,8 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from harness.analyze.__main__ import main
-from harness.run import execute
+from harness.compose import register_configs
+from harness.execute import execute
 
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 STEPS = 6
@@ -24,6 +25,7 @@ def runs(tmp_path_factory):
     folders = []
     try:
         for attention in ("vanilla", "elu"):
+            register_configs()  # resolvers and schemas (nothing registers on import)
             with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
                 cfg = compose("config", overrides=[
                     "scale=smoke", "logger=none", "trainer.progress=false", f"run.root={root}",

@@ -50,8 +50,9 @@ def test_any_unknown_name_lists_the_plugins_that_failed(broken_plugin):
 
 
 def test_the_config_check_and_the_command_line_repeat_it(broken_plugin):
-    from harness.config import ConfigError, check_override_keys, validate_attention
-    from harness.report.reproduce import backend_list
+    from harness.compose import check_override_keys
+    from harness.config import ConfigError, validate_attention
+    from harness.reproduce.cli import backend_list
     from tests.harness.conftest import CONF_DIR
 
     with pytest.raises(ConfigError, match=f"attention.name='broken': .*{ERROR}"):

@@ -97,11 +97,12 @@ def test_a_registered_preset_splits_by_depth_and_takes_the_plan_shorthands(clean
 def test_a_registered_backend_composes_as_attention_choice(clean_registry):
     from hydra import compose, initialize_config_dir
 
-    from harness.config import ConfigError, register_attention_configs, validate
+    from harness.compose import register_configs
+    from harness.config import ConfigError, validate
     from tests.harness.conftest import CONF_DIR, SMOKE
 
     attention_zoo.register("mine", Mine, linear_causal=True, linear_bidirectional=True)
-    assert "mine" in register_attention_configs()
+    assert "mine" in register_configs()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="config", overrides=[*SMOKE, "attention=mine", "attention.scale=0.5"])
         assert validate(cfg).attention.knobs == {"scale": 0.5, "bias": True}
@@ -178,7 +179,7 @@ def test_a_plugin_trains_and_gets_a_table4_row(tmp_path):
     done = python(env, "-m", "harness.run", "attention=sliding_window", "attention.windw=8", "scale=smoke")
     assert done.returncode != 0 and "valid keys under attention: ['bias', 'layer_plan', 'name', 'window']" in (
         done.stdout + done.stderr)
-    done = python(env, "-m", "harness.report.reproduce", "table4", "--scale", "smoke", "--results", str(results),
+    done = python(env, "-m", "harness.reproduce", "table4", "--scale", "smoke", "--results", str(results),
                   "--extra-backends", "relu_linear", "--", "trainer.max_steps=2", "trainer.eval_every=2")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = (results / "report" / "smoke" / "table4.md").read_text()

@@ -12,12 +12,13 @@ import pytest
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from harness.allocator import CPU_ALLOCATOR_ENV
 from harness.bench import kernels
 from harness.bench.baselines import NaiveMaskedProduct, NaiveOuterCumsum
 from harness.bench.cell import CellSpec
 from harness.bench.cli import main
 from harness.bench.flops import forward_backward_flops
-from harness.bench.runner import CPU_ALLOCATOR_ENV, ROOT, run_in_subprocess
+from harness.bench.skeleton import ROOT, run_in_subprocess
 from harness.bench.targets import evaluate
 from harness.bench.workloads import NotApplicable, build_workload
 

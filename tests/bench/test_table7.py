@@ -4,7 +4,8 @@ import pandas as pd
 import pytest
 
 from harness.bench.cli import main
-from harness.bench.table7 import layout, memory_growth_table, parse_backend, ratio_table
+from harness.bench.table7 import parse_backend
+from harness.bench.table7_render import layout, memory_growth_table, ratio_table
 
 TINY = ["table7", "--scale", "smoke", "--device", "cpu", "--warmup", "0", "--repeats", "1", "--threads", "1"]
 

@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+from harness.compose import register_configs
+
 os.environ["WANDB_MODE"] = "disabled"  # tests never touch the network
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
 
@@ -26,6 +28,7 @@ def data_cache(tmp_path_factory):
 
 def compose_config(*overrides: str):
     """conf/ composed like ``python -m harness.run`` would, without Hydra's own section."""
+    register_configs()  # resolvers and schemas (nothing registers on import)
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides))
 
@@ -42,7 +45,7 @@ def smoke_config(tmp_path):
 @pytest.fixture(scope="module")
 def reference(tmp_path_factory):
     """The crash-test run (tests/harness/crash_runs.py) uninterrupted: its record and metric lines."""
-    from harness.run import execute
+    from harness.execute import execute
     from tests.harness.crash_runs import LINES, metric_lines, overrides
 
     record = execute(compose_config(*overrides(tmp_path_factory.mktemp("reference"))))

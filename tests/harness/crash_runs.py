@@ -13,7 +13,7 @@ from pathlib import Path
 
 import psutil
 
-from harness.run import execute
+from harness.execute import execute
 from tests.harness.conftest import SMOKE, compose_config
 
 REPO = Path(__file__).resolve().parents[2]

@@ -9,13 +9,13 @@ from hydra.errors import ConfigCompositionException, MissingConfigException
 from omegaconf import OmegaConf
 
 from attention_zoo import available, get_spec
+from harness.compose import check_override_keys
 from harness.config import (
     BACKBONE_OWNED_KNOBS,
     ConfigError,
     ModelConfig,
     RunSection,
     TrainerConfig,
-    check_override_keys,
     config_hash,
     resolved_dict,
     validate,
@@ -214,7 +214,7 @@ def test_a_plugin_knob_is_checked_against_its_builders_annotation(smoke):
 
 def test_a_bad_knob_leaves_no_run_folder(tmp_path):
     """The run stops at validate: one line on the console, nothing under run.root."""
-    from harness.run import execute
+    from harness.execute import execute
     from tests.harness.conftest import SMOKE
 
     cfg = compose_config(*SMOKE, f"run.root={tmp_path / 'runs'}", "attention=elu", "attention.chunk_size=-3")

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from harness import distributed
-from harness.run import execute
+from harness.execute import execute
 from tests.harness.conftest import SMOKE, compose_config
 
 REPO = Path(__file__).resolve().parents[2]

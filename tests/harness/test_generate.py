@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
+from harness.execute import execute
 from harness.generate import generate, load_run, main, sample
-from harness.run import execute
 
 
 @pytest.fixture(scope="module")

@@ -1,8 +1,8 @@
 """Paper-scale models have the paper's parameter counts (Tables 4 and 5), built on the meta device."""
 import pytest
 
+from harness.execute import count_parameters
 from harness.params import build_on_meta, vocab_size
-from harness.run import count_parameters
 
 # (task, backend, the paper's Params in millions)
 CASES = [("lm", "vanilla", 156.00), ("lm", "flash", 153.52), ("lm", "ls", 159.46), ("lm", "transnormer_t2", 155.99),

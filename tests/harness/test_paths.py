@@ -11,7 +11,7 @@ import pytest
 from omegaconf import OmegaConf
 
 from harness.config import PATH_KEYS, ConfigError, check_path_component, config_hash, resolved_dict, validate
-from harness.run import run_dir_for
+from harness.execute import run_dir_for
 from tests.harness.conftest import SMOKE, compose_config
 
 REPO = Path(__file__).resolve().parents[2]

@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from harness.run import execute
+from harness.execute import execute
 from tests.harness.conftest import SMOKE, compose_config
 
 REPO = Path(__file__).resolve().parents[2]

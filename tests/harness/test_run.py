@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from harness.run import execute
+from harness.execute import execute
 from harness.trainer import NonFiniteLossError
 from tasks.lm import LanguageModelTask
 

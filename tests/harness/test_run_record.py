@@ -1,7 +1,16 @@
-"""The run record is one typed object: written and read by the same code, older versions migrated on read."""
+"""The run record is one typed object, written and read by the same code, complete when written (its place in the
+tables included); older versions are migrated once by ``python -m harness.migrate_records``, never on read."""
 from __future__ import annotations
 
-from harness.run_record import RECORD_VERSION, RunRecord
+import json
+import logging
+from pathlib import Path
+
+from harness.migrate_records import main as migrate_main
+from harness.migrate_records import migrate
+from harness.report.records import placed_records
+from harness.run_record import RECORD_FILE, RECORD_VERSION, RunRecord, load_records
+from harness.variants import Defaults
 
 V1_GLUE = {"status": "completed", "task": "glue/sst2", "primary_metric": {"name": "accuracy", "mode": "max",
                                                                           "validation": 0.9, "validation_again": 0.9},
@@ -11,9 +20,11 @@ V1_LRA = {"status": "completed", "task": "lra/text", "primary_metric": {"name": 
           "data": {"splits": {"valid": {"majority_baseline": 0.5}, "test": {"majority_baseline": 0.49}}}}
 
 
-def test_version_1_records_read_with_one_baseline_shape():
+def test_version_1_records_migrate_to_one_baseline_shape():
     glue, lra = RunRecord.from_json(V1_GLUE), RunRecord.from_json(V1_LRA)
-    assert glue.version == lra.version == 1
+    assert glue.version == lra.version == 1 and glue.majority_baseline == {}  # nothing is migrated on read
+    glue, lra = migrate(glue, Defaults()), migrate(lra, Defaults())
+    assert glue.version == lra.version == RECORD_VERSION
     assert glue.majority_baseline == {"validation": 0.56} and lra.majority_baseline == {"valid": 0.5, "test": 0.49}
     assert (glue.baseline_value(1), lra.baseline_value(1)) == (None, 0.49)
     assert (lra.primary_splits, lra.primary_value(0), lra.primary_value(1)) == (["valid", "test"], 0.6, 0.62)
@@ -27,7 +38,29 @@ def test_round_trip_keeps_unknown_keys_and_stamps_the_version():
 
 
 def test_a_completed_run_writes_the_current_version(smoke_config):
-    from harness.run import execute
+    from harness.execute import execute
 
     record = execute(smoke_config("trainer.max_steps=2", "trainer.eval_every=2"))
     assert record["version"] == RECORD_VERSION and record["segments"] == 1 and record["majority_baseline"] == {}
+
+
+def test_an_old_record_is_left_out_of_the_report_until_migrated_once(smoke_config, tmp_path, caplog):
+    from harness.execute import execute
+
+    written = execute(smoke_config("trainer.max_steps=2", "trainer.eval_every=2", f"run.root={tmp_path}"))
+    placed = {k: written[k] for k in ("variant", "group", "context", "context_any_budget", "preset")}
+    assert placed["variant"] == {} and placed["preset"] is written["backend"].startswith("transnormer")
+    assert all(placed[k] for k in ("group", "context", "context_any_budget"))
+    path = Path(written["run_dir"]) / RECORD_FILE
+    old = {k: v for k, v in written.items() if k not in placed} | {"version": 2}
+    path.write_text(json.dumps(old))
+
+    with caplog.at_level(logging.WARNING):
+        assert placed_records(tmp_path) == []
+    assert "python -m harness.migrate_records" in caplog.text
+    assert migrate_main([str(tmp_path)]) == 0
+    [migrated] = load_records(tmp_path)
+    assert migrated.version == RECORD_VERSION and migrated.updated == written["updated"]
+    assert {k: getattr(migrated, k) for k in placed} == placed  # what the run itself records
+    assert len(placed_records(tmp_path)) == 1
+    assert migrate_main([str(tmp_path)]) == 0 and json.loads(path.read_text()) == migrated.to_json()  # once

@@ -9,12 +9,15 @@ from typing import Any
 import pytest
 from hydra import compose, initialize_config_dir
 
-import harness.config  # noqa: F401  (registers the resolvers the configs use)
+from harness.compose import register_configs
 from harness.config import config_hash, resolved_dict, validate
-from harness.run import run_dir_for
+from harness.execute import run_dir_for
+from harness.run_record import RECORD_VERSION, baseline_from_data
+from harness.variants import Defaults, placement
 
 os.environ["WANDB_MODE"] = "disabled"  # tests never touch the network
 CONF_DIR = str(Path(__file__).resolve().parents[2] / "conf")
+DEFAULTS = Defaults()  # composed once per (task, backend, scale) for the whole session
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -30,6 +33,7 @@ def data_cache(tmp_path_factory):
 
 
 def compose_config(*overrides: str):
+    register_configs()
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides))
 
@@ -48,8 +52,8 @@ def write_run(
     data: dict[str, Any] | None = None,
     variant: dict[str, Any] | None = None,
 ) -> Path:
-    """Write ``record.json`` (and a short ``metrics.jsonl``) for the run ``overrides`` would start; without
-    ``variant``, as a record written before runs recorded it."""
+    """Write ``record.json`` (and a short ``metrics.jsonl``) for the run ``overrides`` would start, placed in
+    the tables as ``harness.run`` places it (``variant`` replaces the recorded one)."""
     cfg = compose_config(f"scale={scale}", f"run.root={runs}", *overrides)
     typed, resolved = validate(cfg), resolved_dict(cfg)
     digest = config_hash(resolved)
@@ -62,6 +66,8 @@ def write_run(
         "parameters": {"total": params, "embedding": params // 2, "non_embedding": params - params // 2},
         "host": {"hostname": "test", "platform": "linux", "cpu_count": 2, "torch_threads": 2},
         "started": "2026-01-01T00:00:00+00:00", "updated": updated, "wall_seconds": 1.0,
+        "version": RECORD_VERSION,
+        **placement(typed.task.name, typed.attention.name, typed.scale.name, resolved, DEFAULTS),
     }
     if status == "completed":
         test = valid if test is None else test
@@ -70,8 +76,8 @@ def write_run(
         record["finished"] = updated
     if status in ("failed", "interrupted"):
         record["reason"] = reason
-    if data is not None:
-        record["data"] = data
+    if data is not None:  # and the trivial predictor's score read off it, as harness.run records it
+        record["data"], record["majority_baseline"] = data, baseline_from_data(data)
     if variant is not None:
         record["variant"] = variant
     (run_dir / "record.json").write_text(json.dumps(record))

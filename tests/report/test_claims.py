@@ -10,17 +10,11 @@ from scipy import stats as sps
 
 from harness.report import claims as C
 from harness.report.layout import Layout
-from harness.report.records import load_records
+from harness.report.records import placed_records
 from harness.report.report import README_BEGIN, README_END, build_report
-from harness.variants import Defaults
 from tests.report.conftest import write_run
 
 T2 = "attention=transnormer_t2"
-
-
-@pytest.fixture(scope="module")
-def defaults():
-    return Defaults()
 
 
 def claim(**fields) -> C.Claim:
@@ -28,7 +22,7 @@ def claim(**fields) -> C.Claim:
     return C.Claim(**(base | fields))
 
 
-def test_the_committed_claims_file_loads_and_names_real_rows(defaults):
+def test_the_committed_claims_file_loads_and_names_real_rows():
     found = C.load_claims()
     assert len(found) >= 30 and len({c.id for c in found}) == len(found)
     assert {c.table for c in found} >= {"table1", "table2", "table3", "table4", "table5", "table6", "table7", "table8",
@@ -91,7 +85,7 @@ def test_speed_ratio_bootstraps_the_timed_steps():
     assert tied.verdict == C.INCONCLUSIVE
 
 
-def test_run_claims_take_the_table_page_runs_and_every_other_budget(tmp_path, defaults):
+def test_run_claims_take_the_table_page_runs_and_every_other_budget(tmp_path):
     for seed, (t2, elu) in enumerate(((30.0, 33.0), (31.0, 33.5), (30.5, 34.0))):
         write_run(tmp_path, T2, f"seed={seed}", valid=t2)
         write_run(tmp_path, "attention=elu", f"seed={seed}", valid=elu)
@@ -99,13 +93,13 @@ def test_run_claims_take_the_table_page_runs_and_every_other_budget(tmp_path, de
         # a longer budget of the same comparison: there 1+elu is ahead
         write_run(tmp_path, T2, f"seed={seed}", "trainer.max_steps=40", valid=25.0 + seed * 0.1)
         write_run(tmp_path, "attention=elu", f"seed={seed}", "trainer.max_steps=40", valid=24.0 + seed * 0.2)
-    records = load_records(tmp_path)
-    [main, longer] = C.decide_all([claim()], records, "smoke", None, defaults)
+    records = placed_records(tmp_path)
+    [main, longer] = C.decide_all([claim()], records, "smoke", None)
     assert main.main and main.verdict == C.HOLDS and main.n == 3 and main.budget == 20
     assert not longer.main and longer.budget == 40 and longer.verdict == C.CONTRADICTED
     page = C.claims_markdown([main, longer], "smoke", "built-in corpus", None)
     assert "Verdicts that change with the budget: `c`" in page and "40 updates: contradicted" in page
-    budgets = C.budget_frame(records, "smoke", defaults)
+    budgets = C.budget_frame(records, "smoke")
     assert set(budgets["row"]) == {"transnormer_t2", "elu"} and set(budgets["updates"]) == {20, 40}
 
 

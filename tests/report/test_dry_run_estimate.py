@@ -8,10 +8,11 @@ import attention_zoo
 from attention_zoo import registry
 from harness.compose import compose
 from harness.config import config_hash, resolved_dict, validate
-from harness.report import reproduce
+from harness.execute import run_dir_for
 from harness.report.layout import Layout
-from harness.report.reproduce import SECONDS_PER_RUN, SECONDS_PER_UPDATE, Context, duration, plan_sweep, sweep_axes
-from harness.run import run_dir_for
+from harness.reproduce import cli as reproduce
+from harness.reproduce.estimate import SECONDS_PER_RUN, SECONDS_PER_UPDATE, duration, estimate_sweep, sweep_axes
+from harness.reproduce.plan import Context, plan_sweep
 
 
 def test_table4_at_cpu_scale_says_it_plans_hours(tmp_path, capsys):
@@ -31,7 +32,7 @@ def test_an_extra_backend_adds_its_runs(tmp_path, capsys):
 
     attention_zoo.register("extra_row", registry.get_spec("elu").builder, linear_causal=True,
                            linear_bidirectional=True)
-    register_attention_configs()  # what importing harness.config does for an installed plugin
+    register_attention_configs()  # what register_configs does for an installed plugin
     try:
         assert reproduce.main(["table4", "--dry-run", "--extra-backends", "extra_row", "--results",
                                str(tmp_path)]) == 0
@@ -64,6 +65,6 @@ def test_the_command_lines_sweep_replaces_the_files(tmp_path):
     argv, cfg = plan_sweep("table4", ctx)
     axes = sweep_axes(argv, cfg)
     assert axes["attention"] == ("attention", ["vanilla", "elu"]) and axes["seed"] == ("seed", ["0", "1"])
-    estimate = reproduce.estimate_sweep(argv, cfg, ctx)
+    estimate = estimate_sweep(argv, cfg, ctx)
     assert (estimate.runs, estimate.new) == (4, 4)
-    assert reproduce.estimate_sweep(argv, cfg, ctx).shared == 4  # planned again by a later table: not counted
+    assert estimate_sweep(argv, cfg, ctx).shared == 4  # planned again by a later table: not counted

@@ -10,6 +10,7 @@ from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
 from attention_zoo import build_backbone
+from harness.compose import register_configs
 from harness.config import resolved_dict, split_points, validate
 from tasks.base import backbone_options
 from tests.conftest import requires_extra
@@ -22,6 +23,7 @@ ABLATIONS = tuple(e for e in EXPERIMENTS if e != "table2")
 @pytest.fixture(scope="module", autouse=True)
 def hydra_conf():
     """conf/ loaded once for the module's compositions."""
+    register_configs()  # resolvers and schemas (nothing registers on import)
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         yield
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.report.records import load_records
+from harness.run_record import load_records
 from tests.conftest import requires_extra
 
 REPO = Path(__file__).resolve().parents[2]
@@ -25,5 +25,5 @@ def test_submitit_local_runs_a_smoke_sweep(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     records = load_records(tmp_path / "runs")
     assert sorted(r.backend for r in records) == ["elu", "vanilla"]
-    assert all(r.status == "completed" and r.split_value(0) > 1 for r in records)
+    assert all(r.status == "completed" and r.primary_value(0) > 1 for r in records)
     assert list((tmp_path / "runs" / "_hydra").glob("multirun_*/.submitit/*")), "submitit's job folders"

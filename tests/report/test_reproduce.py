@@ -8,29 +8,21 @@ from pathlib import Path
 import pytest
 
 from harness.config import split_points
-from harness.report import reproduce
+from harness.experiments import core_tables, table_names, table_plan
 from harness.report.layout import Layout
-from harness.report.reproduce import (
-    ALL,
-    CORE,
-    CORE_CPU_STEPS,
-    Context,
-    Unavailable,
-    check_task,
-    data_overrides,
-    expand_tables,
-    parse_args,
-    plan_sweep,
-    plan_table,
-    run_table,
-)
+from harness.reproduce import cli as reproduce
+from harness.reproduce import plan
+from harness.reproduce.cli import CORE_CPU_STEPS, data_overrides, expand_tables, parse_args, run_table
+from harness.reproduce.plan import Context, Unavailable, bench_settings, check_task, plan_sweep, plan_table
+from harness.stop import EXIT_INTERRUPTED
+from harness.sweep import EXIT_CELLS_FAILED
 
 REPO = Path(__file__).resolve().parents[2]
 
 
 def test_no_table_is_the_core_claims_at_cpu_scale_within_the_time_budget():
     args = parse_args([])
-    assert args.tables == CORE and args.scale == "cpu" and args.seeds == 3 and args.launcher == "local"
+    assert args.tables == core_tables() and args.scale == "cpu" and args.seeds == 3 and args.launcher == "local"
     assert f"trainer.max_steps={CORE_CPU_STEPS}" in args.overrides and args.ablation_task == "lm"
     assert parse_args(["table1"]).ablation_task == "auto" and parse_args(["--scale", "smoke"]).ablation_task == "auto"
     assert parse_args(["--scale", "smoke"]).seeds == 1  # seconds, not a confidence interval
@@ -39,7 +31,7 @@ def test_no_table_is_the_core_claims_at_cpu_scale_within_the_time_budget():
 def test_real_data_moves_the_run_tables_only(tmp_path, monkeypatch):
     monkeypatch.setenv("ATTENTION_ZOO_CACHE", str(tmp_path / "cache"))
     args = parse_args(["--data", "wikitext-2", "--data-dir", str(tmp_path)])
-    assert args.tables == [t for t in CORE if t not in ("table7", "fig2")]  # a benchmark and a diagnostic stay
+    assert args.tables == [t for t in core_tables() if t not in ("table7", "fig2")]  # a benchmark and a diagnostic stay
     with pytest.raises(SystemExit):
         parse_args(["table7", "--data", "wikitext-2", "--data-dir", str(tmp_path)])
     with pytest.raises(SystemExit):
@@ -63,7 +55,7 @@ def test_tables_all_aliases_and_options():
     assert args.tables == ["table4", "table8", "pos_ablation"]  # the paper's order
     assert (args.scale, args.seeds, args.launcher) == ("smoke", 3, "slurm")
     assert args.overrides == ["trainer.progress=false", "trainer.lr=1e-3"]  # explicit tables: the preset's steps
-    assert expand_tables(["all"]) == ALL and expand_tables(["fig2", "all"]) == ALL
+    assert expand_tables(["all"]) == list(table_names()) == expand_tables(["fig2", "all"])
     assert parse_args(["table4", "--steps", "50"]).overrides[-1] == "trainer.max_steps=50"
     assert "trainer.max_steps=7" in parse_args(["--", "trainer.max_steps=7"]).overrides  # the user's wins
     assert f"trainer.max_steps={CORE_CPU_STEPS}" not in parse_args(["--", "trainer.max_steps=7"]).overrides
@@ -90,17 +82,15 @@ def test_sweep_command():
 
 
 def test_what_each_table_needs_is_data_in_its_experiment_file(tmp_path, monkeypatch):
-    assert set(CORE) == {"table1", "table4", "table7", "table8", "table11", "fig2"}
-    assert reproduce.BENCH["cpu"]["lengths"] == [1024, 3072, 5120] and reproduce.PLANS["table7"].bench is not None
-    assert [a.command for a in reproduce.PLANS["fig2"].analysis] == ["locality"]
-    assert reproduce.PLANS["table2"].analysis[0].options == {"smoke": ["--window", "5"]}
-    assert reproduce.ABLATIONS == {"table1", "table3", "table8", "table9", "table10", "table11", "table12",
-                                   "pos_ablation"}
-    (tmp_path / "experiment").mkdir()
-    (tmp_path / "experiment" / "tableX.yaml").write_text("reproduce:\n  cor: true\n")
-    monkeypatch.setattr(reproduce, "CONF_DIR", tmp_path)
+    assert set(core_tables()) == {"table1", "table4", "table7", "table8", "table11", "fig2"}
+    assert bench_settings("cpu")["lengths"] == [1024, 3072, 5120] and table_plan("table7").bench is not None
+    assert [a.command for a in table_plan("fig2").analysis] == ["locality"]
+    assert table_plan("table2").analysis[0].options == {"smoke": ["--window", "5"]}
+    assert {n for n in table_names() if table_plan(n).ablation} == {
+        "table1", "table3", "table8", "table9", "table10", "table11", "table12", "pos_ablation"}
+    (tmp_path / "tableX.yaml").write_text("reproduce:\n  cor: true\n")
     with pytest.raises(ValueError, match=r"tableX.yaml: invalid reproduce section: .*cor"):
-        reproduce.table_plan("tableX")
+        table_plan("tableX", tmp_path)
 
 
 def test_split_points_cover_every_k_and_share_the_preset():
@@ -121,12 +111,12 @@ def test_unavailable_tables_say_why_and_the_rest_goes_on(capsys, tmp_path):
 
 def test_ablations_fall_back_to_the_causal_lm_and_say_so(monkeypatch, tmp_path):
     ctx = Context("smoke", 1, "local", Layout(tmp_path))
-    monkeypatch.setattr(reproduce, "masked_lm", lambda ctx: ([], "task 'mlm': not implemented yet"))
+    monkeypatch.setattr(plan, "masked_lm", lambda ctx: ([], "task 'mlm': not implemented yet"))
     notes: list[str] = []
     argv = plan_table("table11", ctx, notes)[0].argv()
     assert "task=mlm" not in argv and notes == [
         "table11: the masked LM is not available (task 'mlm': not implemented yet); running on the causal LM (task=lm)"]
-    monkeypatch.setattr(reproduce, "masked_lm", lambda ctx: (["task=mlm"], ""))
+    monkeypatch.setattr(plan, "masked_lm", lambda ctx: (["task=mlm"], ""))
     assert "task=mlm" in plan_table("table11", ctx, [])[0].argv()
     ctx.ablation_task, notes = "lm", []
     assert "task=mlm" not in plan_table("table11", ctx, notes)[0].argv() and "on the causal LM" in notes[0]
@@ -172,7 +162,7 @@ def test_a_sweep_after_the_double_dash_plans(tmp_path):
     ctx = Context("smoke", 1, "local", Layout(tmp_path), ["attention=vanilla,elu", "trainer.max_steps=3"])
     argv, cfg = plan_sweep("table4", ctx)
     assert "attention=vanilla,elu" in argv and cfg.attention.name == "vanilla"  # composed at the first value
-    assert reproduce.first_values(["+ablation/pos=none,rope", "x=[1,2]"]) == ["+ablation/pos=none", "x=[1,2]"]
+    assert plan.first_values(["+ablation/pos=none,rope", "x=[1,2]"]) == ["+ablation/pos=none", "x=[1,2]"]
 
 
 def _steps_exit(monkeypatch, codes: dict[str, int]) -> list[str]:
@@ -188,7 +178,7 @@ def _steps_exit(monkeypatch, codes: dict[str, int]) -> list[str]:
 
 
 def test_a_sweep_with_failed_cells_lets_the_table_go_on_and_fails_the_command(monkeypatch, tmp_path, capsys):
-    ran = _steps_exit(monkeypatch, {"experiment=table8": reproduce.EXIT_CELLS_FAILED})  # a cell failed
+    ran = _steps_exit(monkeypatch, {"experiment=table8": EXIT_CELLS_FAILED})  # a cell failed
     assert reproduce.main(["table8", "table11", "--scale", "smoke", "--no-report", "--results", str(tmp_path)]) == 1
     out = capsys.readouterr().out
     assert any("experiment=table11" in command for command in ran), ran  # the next table still ran
@@ -202,7 +192,7 @@ def test_a_sweep_that_could_not_start_fails_its_table(monkeypatch, tmp_path, cap
 
 
 def test_an_interrupted_sweep_stops_the_command_with_its_exit_code(monkeypatch, tmp_path, capsys):
-    ran = _steps_exit(monkeypatch, {"experiment=table8": reproduce.EXIT_INTERRUPTED})
+    ran = _steps_exit(monkeypatch, {"experiment=table8": EXIT_INTERRUPTED})
     assert reproduce.main(["table8", "table11", "--scale", "smoke", "--no-report", "--results", str(tmp_path)]) == 75
     assert not any("experiment=table11" in command for command in ran), ran  # nothing more was started
     assert "table8        interrupted" in capsys.readouterr().out
@@ -217,7 +207,7 @@ def test_a_stop_signal_reaches_the_running_step(tmp_path):
     ready, stopped = tmp_path / "ready", tmp_path / "stopped"
     step = (f"import pathlib, signal, sys, time\nsignal.signal(signal.SIGTERM, lambda *a: (pathlib.Path("
             f"{str(stopped)!r}).touch(), sys.exit(75)))\npathlib.Path({str(ready)!r}).touch()\ntime.sleep(120)\n")
-    orchestrator = ("import sys\nfrom harness.report import reproduce\n"
+    orchestrator = ("import sys\nfrom harness.reproduce import cli as reproduce\n"
                     f"sys.exit(reproduce.run_child([sys.executable, '-c', {step!r}]))\n")
     process = subprocess.Popen([sys.executable, "-c", orchestrator], cwd=REPO)
     deadline = time.monotonic() + 60

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import tasks
-from harness.run import execute
+from harness.execute import execute
 from tests.harness.conftest import compose_config
 
 REAL_GLUE = Path(__file__).resolve().parents[4] / "shared" / "data" / "glue"

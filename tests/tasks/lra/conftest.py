@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
+from harness.compose import register_configs
+
 os.environ["WANDB_MODE"] = "disabled"
 CONF_DIR = str(Path(__file__).resolve().parents[3] / "conf")
 SMOKE = ("scale=smoke", "logger=none", "trainer.progress=false")
@@ -19,5 +21,6 @@ def lra_cache(tmp_path_factory) -> Path:
 
 def compose_config(*overrides: str):
     """conf/ composed as ``python -m harness.run`` would, without Hydra's own section."""
+    register_configs()  # resolvers and schemas (nothing registers on import)
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         return compose(config_name="config", overrides=list(overrides))

@@ -10,7 +10,7 @@ from omegaconf import OmegaConf
 
 import tasks
 from harness.config import ConfigError, validate
-from harness.run import execute
+from harness.execute import execute
 from tasks.data.textfile import DataFormatError
 from tasks.lra.data.examples import BYTE_OFFSET, Examples
 from tasks.lra.model import pool

@@ -1,0 +1,289 @@
+"""``./reproduce.sh``'s command line (see :mod:`harness.reproduce`): which tables, at which scale, how many
+seeds, on which launcher; each table's steps run one after another, then the report is built."""
+from __future__ import annotations
+
+import argparse
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from attention_zoo import available
+from attention_zoo.registry import failed_plugins
+from harness.experiments import CONF_DIR, core_tables, extra_backend_tables, table_names, table_plan
+from harness.report.layout import Layout
+from harness.report.report import build_report
+from harness.reproduce.estimate import Estimate, duration
+from harness.reproduce.plan import LAUNCHERS, Context, Unavailable, plan_table
+from harness.stop import EXIT_INTERRUPTED, STOP_SIGNALS
+from harness.sweep import EXIT_CELLS_FAILED
+from tasks.data.wikitext import SPLIT_FILES, resplit_valid_test
+
+REPO = CONF_DIR.parent
+ALIASES = {"pos": "pos_ablation", "figure2": "fig2"}
+SCALES = ("smoke", "cpu", "paper")
+# The no-argument run at cpu scale trains each configuration for this many updates (instead of the preset's)
+# so that the core claims with 3 seeds fit about an hour on 2 cores; ./reproduce.sh TABLE ... keeps the preset's.
+CORE_CPU_STEPS = 200
+# seeds per configuration unless --seeds says: enough for a confidence interval (the claims page), one at smoke
+DEFAULT_SEEDS = {"smoke": 1, "cpu": 3, "paper": 3}
+# --data: the built-in corpus, or a WikiText folder (the causal-LM tables only: Table 7's benchmark uses random
+# tokens, and the diagnostics of Table 2 and Figure 2 are kept to the built-in corpus's runs)
+DATA_SETS = ("builtin", "wikitext-2", "wikitext-103")
+
+
+
+
+def parse_args(argv: Sequence[str]) -> argparse.Namespace:
+    argv = list(argv)
+    extra: list[str] = []
+    if "--" in argv:
+        cut = argv.index("--")
+        argv, extra = argv[:cut], argv[cut + 1:]
+    parser = argparse.ArgumentParser(
+        prog="./reproduce.sh", description="Run the sweeps, benchmark and diagnostics behind the paper's tables, then "
+        "build the report (docs/reproduce.md).",
+        epilog="Tables: " + ", ".join(table_names()) + "; all = every table; none given = " + " ".join(core_tables())
+        + ".",
+    )
+    parser.add_argument("tables", nargs="*", metavar="TABLE", help="tables to reproduce (default: the core claims)")
+    parser.add_argument("--scale", choices=SCALES, default="cpu", help="smoke (seconds), cpu (default), paper (GPUs)")
+    parser.add_argument("--seeds", type=int, default=None,
+                        help="seeds per configuration (seed=0..N-1; default 3, 1 at smoke scale)")
+    parser.add_argument("--launcher", choices=sorted(LAUNCHERS), default="local",
+                        help="local: one run after another; joblib: parallel processes; slurm: one SLURM job per run")
+    parser.add_argument("--results", type=Path, default=Path("results"), help="results folder (runs/, bench/, ...)")
+    parser.add_argument("--report", type=Path, default=None, help="report folder (default: <results>/report)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="training updates per run (default: the scale's preset; the no-argument run at cpu "
+                        f"scale uses {CORE_CPU_STEPS} to fit about an hour with 3 seeds)")
+    parser.add_argument("--ablation-task", choices=["auto", "mlm", "lm"], default=None,
+                        help="task of the ablations: auto (the masked LM when available, as the paper; default), "
+                        "mlm or lm (the no-argument run at cpu scale: lm)")
+    parser.add_argument("--extra-backends", type=backend_list, default=[], metavar="NAME[,NAME]",
+                        help="registered backends (plugins included) to add as rows to "
+                        + ", ".join(extra_backend_tables()) + ", marked as not in the paper")
+    parser.add_argument("--data", choices=DATA_SETS, default="builtin",
+                        help="training data: the built-in corpus (default) or WikiText from --data-dir (the causal "
+                        "LM's run tables only; the report puts them on their own pages, <scale>-<data>)")
+    parser.add_argument("--data-dir", type=Path, default=None,
+                        help="the WikiText folder: wiki.{train,valid,test}.tokens, or valid and test alone (then train "
+                        "is valid, and test is cut in two: validation, then test; docs/reproduce.md)")
+    parser.add_argument("--wandb", action="store_true", help="log runs to wandb (offline) as well")
+    parser.add_argument("--progress", action="store_true", help="show the runs' progress bars")
+    parser.add_argument("--dry-run", action="store_true",
+                        help="print the commands, each sweep's runs and their estimated time; run nothing")
+    parser.add_argument("--no-report", action="store_true", help="do not build the report at the end")
+    args = parser.parse_args(argv)
+    if args.seeds is None:
+        args.seeds = DEFAULT_SEEDS[args.scale]
+    if args.seeds < 1:
+        parser.error(f"--seeds must be at least 1, got {args.seeds}")
+    if args.steps is not None and args.steps < 1:
+        parser.error(f"--steps must be at least 1, got {args.steps}")
+    core = not args.tables
+    args.tables = expand_tables(args.tables, parser)
+    if args.data != "builtin":
+        if args.data_dir is None:
+            parser.error(f"--data {args.data} needs --data-dir DIR, the folder of its files")
+        not_runs = [t for t in args.tables if not runs_only(t)]
+        if core:
+            args.tables = [t for t in args.tables if runs_only(t)]
+        elif not_runs:
+            parser.error(f"--data {args.data}: {', '.join(not_runs)} are built on the built-in corpus only (a "
+                         "benchmark or a diagnostic); valid: tables of training runs")
+    user_steps = any(o.lstrip("+~").startswith("trainer.max_steps=") for o in extra)
+    if args.steps is None and core and args.scale == "cpu" and not user_steps:
+        args.steps = CORE_CPU_STEPS
+    if args.ablation_task is None:
+        args.ablation_task = "lm" if core and args.scale == "cpu" else "auto"
+    if args.steps is not None and not user_steps:
+        extra = [f"trainer.max_steps={args.steps}", *extra]
+    if not args.progress:
+        extra = ["trainer.progress=false", *extra]
+    args.overrides = extra
+    return args
+
+
+def runs_only(name: str) -> bool:
+    """A table made of training runs alone (no benchmark, no diagnostics): the ones --data can move."""
+    return table_plan(name).runs_only
+
+
+def data_overrides(data: str, folder: Path | None, dry_run: bool = False) -> list[str]:
+    """The runs' overrides for ``--data``: nothing for the built-in corpus; else the WikiText folder, made from
+    a valid + test copy when it has no train file (:func:`tasks.data.wikitext.resplit_valid_test`)."""
+    if data == "builtin":
+        return []
+    assert folder is not None
+    if not all((folder / name).is_file() for name in SPLIT_FILES.values()):
+        cache = Path(os.environ.get("ATTENTION_ZOO_CACHE", ".cache")) / "data" / "real" / data
+        if not dry_run:
+            resplit_valid_test(folder, cache if cache.is_absolute() else REPO / cache)
+        folder = cache
+    return ["task.data.source=files", f"task.data.path={folder}"]
+
+
+def backend_list(text: str) -> list[str]:
+    """``a,b`` -> registered backend names (plugins included), or an error listing the valid ones."""
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in available()]
+    if unknown:
+        failures = [str(f) for f in failed_plugins().values()]
+        failed = "; plugin(s) that failed to load: " + "; ".join(failures) if failures else ""
+        raise argparse.ArgumentTypeError(f"unknown backend(s) {unknown}; registered: {', '.join(available())}{failed}")
+    return names
+
+
+def expand_tables(names: Sequence[str], parser: argparse.ArgumentParser | None = None) -> list[str]:
+    """TABLE arguments -> table names in the paper's order; ``all`` is every table; none: the core claims."""
+    if not names:
+        return core_tables()
+    wanted = set()
+    for name in names:
+        name = ALIASES.get(name.lower(), name.lower())
+        if name == "all":
+            wanted |= set(table_names())
+        elif name in table_names():
+            wanted.add(name)
+        else:
+            message = f"unknown table {name!r}; valid: {', '.join(table_names())}, all"
+            if parser is None:
+                raise ValueError(message)
+            parser.error(message)
+    return [n for n in table_names() if n in wanted]
+
+
+@dataclass
+class Outcome:
+    table: str
+    status: str  # done | cells failed | failed | interrupted | unavailable | planned
+    detail: str = ""
+    seconds: float = 0.0
+    estimates: list[Estimate] = field(default_factory=list)  # --dry-run: the planned sweeps
+
+
+def run_table(name: str, ctx: Context, dry_run: bool, notes: list[str]) -> Outcome:
+    started = time.perf_counter()
+    try:
+        steps = plan_table(name, ctx, notes)
+    except Unavailable as err:
+        print(f"[{name}] not yet available: {err}", flush=True)
+        return Outcome(name, "unavailable", str(err))
+    estimates: list[Estimate] = []
+    failed_sweeps: list[str] = []
+    for step in steps:
+        reason = step.skip()
+        if reason:
+            print(f"[{name}] {step.describe}: skipped, {reason}", flush=True)
+            continue
+        try:
+            argv = step.argv()
+        except RuntimeError as err:
+            if dry_run:
+                print(f"[{name}] {step.describe}: (after the sweep)", flush=True)
+                continue
+            print(f"[{name}] {step.describe}: failed: {err}", flush=True)
+            return Outcome(name, "failed", str(err), time.perf_counter() - started)
+        print(f"[{name}] {step.describe}:\n  {shlex.join(argv)}", flush=True)
+        if dry_run:
+            if step.estimate is not None:
+                try:
+                    estimates.append(step.estimate())
+                    print(f"  {estimates[-1].describe()}", flush=True)
+                except Exception as err:  # the plan is printed whatever happens to its estimate
+                    print(f"  time not estimated: {type(err).__name__}: {str(err).splitlines()[0]}", flush=True)
+            continue
+        code = run_child(argv)
+        if code == EXIT_INTERRUPTED:
+            return Outcome(name, "interrupted", f"{step.describe} was stopped; run the same command again to resume",
+                           time.perf_counter() - started)
+        if code == EXIT_CELLS_FAILED and argv[1:4] == ["-m", "harness.run", "-m"]:  # the sweep said which
+            failed_sweeps.append(step.describe)
+        elif code != 0:
+            return Outcome(name, "failed", f"{step.describe} exited with {code}", time.perf_counter() - started)
+    if dry_run:
+        return Outcome(name, "planned", "", estimates=estimates)
+    if failed_sweeps:
+        return Outcome(name, "cells failed", f"failed cells in {', '.join(failed_sweeps)} (see its summary above)",
+                       time.perf_counter() - started)
+    return Outcome(name, "done", "", time.perf_counter() - started)
+
+
+def run_child(argv: list[str]) -> int:
+    """Run one step; a stop signal to this process is passed on to it (it checkpoints and exits 75)."""
+    process = subprocess.Popen(argv, cwd=REPO)
+
+    def forward(signum: int, frame: Any) -> None:
+        process.send_signal(signum)
+
+    previous = {number: signal.signal(number, forward) for number in (getattr(signal, n) for n in STOP_SIGNALS)}
+    try:
+        return process.wait()
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(sys.argv[1:] if argv is None else argv)
+    layout = Layout(args.results)
+    try:
+        overrides = [*data_overrides(args.data, args.data_dir, args.dry_run), *args.overrides]
+    except (OSError, ValueError) as err:
+        print(f"reproduce: --data {args.data}: {err}", file=sys.stderr)
+        return 2
+    ctx = Context(args.scale, args.seeds, args.launcher, layout, overrides, args.wandb, args.ablation_task,
+                  args.extra_backends)
+    data = "" if args.data == "builtin" else f", data {args.data}"
+    print(f"reproduce: {' '.join(args.tables)} at scale {args.scale}, {args.seeds} seed(s){data}, launcher "
+          f"{args.launcher}; results in {layout.root}", flush=True)
+    started = time.perf_counter()
+    notes: list[str] = []
+    outcomes = []
+    for name in args.tables:
+        outcomes.append(run_table(name, ctx, args.dry_run, notes))
+        if outcomes[-1].status == "interrupted":  # asked to stop: start nothing more, report what is there
+            break
+    report = None
+    if not (args.dry_run or args.no_report):
+        report = build_report(layout.root, args.report, scales=[args.scale])
+    print(f"\nreproduce: summary ({(time.perf_counter() - started) / 60:.1f} min)")
+    for outcome in outcomes:
+        detail = f": {outcome.detail}" if outcome.detail else ""
+        if outcome.estimates:
+            detail = ": " + "; ".join(e.summary() for e in outcome.estimates)
+        status = "not yet available" if outcome.status == "unavailable" else outcome.status
+        print(f"  {outcome.table:13s} {status}{detail}" + (f" ({outcome.seconds / 60:.1f} min)" if outcome.seconds
+                                                            else ""))
+    for note in notes:
+        print(f"  note: {note}")
+    if args.dry_run:
+        print(planned_total(outcomes))
+    if report is not None:
+        print(f"report: {report.parent / args.scale / 'index.md'}")
+    if any(o.status == "interrupted" for o in outcomes):
+        return EXIT_INTERRUPTED
+    return 1 if any(o.status in ("failed", "cells failed") for o in outcomes) else 0
+
+
+def planned_total(outcomes: Sequence[Outcome]) -> str:
+    """The dry run's last line: how many runs it planned and their estimated time, one after another."""
+    estimates = [e for o in outcomes for e in o.estimates]
+    known = [e for e in estimates if e.seconds is not None]
+    text = f"planned: {sum(e.new for e in estimates)} runs to train"
+    if known:
+        text += f", about {duration(sum(e.seconds or 0.0 for e in known))} one after another"
+        if len(known) < len(estimates):
+            text += f" for the {sum(e.new for e in known)} with an estimate"
+    return text + " (benchmarks and analyses not included; how: above each sweep)"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,224 @@
+"""What ``./reproduce.sh`` runs for a table: its steps (a sweep, the Table 7 benchmark, the diagnostics on the
+sweep's runs), each a command printed before it runs, planned from the table's experiment file."""
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from hydra.core.override_parser.overrides_parser import OverridesParser
+from omegaconf import OmegaConf
+
+import tasks
+from harness.compose import compose as compose_conf
+from harness.config import config_hash, resolved_dict, validate
+from harness.execute import run_dir_for
+from harness.experiments import EXPERIMENTS, Analysis, table_plan
+from harness.report.layout import Layout
+from harness.reproduce.estimate import Estimate, estimate_sweep
+from harness.run_record import read_record
+
+LAUNCHERS = {"local": "local", "joblib": "joblib", "slurm": "submitit_slurm"}
+
+
+class Unavailable(Exception):
+    """A table that cannot run in this checkout yet; the message says why."""
+
+
+def bench_settings(scale: str) -> dict[str, Any]:
+    """The Table 7 benchmark's options at ``scale`` (its experiment file's ``reproduce.bench``)."""
+    return (table_plan("table7").bench or {})[scale]
+
+
+@dataclass
+class Context:
+    scale: str
+    seeds: int
+    launcher: str
+    layout: Layout
+    overrides: list[str] = field(default_factory=list)
+    wandb: bool = False
+    ablation_task: str = "auto"  # auto | mlm | lm
+    extra_backends: list[str] = field(default_factory=list)  # rows beyond the paper's, Tables 4-7
+    python: str = sys.executable
+    planned: set[str] = field(default_factory=set)  # run folders of the sweeps planned so far (--dry-run)
+
+    def sweep(self, experiment: str, *extra: str) -> list[str]:
+        seeds = ",".join(str(s) for s in range(self.seeds))
+        return [
+            self.python, "-m", "harness.run", "-m", f"experiment={experiment}", f"scale={self.scale}",
+            f"seed={seeds}", f"hydra/launcher={LAUNCHERS[self.launcher]}", f"run.root={self.layout.runs}",
+            *([] if self.wandb else ["logger=none"]), *extra, *self.overrides,
+        ]
+
+
+@dataclass
+class Step:
+    """One command of a table; ``argv`` may be computed when the step runs (it depends on earlier steps)."""
+
+    describe: str
+    argv: Callable[[], list[str]]
+    skip: Callable[[], str | None] = lambda: None  # a reason to skip (e.g. results already there)
+    estimate: Callable[[], Estimate] | None = None  # a sweep's runs and their time, for --dry-run
+
+
+def compose(overrides: Sequence[str], hydra_section: bool = True) -> Any:
+    """``conf/`` composed with these overrides, with Hydra's section (the sweep's parameters) or, as a run
+    sees it, without."""
+    return compose_conf(overrides, hydra_section=hydra_section)
+
+
+def check_task(name: str) -> None:
+    try:
+        tasks.task_class(name)
+    except ValueError as err:
+        raise Unavailable(f"task {name!r}: {err}") from None
+
+
+def sweep_tasks(cfg: Any) -> list[str]:
+    """The task names a composed experiment runs: its sweep's ``task`` values, else its task."""
+    params = (cfg.hydra.sweeper.get("params") or {}) if "hydra" in cfg else {}
+    swept = params.get("task")
+    return [t.strip() for t in str(swept).split(",")] if swept else [str(cfg.task.name)]
+
+
+def masked_lm(ctx: Context) -> tuple[list[str], str]:
+    """``(["task=mlm"], "")`` when the masked LM can run at this scale, else ``([], why not)``."""
+    try:
+        check_task("mlm")
+        compose(["task=mlm", f"scale={ctx.scale}", *ctx.overrides])
+    except Unavailable as err:
+        return [], str(err)
+    except Exception as err:
+        return [], f"task=mlm does not compose: {type(err).__name__}: {str(err).splitlines()[0]}"
+    return ["task=mlm"], ""
+
+
+def first_values(overrides: Sequence[str]) -> list[str]:
+    """Sweep overrides (``attention=vanilla,elu``) at their first value: what composing one config of the sweep
+    needs to check it (Hydra's compose takes no sweep); lists, dicts and quoted values are kept whole."""
+    parsed = OverridesParser.create().parse_overrides(list(overrides))
+    return [f"{o.get_key_element()}={next(iter(o.sweep_string_iterator()))}" if o.is_sweep_override() else o.input_line
+            for o in parsed]
+
+
+def plan_sweep(name: str, ctx: Context, extra: Sequence[str] = ()) -> tuple[list[str], Any]:
+    """The sweep command of experiment ``name`` and its composed config; raises Unavailable."""
+    if not (EXPERIMENTS / f"{name}.yaml").is_file():
+        raise Unavailable(f"conf/experiment/{name}.yaml does not exist")
+    try:
+        cfg = compose([f"experiment={name}", f"scale={ctx.scale}", *first_values([*extra, *ctx.overrides])])
+    except Exception as err:
+        raise Unavailable(f"experiment={name} does not compose: {type(err).__name__}: "
+                          f"{str(err).splitlines()[0]}") from None
+    for task in sweep_tasks(cfg):
+        check_task(task)
+    return ctx.sweep(name, *extra), cfg
+
+
+def plan_table(name: str, ctx: Context, notes: list[str]) -> list[Step]:
+    """The steps that produce table ``name`` (its experiment file's plan); raises Unavailable with the reason."""
+    plan = table_plan(name)
+    if plan.bench is not None:
+        return [bench_step(ctx)]
+    extra: list[str] = []
+    if plan.ablation and ctx.ablation_task == "mlm":
+        extra = ["task=mlm"]
+    elif plan.ablation and ctx.ablation_task == "lm":
+        notes.append(f"{name}: on the causal LM (task=lm); the paper's is the masked LM (--ablation-task mlm)")
+    elif plan.ablation:
+        extra, why = masked_lm(ctx)
+        if why:
+            notes.append(f"{name}: the masked LM is not available ({why}); running on the causal LM (task=lm)")
+    argv, cfg = plan_sweep(name, ctx, extra)
+    if plan.extra_backends and ctx.extra_backends:
+        swept = [b.strip() for b in str(cfg.hydra.sweeper.params.attention).split(",")]
+        # a command-line sweep of a key replaces the experiment's sweep of it
+        extra = [*extra, "attention=" + ",".join(swept + [b for b in ctx.extra_backends if b not in swept])]
+    sweep = [str(o) for o in (cfg.get("reproduce") or {}).get("sweep") or []]
+    if sweep or extra:
+        argv = ctx.sweep(name, *extra, *sweep)
+    steps = [Step(f"{name}: sweep", lambda argv=argv: argv,
+                  estimate=lambda argv=argv, cfg=cfg: estimate_sweep(argv, cfg, ctx))]
+    for analysis in plan.analysis:
+        steps.append(analysis_step(analysis, name, ctx, ctx.layout.analysis_dir(ctx.scale, name)))
+    return steps
+
+
+def bench_options(scale: str, extra_backends: Sequence[str] = ()) -> list[str]:
+    settings = dict(bench_settings(scale))
+    if extra_backends:
+        backends = settings.get("backends") or list(OmegaConf.load(EXPERIMENTS / "table7.yaml")["bench"]["backends"])
+        settings["backends"] = [*backends, *(b for b in extra_backends if b not in backends)]
+    options = []
+    for key, value in settings.items():
+        flag = "--" + key.replace("_", "-")
+        if key == "backends":
+            options += [flag, *value]
+        elif isinstance(value, list):
+            options += [flag, ",".join(map(str, value))]
+        else:
+            options += [flag, str(value)]
+    return options
+
+
+def bench_step(ctx: Context) -> Step:
+    out = ctx.layout.bench_dir(ctx.scale)
+    argv = [ctx.python, "-m", "harness.bench", "table7", "--scale", ctx.scale, "--out", str(out),
+            *bench_options(ctx.scale, ctx.extra_backends)]
+    return Step("table7: speed benchmark", lambda: argv, lambda: bench_done(out, ctx.scale, ctx.extra_backends))
+
+
+def bench_done(out: Path, scale: str, extra_backends: Sequence[str] = ()) -> str | None:
+    """A reason to skip the benchmark: its results exist for these settings with every cell measured."""
+    settings_file, csv_file = out / "table7.json", out / "table7.csv"
+    if not (settings_file.is_file() and csv_file.is_file()):
+        return None
+    try:
+        settings = json.loads(settings_file.read_text()).get("settings", {})
+    except (OSError, json.JSONDecodeError):
+        return None
+    if settings.get("scale") != scale or any(settings.get(k) != v for k, v in bench_settings(scale).items()):
+        return None
+    if any(b not in settings.get("backends", []) for b in extra_backends):
+        return None
+    cells = len(settings.get("backends", [])) * len(settings.get("modes", [])) * len(settings.get("lengths", []))
+    return f"results with these settings exist ({csv_file})" if len(pd.read_csv(csv_file)) >= cells > 0 else None
+
+
+def job_dirs(ctx: Context, experiment: str, extra: Sequence[str]) -> list[Path]:
+    """The run folders of the sweep ``experiment`` (one per backend of its ``attention`` sweep and seed), as
+    ``harness.run`` names them: the configuration's hash, computed the same way."""
+    base = [f"experiment={experiment}", f"scale={ctx.scale}", f"run.root={ctx.layout.runs}", *extra, *ctx.overrides]
+    backends = str(compose(base).hydra.sweeper.params["attention"]).split(",")
+    folders = []
+    for backend in backends:
+        for seed in range(ctx.seeds):
+            cfg = compose([*base, f"attention={backend.strip()}", f"seed={seed}"], hydra_section=False)
+            folders.append(run_dir_for(validate(cfg), config_hash(resolved_dict(cfg))))
+    return folders
+
+
+def completed_runs(folders: Sequence[Path]) -> list[Path]:
+    return [f for f in folders if (read_record(f) or {}).get("status") == "completed"]
+
+
+def analysis_step(analysis: Analysis, experiment: str, ctx: Context, out: Path) -> Step:
+    """``python -m harness.analyze <command>`` on the completed runs of the sweep ``experiment``."""
+
+    def argv() -> list[str]:
+        folders = job_dirs(ctx, experiment, [])
+        found = completed_runs([f for f in folders if not analysis.first_seed_only or f.name.startswith("seed0-")])
+        if not found:
+            raise RuntimeError(f"no completed runs of experiment={experiment} at scale {ctx.scale} to analyse")
+        options = analysis.options.get(ctx.scale, [])
+        return [ctx.python, "-m", "harness.analyze", analysis.command, *map(str, found), "--out", str(out),
+                *options]
+
+    return Step(f"{analysis.command} on the runs of experiment={experiment} -> {out}", argv)
+
+
