@@ -239,7 +239,7 @@ class RunConfig:
 SECTIONS = {"model": ModelConfig, "trainer": TrainerConfig, "logger": LoggerConfig, "scale": ScaleConfig,
             "run": RunSection}
 # read by ./reproduce.sh (an experiment's plan), not by a run: accepted, neither hashed nor recorded
-PLAN_KEYS = ("reproduce",)
+PLAN_KEYS = ("reproduce", "report", "claims")  # an experiment file's table sections: not the run's business
 ROOT_KEYS = ("task", "attention", *SECTIONS, "seed", *PLAN_KEYS)
 
 

@@ -1,7 +1,12 @@
-"""The paper's tables as experiment files: ``conf/experiment/<table>.yaml`` holds a table's sweep (what a run
-composes) and its ``reproduce`` section (:class:`TablePlan`: its place among the tables, whether it is a core
-claim, its benchmark or diagnostics, what it costs; a run ignores the section). The orchestrator and the report
-both read the tables from here, so a table is one file; nothing is read at import."""
+"""The paper's tables as experiment files. ``conf/experiment/<table>.yaml`` is a table, whole:
+- its sweep (what a run composes),
+- ``reproduce`` (:class:`TablePlan`: its place among the tables, whether it is a core claim, its benchmark or
+  diagnostics, what it costs),
+- ``report`` (its page: title, the paper's CSV under results/paper, columns, how runs become rows:
+  ``harness.report.specs``),
+- ``claims`` (the paper's claims about it, decided by ``harness.report.claims``).
+A run ignores the last three (``harness.config.PLAN_KEYS``). The orchestrator and the report both read the tables
+from here; nothing is read at import."""
 from __future__ import annotations
 
 import functools
@@ -45,13 +50,26 @@ class TablePlan:
 
 
 @functools.cache
+def experiment_file(name: str, folder: Path = EXPERIMENTS) -> dict[str, Any]:
+    """The experiment file as plain data, unresolved (its sweep's interpolations need the composed config);
+    empty when there is none."""
+    path = folder / f"{name}.yaml"
+    return OmegaConf.to_container(OmegaConf.load(path), resolve=False) if path.is_file() else {}
+
+
+def section(name: str, key: str, folder: Path = EXPERIMENTS) -> Any:
+    """One section of table ``name``'s experiment file (``report``, ``claims``, ...), None when absent."""
+    return experiment_file(name, folder).get(key)
+
+
+@functools.cache
 def table_plan(name: str, folder: Path = EXPERIMENTS) -> TablePlan:
     """The plan of table ``name`` read off its experiment file (the default plan when it has none)."""
     path = folder / f"{name}.yaml"
-    node = OmegaConf.load(path).get("reproduce") if path.is_file() else None
+    node = section(name, "reproduce", folder)
     if node is None:
         return TablePlan()
-    plain = {k: v for k, v in node.items() if k != "sweep"}  # the sweep's interpolations need the composed config
+    plain = {k: v for k, v in node.items() if k != "sweep"}  # the sweep's values are resolved by the orchestrator
     try:
         return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(TablePlan), plain))
     except Exception as err:

@@ -1,6 +1,6 @@
 """The paper's claims decided from our runs: a difference with a 95% confidence interval and a verdict.
 
-The claims are data (``results/paper/claims.yaml``): each compares two cells of a table (``a`` minus ``b``,
+The claims are data (the ``claims`` section of each table's ``conf/experiment/<table>.yaml``): each compares two cells of a table (``a`` minus ``b``,
 or ``a / b`` for speed) or fits a trend over a table's rows, with the sign the paper gives it. Per claim:
 
 - training runs (Tables 1, 3-6, 8-12): one value per seed and side, from the runs the table page shows (the
@@ -29,16 +29,15 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import yaml
 from scipy import stats as sps
 
-from harness.experiments import table_names
+from harness.experiments import EXPERIMENTS, section, table_names
 from harness.report.build import column_runs, column_value, dominant_context, table_runs
 from harness.report.layout import Layout
-from harness.report.paper import PAPER_DIR
-from harness.report.specs import TABLES, Column, RunTable
+from harness.report.specs import Column, RunTable, run_tables
 from harness.run_record import RunRecord
 
-CLAIMS_FILE = "claims.yaml"
 CONFIDENCE = 0.95
 HOLDS, CONTRADICTED, INCONCLUSIVE, NOT_RUN = "holds", "contradicted", "inconclusive", "not run"
 VERDICTS = (HOLDS, CONTRADICTED, INCONCLUSIVE, NOT_RUN)
@@ -49,7 +48,7 @@ FIELDS = {"id", "table", "paper", "kind", "a", "b", "rows", "x", "column", "expe
 # --------------------------------------------------------------------------------------------- the claims
 def sources() -> tuple[str, ...]:
     """The tables a claim can name: the run tables and the benchmark's and diagnostics' (in the paper's order)."""
-    return tuple(name for name in table_names() if name in TABLES or name in ("table2", "table7", "fig2"))
+    return tuple(name for name in table_names() if name in run_tables() or name in ("table2", "table7", "fig2"))
 
 
 @dataclass(frozen=True)
@@ -72,13 +71,26 @@ class Claim:
 
 
 def load_claims(path: str | Path | None = None) -> list[Claim]:
-    """The claims file, checked: a wrong key or value fails naming the file, the claim and the valid choices."""
-    import yaml
-
-    path = Path(path) if path is not None else PAPER_DIR / CLAIMS_FILE
-    data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    """The paper's claims, checked: each table's from the ``claims`` section of its experiment file (its ``table``
+    implied), in the tables' order; or those of one YAML file ``path`` (``claims: [...]``, each naming its
+    table). A wrong key or value fails naming the file, the claim and the valid choices."""
+    entries: list[tuple[Path, int, object]] = []
+    if path is not None:
+        path = Path(path)
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        entries = [(path, i, entry) for i, entry in enumerate(data.get("claims") or [])]
+    else:
+        for table in table_names():
+            for i, entry in enumerate(section(table, "claims") or []):
+                where = EXPERIMENTS / f"{table}.yaml"
+                if isinstance(entry, dict):
+                    entry = {"table": table, **entry}
+                if isinstance(entry, dict) and entry["table"] != table:
+                    raise ValueError(f"{where}: claim {i + 1} ({entry.get('id', '?')}): table={entry['table']!r}; "
+                                     f"a claim in this file is about {table} (leave table out)")
+                entries.append((where, i, entry))
     claims, seen = [], set()
-    for index, entry in enumerate(data.get("claims") or []):
+    for path, index, entry in entries:
         name = entry.get("id", "?") if isinstance(entry, dict) else repr(entry)
         where = f"{path}: claim {index + 1} ({name})"
         if not isinstance(entry, dict):
@@ -108,6 +120,8 @@ def load_claims(path: str | Path | None = None) -> list[Claim]:
             ratio=bool(entry.get("ratio", False)),
         ))
     return claims
+
+
 
 
 # ---------------------------------------------------------------------------------------------- evidence
@@ -242,7 +256,7 @@ def _max_steps(record: RunRecord) -> int | None:
 def run_evidence(claim: Claim, records: Sequence[RunRecord], scale: str) -> list[Evidence]:
     """The seeds' values of the claim's rows: first at the settings the table page shows, then at each other
     training budget (runs that differ from those only in ``trainer.max_steps``)."""
-    spec = TABLES[claim.table]
+    spec = run_tables()[claim.table]
     column = next((c for c in spec.columns if c.name == claim.column), None)
     if column is None:
         raise ValueError(f"claim {claim.id}: {claim.table} has no column {claim.column!r}; valid: "
@@ -342,7 +356,7 @@ def decide_all(claims: Iterable[Claim], records: Sequence[RunRecord], scale: str
     has no runs, added to a not-run verdict's reason."""
     decisions = []
     for claim in claims:
-        if claim.table in TABLES:
+        if claim.table in run_tables():
             found = [decide(claim, evidence) for evidence in run_evidence(claim, records, scale)]
             for extra in found[1:]:
                 extra.main = False
@@ -469,7 +483,7 @@ def claims_markdown(decisions: Sequence[Decision], scale: str, data: str, plot: 
     out = [
         f"# The paper's claims at scale `{scale}` ({data})",
         "",
-        f"Verdicts: {summary_line(decisions)} (`results/paper/claims.yaml` lists the claims; this page: "
+        f"Verdicts: {summary_line(decisions)} (each table's `conf/experiment/<table>.yaml` lists its claims; this page: "
         f"`python -m harness.report --scale {scale}`; every number is in `claims.csv`).",
         "",
         "How to read: each claim compares two cells of a table (a − b, or a / b for speed) or fits a trend over "
@@ -500,7 +514,7 @@ def budget_frame(records: Sequence[RunRecord], scale: str, table: str = "table4"
                  column: str = "ppl_test") -> pd.DataFrame:
     """Per backend (row) and training budget: the column's mean, std and seeds, over the runs that differ from
     the table page's only in ``trainer.max_steps`` (the plot of ppl against updates)."""
-    spec = TABLES[table]
+    spec = run_tables()[table]
     col = next(c for c in spec.columns if c.name == column)
     task, by_row, _ = table_runs(spec, records, scale)
     main = dominant_context(column_runs(by_row, key, col, task) for key in by_row)

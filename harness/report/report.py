@@ -31,7 +31,7 @@ from harness.report.sources import (
     locality_means,
     read_locality,
 )
-from harness.report.specs import OTHER_TABLES, TABLES
+from harness.report.specs import other_tables, run_tables
 from harness.run_record import RunRecord
 from zoo_io.atomic import atomic_write, write_text
 
@@ -84,8 +84,8 @@ def build_scale(scale: str, records: list[RunRecord], layout: Layout | None, pap
     folder = out / (folder_name or scale)
     entries = []
     for name in names:
-        if name in TABLES:
-            table = build_run_table(TABLES[name], records, scale, paper_dir)
+        if name in run_tables():
+            table = build_run_table(run_tables()[name], records, scale, paper_dir)
             cost = not_run_reasons(scale).get(name)
             if cost and not table.counts()[OK]:
                 table.notes.append(f"No run of this table at this scale: {cost}.")
@@ -111,7 +111,7 @@ def write_claims(scale: str, records: list[RunRecord], layout: Layout | None, fo
     """``claims.md`` and ``claims.csv`` (+ the budget plot) of one scale and data set; returns the decisions."""
     wanted = claims.load_claims(claims_file)
     if layout is None:  # another data set: the claims of the run tables that were run on it
-        run = {n for n in TABLES if build_run_table(TABLES[n], records, scale, PAPER_DIR).counts()["ok"]}
+        run = {n for n in run_tables() if build_run_table(run_tables()[n], records, scale, PAPER_DIR).counts()["ok"]}
         wanted = [c for c in wanted if c.table in run]
     locality = read_locality(layout, scale) if layout is not None else None
     decisions = claims.decide_all(wanted, records, scale, layout, locality, not_run_reasons(scale))
@@ -146,7 +146,7 @@ def data_label(record: RunRecord) -> str:
 
 
 def _missing(name: str, why: str) -> Entry:
-    return Entry(name, OTHER_TABLES[name], f"missing: {why}")
+    return Entry(name, other_tables()[name], f"missing: {why}")
 
 
 def _bench_figures(layout: Layout, scale: str, table: BuiltTable) -> dict[str, object]:
@@ -192,7 +192,7 @@ def _write_fig2(layout: Layout, scale: str, folder: Path) -> Entry:
                                   "neighbourhood size r (share of the sequence)", "l(r)")
     plots.save(figure, folder / "plots" / plot)
     write_text(folder / "fig2.md", locality_markdown(frame, scale, plot))
-    return Entry("fig2", OTHER_TABLES["fig2"], fig2_status(frame), "",
+    return Entry("fig2", other_tables()["fig2"], fig2_status(frame), "",
                  ["fig2.md", f"plots/{plot}"])
 
 

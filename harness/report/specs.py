@@ -1,22 +1,26 @@
 """The paper's tables as specifications: rows, columns, where our numbers come from, how runs map to rows.
 
-Run-based tables (every table but 2, 7 and Figure 2, which come from the benchmark and the diagnostics)
-are a :class:`RunTable`: a row is a backend (Tables 4-6) or a TransNormer variant (the ablations), and
-``row_key(record, variant)`` says which row a run belongs to, from its backend and how its settings differ
-from the defaults (:mod:`harness.variants`). ``paper_key(row)`` gives the same key to a row of the
-paper's CSV (``results/paper/<table>.csv``), so ours and the paper's meet in one row whatever the scale:
-layer plans are keyed by the fraction of layers (the paper's ablations have 12 layers, ours fewer).
+Each table's spec is data in its experiment file's ``report`` section (:func:`run_tables` reads them); this
+module holds what data cannot say: the row keys it names. Run-based tables (every table but 2, 7 and Figure 2,
+which come from the benchmark and the diagnostics) are a :class:`RunTable`: a row is a backend (Tables 4-6) or a
+TransNormer variant (the ablations), and ``row_key(record, variant)`` says which row a run belongs to, from its
+backend and the variant its record states (how its settings differ from the defaults). ``paper_key(row)`` gives
+the same key to a row of the paper's CSV (``results/paper/<table>.csv``), so ours and the paper's meet in one row
+whatever the scale: layer plans are keyed by the fraction of layers (the paper's ablations have 12 layers, ours
+fewer).
 
 The paper ran the ablations (Tables 1, 3, 8-12) on the bidirectional (masked) LM; ``tasks`` lists the masked
 LM first and the causal LM second, and a table shows the task with the most rows run (the first on a tie).
 """
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from fractions import Fraction
 from typing import Any
 
+from harness.experiments import EXPERIMENTS, TablePlan, section, table_names, table_plan
 from harness.run_record import RunRecord
 
 PAPER_ABLATION_LAYERS = 12  # the paper's ablations: a 12-layer bidirectional LM
@@ -24,6 +28,7 @@ ABLATION_TASKS = ("mlm", "lm")
 ABLATION_BACKEND = "transnormer_t2"
 
 RowKey = Callable[[RunRecord, Mapping[str, Any]], "str | None"]
+PLOTS = ("bars", "block_size", "split")  # the bars of every table, or an ablation's curve against its axis
 
 
 @dataclass(frozen=True)
@@ -52,7 +57,7 @@ class RunTable:
     label_column: str = "method"
     rows: tuple[tuple[str, str], ...] = ()  # (key, label) shown even when the paper has no number for them
     average: str | None = None  # a column that is the mean of the others (the paper's AVG)
-    plot: str = "bars"  # bars | block_size | split
+    plot: str = "bars"  # one of PLOTS
     sort_key: Callable[[str], Any] = str
     sort_rows: bool = False  # every row in sort_key order (a numeric axis), else the paper's rows first
     baseline: str = ""  # label of a reference row from the runs' trivial predictor (RunRecord.baseline_value)
@@ -174,12 +179,6 @@ def _fraction_order(key: str) -> tuple[int, Any]:
     return (kind != "split", value)
 
 
-PPL = Column("ppl", "ppl")
-GLUE = (("mnli_m", "MNLI-m", "glue/mnli", 0), ("mnli_mm", "MNLI-mm", "glue/mnli", 1), ("qnli", "QNLI", "glue/qnli", 1),
-        ("qqp", "QQP", "glue/qqp", 1), ("sst2", "SST-2", "glue/sst2", 1), ("mrpc", "MRPC", "glue/mrpc", 1),
-        ("cola", "CoLA", "glue/cola", 1))
-LRA = (("text", "Text"), ("listops", "ListOps"), ("retrieval", "Retrieval"), ("pathfinder", "Pathfinder"),
-       ("image", "Image"))
 MAJORITY = "majority class"  # always predicting the training split's commonest class
 ABLATION_NOTE = (
     "The paper ran this ablation on the 12-layer bidirectional (masked) LM; this page shows the task with the "
@@ -187,76 +186,80 @@ ABLATION_NOTE = (
     "layers (the paper's 6/6 of 12 layers is our L/2)."
 )
 
-TABLES: dict[str, RunTable] = {
-    t.name: t
-    for t in (
-        RunTable(
-            "table1", "NormAttention vs 1+elu with and without scaling (ppl)", "table1.csv", ABLATION_TASKS,
-            (PPL,), table1_row, lambda r: f"{r['backend']}:{r['knobs']}", label_column="variant",
-            note=ABLATION_NOTE,
-        ),
-        RunTable(
-            "table3", "Which layers are linear (1+elu) and which softmax (ppl)", "table3.csv", ABLATION_TASKS,
-            (PPL,), table3_row, lambda r: str(r["layer_plan"]), label_column="variant", note=ABLATION_NOTE,
-        ),
-        RunTable(
-            "table4", "Autoregressive language modelling (ppl)", "table4.csv", ("lm",),
-            (Column("ppl_val", "ppl valid"), Column("ppl_test", "ppl test", split=1)), backend_row,
-            lambda r: str(r["backend"]),
-        ),
-        RunTable(
-            "table5", "GLUE dev after masked-LM pretraining", "table5.csv", ("glue",),
-            tuple(Column(n, label, "max", split, task, percent=True) for n, label, task, split in GLUE)
-            + (Column("avg", "AVG", "max"),),
-            backend_row, lambda r: str(r["backend"]), average="avg", baseline=MAJORITY,
-        ),
-        RunTable(
-            "table6", "Long-Range Arena (test accuracy)", "table6.csv", ("lra",),
-            tuple(Column(n, label, "max", 1, f"lra/{n}", percent=True) for n, label in LRA)
-            + (Column("avg", "AVG", "max"),),
-            backend_row, lambda r: str(r["backend"]), average="avg", baseline=MAJORITY,
-            rows=(("ls", "LS"), ("elu", "1+elu")),  # swept beside the paper's rows (conf/experiment/table6.yaml)
-        ),
-        RunTable(
-            "table8", "Diag/Norm split point (ppl)", "table8.csv", ABLATION_TASKS, (PPL,),
-            _transnormer_plan_row("split"), _paper_split_key, label_column="variant", plot="split",
-            sort_key=_fraction_order, sort_rows=True, note=ABLATION_NOTE,
-        ),
-        RunTable(
-            "table9", "Order of Diag and Norm layers (ppl)", "table9.csv", ABLATION_TASKS, (PPL,),
-            _transnormer_plan_row("split", "reverse_split"), _paper_plan_key, label_column="variant",
-            sort_key=_fraction_order, note=ABLATION_NOTE,
-        ),
-        RunTable(
-            "table10", "Channel mixer: FFN vs GLU (ppl)", "table10.csv", ABLATION_TASKS, (PPL,),
-            _setting_row("model.channel_mixer", "glu"), lambda r: str(r["channel_mixer"]), label_column="variant",
-            note=ABLATION_NOTE,
-        ),
-        RunTable(
-            "table11", "DiagAttention block size (ppl)", "table11.csv", ABLATION_TASKS, (PPL,),
-            _setting_row("attention.block_size", 64), lambda r: str(int(r["block_size"])), label_column="variant",
-            rows=(("16", "block 16"), ("256", "block 256")), plot="block_size", sort_key=_int_or_text,
-            sort_rows=True, note=ABLATION_NOTE,
-        ),
-        RunTable(
-            "table12", "Combining Diag and Norm: stacked, alternating, parallel (ppl)", "table12.csv",
-            ABLATION_TASKS, (PPL,), table12_row, _paper_plan_key, label_column="variant", note=ABLATION_NOTE,
-        ),
-        RunTable(
-            "pos_ablation", "Positional encoding of TransNormer (ppl)", None, ABLATION_TASKS, (PPL,), pos_row,
-            label_column="variant",
-            rows=(("none+none", "none"), ("sinusoidal+none", "sinusoidal"), ("none+rope", "RoPE"),
-                  ("none+lrpe", "LRPE"), ("sinusoidal+lrpe", "sinusoidal + LRPE (the causal LM's default)"),
-                  ("learned+lrpe", "learned + LRPE (the masked LM's default)")),
-            note="Not a table of the paper (no paper numbers); the paper's model uses sinusoidal + LRPE. "
-            + ABLATION_NOTE,
-        ),
-    )
+# what an experiment file's ``report`` section may name: how runs become rows (``rows: {by: NAME, ...}``, the rest
+# its arguments), how the paper's CSV rows are keyed (``paper_key``: one of these, else a format string over the
+# CSV's columns, e.g. "{backend}"), and how rows beyond the paper's are ordered (``sort``)
+ROW_KEYS: dict[str, Callable[..., RowKey]] = {
+    "backend": lambda: backend_row, "table1": lambda: table1_row, "table3": lambda: table3_row,
+    "table12": lambda: table12_row, "positional": lambda: pos_row,
+    "layer_plan": lambda kinds: _transnormer_plan_row(*kinds), "setting": _setting_row,
 }
+PAPER_KEYS: dict[str, Callable[[Mapping[str, Any]], str]] = {"split_share": _paper_split_key,
+                                                             "plan_share": _paper_plan_key}
+SORT_KEYS: dict[str, Callable[[str], Any]] = {"text": str, "number": _int_or_text, "split_share": _fraction_order}
+REPORT_KEYS = ("title", "paper", "tasks", "columns", "rows", "paper_key", "label_column", "extra_rows", "average",
+               "plot", "sort", "sort_rows", "baseline", "note", "unrun")
+COLUMN_KEYS = tuple(f.name for f in fields(Column))
 
-# tables built from other sources than training runs
-OTHER_TABLES = {
-    "table2": "Gradient deviation over training (from the diagnostics)",
-    "table7": "Training and inference speed, steps/sec (from the speed benchmark)",
-    "fig2": "Figure 2: locally accumulated attention (from the diagnostics)",
-}
+
+def _choice(where: str, key: str, value: Any, valid: Mapping[str, Any] | tuple[str, ...]) -> Any:
+    if value not in valid:
+        raise ValueError(f"{where}: {key}={value!r} is not valid; valid: {sorted(valid)}")
+    return valid[value] if isinstance(valid, Mapping) else value
+
+
+def _paper_key(where: str, value: str) -> Callable[[Mapping[str, Any]], str]:
+    if value in PAPER_KEYS:
+        return PAPER_KEYS[value]
+    if "{" not in value:
+        raise ValueError(f"{where}: paper_key={value!r} is neither one of {sorted(PAPER_KEYS)} nor a format string "
+                         "over the paper CSV's columns (e.g. \"{backend}\")")
+    return lambda row: value.format(**row)
+
+
+def run_table(name: str, report: Mapping[str, Any], plan: TablePlan, where: str) -> RunTable:
+    """Table ``name``'s spec from its experiment file's ``report`` section (and its plan: an ablation runs on the
+    masked LM first and carries the ablation note)."""
+    unknown = sorted(set(report) - set(REPORT_KEYS))
+    if unknown:
+        raise ValueError(f"{where}: unknown key(s) {unknown} in report; valid: {list(REPORT_KEYS)}")
+    rows = dict(report["rows"])
+    row_key = _choice(where, "rows.by", rows.pop("by", None), ROW_KEYS)(**rows)
+    columns = []
+    for column in report.get("columns") or []:
+        wrong = sorted(set(column) - set(COLUMN_KEYS))
+        if wrong:
+            raise ValueError(f"{where}: unknown column key(s) {wrong}; valid: {list(COLUMN_KEYS)}")
+        columns.append(Column(**column))
+    tasks = report.get("tasks") or (ABLATION_TASKS if plan.ablation else None)
+    if not tasks or not columns:
+        raise ValueError(f"{where}: report needs tasks and columns")
+    notes = [report["note"]] if report.get("note") else []
+    return RunTable(
+        name, str(report["title"]), report.get("paper"), tuple(tasks), tuple(columns), row_key,
+        _paper_key(where, str(report["paper_key"])) if report.get("paper_key") else None,
+        label_column=str(report.get("label_column", "method")),
+        rows=tuple((str(key), str(label)) for key, label in report.get("extra_rows") or ()),
+        average=report.get("average"), plot=_choice(where, "plot", report.get("plot", "bars"), PLOTS),
+        sort_key=_choice(where, "sort", report.get("sort", "text"), SORT_KEYS),
+        sort_rows=bool(report.get("sort_rows", False)), baseline=str(report.get("baseline", "")),
+        note=" ".join(notes + ([ABLATION_NOTE] if plan.ablation else [])), unrun=dict(report.get("unrun") or {}),
+    )
+
+
+@functools.cache
+def run_tables() -> dict[str, RunTable]:
+    """Every table made of training runs, in the paper's order, from the experiment files."""
+    found = {}
+    for name in table_names():
+        report = section(name, "report")
+        if report and "rows" in report:
+            found[name] = run_table(name, report, table_plan(name), f"{EXPERIMENTS / name}.yaml")
+    return found
+
+
+@functools.cache
+def other_tables() -> dict[str, str]:
+    """The titles of the tables built from other sources than training runs (the benchmark, the diagnostics)."""
+    return {name: str((section(name, "report") or {}).get("title", name)) for name in table_names()
+            if name not in run_tables()}

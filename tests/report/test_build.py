@@ -9,14 +9,14 @@ from harness.report.build import FAILED, MISSING, OK, RUNNING, build_run_table, 
 from harness.report.paper import PAPER_DIR
 from harness.report.records import placed_records
 from harness.report.render import table_markdown
-from harness.report.specs import TABLES
+from harness.report.specs import run_tables
 from tests.report.conftest import write_run
 
 T2 = "attention=transnormer_t2"
 
 
 def build(name, runs, scale="smoke"):
-    return build_run_table(TABLES[name], placed_records(runs), scale, PAPER_DIR)
+    return build_run_table(run_tables()[name], placed_records(runs), scale, PAPER_DIR)
 
 
 def cells(table, column):

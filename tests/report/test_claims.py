@@ -28,8 +28,8 @@ def test_the_committed_claims_file_loads_and_names_real_rows():
     assert {c.table for c in found} >= {"table1", "table2", "table3", "table4", "table5", "table6", "table7", "table8",
                                         "table9", "table10", "table11", "table12", "fig2"}
     for c in found:  # every run-table claim's column exists (an unknown one fails loudly)
-        if c.table in C.TABLES:
-            assert c.column in {col.name for col in C.TABLES[c.table].columns}, c.id
+        if c.table in C.run_tables():
+            assert c.column in {col.name for col in C.run_tables()[c.table].columns}, c.id
 
 
 @pytest.mark.parametrize("text, message", [
@@ -140,3 +140,13 @@ def test_report_writes_claims_and_the_readme_section(tmp_path):
     readme.write_text("no markers\n")
     with pytest.raises(ValueError, match="no generated results section"):
         build_report(tmp_path, tmp_path / "report", scales=["smoke"], readme=readme)
+
+
+def test_a_claim_in_an_experiment_file_is_about_that_table(monkeypatch):
+    entry = {"id": "x", "paper": "p", "column": "ppl_test", "expect": "less", "a": "vanilla", "b": "elu"}
+    monkeypatch.setattr(C, "table_names", lambda: ("table4",))
+    monkeypatch.setattr(C, "section", lambda table, key: [entry])
+    assert C.load_claims()[0].table == "table4" and "table" not in entry  # implied, the file's data untouched
+    monkeypatch.setattr(C, "section", lambda table, key: [entry | {"table": "table1"}])
+    with pytest.raises(ValueError, match=r"table4.yaml: claim 1 \(x\): table='table1'; a claim in this file is about"):
+        C.load_claims()

@@ -107,3 +107,35 @@ def test_launchers_compose(launcher):
                             "hydra.launcher.array_parallelism=4", "hydra.launcher.timeout_min=60")
         slurm = cfg.hydra.launcher
         assert (slurm.partition, slurm.array_parallelism, slurm.timeout_min, slurm.gpus_per_node) == ("gpu", 4, 60, 1)
+
+
+# --------------------------------------------------------------------- a table is its experiment file
+def test_every_table_is_one_experiment_file_with_its_page_and_claims():
+    from harness.experiments import section, table_names
+    from harness.report.claims import load_claims
+    from harness.report.specs import other_tables, run_tables
+
+    names = table_names()
+    assert names[:4] == ("table1", "table2", "table3", "table4") and names[-2:] == ("pos_ablation", "fig2")
+    assert set(run_tables()) | set(other_tables()) == set(names)
+    assert run_tables()["table11"].sort_key("16") == (0, 16) and run_tables()["table4"].paper_key(
+        {"backend": "vanilla"}) == "vanilla"
+    claims = load_claims()
+    assert [c.table for c in claims] == sorted((c.table for c in claims), key=names.index)  # the tables' order
+    assert {c.table for c in claims} == {n for n in names if section(n, "claims")}
+
+
+def test_a_wrong_report_section_names_the_file_the_key_and_the_valid_choices():
+    from harness.experiments import TablePlan
+    from harness.report.specs import run_table
+
+    good = {"title": "t", "tasks": ["lm"], "columns": [{"name": "ppl", "label": "ppl"}], "rows": {"by": "backend"}}
+    table = run_table("tableX", good | {"paper_key": "{backend}:{knobs}"}, TablePlan(ablation=True), "x.yaml")
+    assert table.paper_key({"backend": "elu", "knobs": "a=1"}) == "elu:a=1" and "ablation" in table.note
+    for wrong, message in [({"colour": "red"}, r"x.yaml: unknown key\(s\) \['colour'\] in report; valid"),
+                           ({"rows": {"by": "nope"}}, r"x.yaml: rows.by='nope' is not valid; valid: \['backend'"),
+                           ({"plot": "pie"}, r"plot='pie' is not valid; valid: \['bars', 'block_size', 'split'\]"),
+                           ({"paper_key": "backend"}, r"paper_key='backend' is neither one of"),
+                           ({"columns": [{"name": "a", "lable": "b"}]}, r"unknown column key\(s\) \['lable'\]")]:
+        with pytest.raises(ValueError, match=message):
+            run_table("tableX", good | wrong, TablePlan(), "x.yaml")
