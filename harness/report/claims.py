@@ -1,7 +1,7 @@
 """The paper's claims decided from our runs: a difference with a 95% confidence interval and a verdict.
 
-The claims are data (the ``claims`` section of each table's ``conf/experiment/<table>.yaml``): each compares two cells of a table (``a`` minus ``b``,
-or ``a / b`` for speed) or fits a trend over a table's rows, with the sign the paper gives it. Per claim:
+The claims are data (the ``claims`` section of each table's ``conf/experiment/<table>.yaml``): each compares
+two cells of a table (``a`` minus ``b``, or ``a / b`` for speed) or fits a trend over a table's rows, with the sign the paper gives it. Per claim:
 
 - training runs (Tables 1, 3-6, 8-12): one value per seed and side, from the runs the table page shows (the
   settings of the rest of the column). Runs that share their seed share their data order and initial weights,
@@ -483,8 +483,8 @@ def claims_markdown(decisions: Sequence[Decision], scale: str, data: str, plot: 
     out = [
         f"# The paper's claims at scale `{scale}` ({data})",
         "",
-        f"Verdicts: {summary_line(decisions)} (each table's `conf/experiment/<table>.yaml` lists its claims; this page: "
-        f"`python -m harness.report --scale {scale}`; every number is in `claims.csv`).",
+        f"Verdicts: {summary_line(decisions)} (each table's `conf/experiment/<table>.yaml` lists its claims; this "
+        f"page: `python -m harness.report --scale {scale}`; every number is in `claims.csv`).",
         "",
         "How to read: each claim compares two cells of a table (a − b, or a / b for speed) or fits a trend over "
         "its rows, with the sign the paper gives it. Training runs that share a seed share their data order "
