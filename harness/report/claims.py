@@ -1,7 +1,8 @@
 """The paper's claims decided from our runs: a difference with a 95% confidence interval and a verdict.
 
 The claims are data (the ``claims`` section of each table's ``conf/experiment/<table>.yaml``): each compares
-two cells of a table (``a`` minus ``b``, or ``a / b`` for speed) or fits a trend over a table's rows, with the sign the paper gives it. Per claim:
+two cells of a table (``a`` minus ``b``, or ``a / b`` for speed) or fits a trend over a table's rows, with the
+sign the paper gives it. Per claim:
 
 - training runs (Tables 1, 3-6, 8-12): one value per seed and side, from the runs the table page shows (the
   settings of the rest of the column). Runs that share their seed share their data order and initial weights,
