@@ -19,8 +19,9 @@ from harness.config import config_hash, resolved_dict, validate
 from harness.execute import run_dir_for
 from harness.experiments import EXPERIMENTS, Analysis, table_plan
 from harness.report.layout import Layout
-from harness.reproduce.estimate import Estimate, estimate_sweep
+from harness.reproduce.estimate import Estimate, estimate_sweep, sweep_axes
 from harness.run_record import read_record
+from tasks.glue.pretrained import PRETRAINING_TASK
 
 LAUNCHERS = {"local": "local", "joblib": "joblib", "slurm": "submitit_slurm"}
 
@@ -142,11 +143,40 @@ def plan_table(name: str, ctx: Context, notes: list[str]) -> list[Step]:
     sweep = [str(o) for o in (cfg.get("reproduce") or {}).get("sweep") or []]
     if sweep or extra:
         argv = ctx.sweep(name, *extra, *sweep)
-    steps = [Step(f"{name}: sweep", lambda argv=argv: argv,
-                  estimate=lambda argv=argv, cfg=cfg: estimate_sweep(argv, cfg, ctx))]
+    phases = task_phases(name, sweep_axes(argv, cfg), ctx)
+    steps = []
+    for index, phase in enumerate(phases):  # one after another: a phase's sweep ends before the next starts
+        phase_argv = argv if len(phases) == 1 else [  # the phase's tasks replace the sweep's (the user's too)
+            *(a for a in argv if not a.startswith("task=")), f"task={','.join(phase)}"]
+        describe = f"{name}: sweep" if len(phases) == 1 else (
+            f"{name}: sweep, phase {index + 1} of {len(phases)} (task={','.join(phase)}"
+            + ("; fine-tunes the runs of phase 1)" if index else ")"))
+        steps.append(Step(describe, lambda argv=phase_argv: argv,
+                          estimate=lambda argv=phase_argv, cfg=cfg: estimate_sweep(argv, cfg, ctx)))
     for analysis in plan.analysis:
         steps.append(analysis_step(analysis, name, ctx, ctx.layout.analysis_dir(ctx.scale, name)))
     return steps
+
+
+def needs_pretraining(experiment: str, task: str, ctx: Context) -> bool:
+    """Whether a run of ``task`` fine-tunes a pretraining run it finds itself (``task.init_from=auto``)."""
+    cfg = compose([f"experiment={experiment}", f"scale={ctx.scale}", *first_values(ctx.overrides), f"task={task}"],
+                  hydra_section=False)
+    return cfg.task.get("init_from") == "auto"
+
+
+def task_phases(experiment: str, axes: dict[str, tuple[str, list[str]]], ctx: Context) -> list[list[str]]:
+    """The sweep's tasks in the order their runs depend on each other: the pretraining runs first, when the
+    sweep holds both them and fine-tunings that need them (Table 5). One phase otherwise. Every launcher runs a
+    sweep's jobs in any order (joblib and SLURM in parallel), so the orchestrator, not the job order, keeps a
+    fine-tuning from starting before its pretraining has completed."""
+    tasks = axes.get("task", ("task", []))[1]
+    if PRETRAINING_TASK not in tasks:
+        return [tasks]
+    later = [t for t in tasks if t != PRETRAINING_TASK and needs_pretraining(experiment, t, ctx)]
+    if not later:
+        return [tasks]
+    return [[t for t in tasks if t not in later], later]
 
 
 def bench_options(scale: str, extra_backends: Sequence[str] = ()) -> list[str]:

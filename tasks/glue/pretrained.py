@@ -21,6 +21,8 @@ from tasks.data.synthetic_lm import CorpusConfig
 
 RECORD_FILE, BEST_CHECKPOINT = "record.json", "checkpoints/best.pt"
 
+PRETRAINING_TASK = "mlm"  # the task whose runs task.init_from=auto fine-tunes
+
 
 class PretrainedCheckpointError(ValueError):
     """A ``task.init_from`` checkpoint without its digest, failing it, or not a checkpoint of this project."""
@@ -99,7 +101,7 @@ def find_auto(root: str | Path, attention: Mapping[str, Any], model: Mapping[str
               seed: int | None = None) -> Pretrained:
     """The newest completed masked-LM run under ``<root>/mlm/<backend>/`` with these attention and model
     settings (dropout rates aside), one with training seed ``seed`` first if there is one."""
-    folder = Path(root) / "mlm" / str(attention["name"])
+    folder = Path(root) / PRETRAINING_TASK / str(attention["name"])
     candidates = []
     for record_file in sorted(folder.glob(f"*/*/{RECORD_FILE}")):
         record = json.loads(record_file.read_text())

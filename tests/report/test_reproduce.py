@@ -14,6 +14,7 @@ from harness.reproduce import cli as reproduce
 from harness.reproduce import plan
 from harness.reproduce.cli import CORE_CPU_STEPS, data_overrides, expand_tables, parse_args, run_table
 from harness.reproduce.plan import Context, Unavailable, bench_settings, check_task, plan_sweep, plan_table
+from harness.run_record import load_records
 from harness.stop import EXIT_INTERRUPTED
 from harness.sweep import EXIT_CELLS_FAILED
 
@@ -216,3 +217,26 @@ def test_a_stop_signal_reaches_the_running_step(tmp_path):
         time.sleep(0.05)
     process.send_signal(signal.SIGTERM)
     assert process.wait(timeout=60) == 75 and stopped.exists()
+
+
+def test_fine_tunings_run_after_their_pretraining_in_a_later_phase(tmp_path):
+    ctx = Context("smoke", 1, "joblib", Layout(tmp_path), ["attention=vanilla", "task=mlm,glue/sst2"])
+    steps = plan_table("table5", ctx, [])
+    sweeps = [s.argv() for s in steps]
+    assert [a for a in sweeps[0] if a.startswith("task=")] == ["task=mlm"]
+    assert [a for a in sweeps[1] if a.startswith("task=")] == ["task=glue/sst2"]
+    assert "phase 2 of 2" in steps[1].describe and "fine-tunes the runs of phase 1" in steps[1].describe
+    ctx.overrides = ["attention=vanilla", "task=glue/sst2,glue/cola"]  # no pretraining in the sweep: one phase
+    assert len(plan_table("table5", ctx, [])) == 1
+
+
+@pytest.mark.slow
+def test_table5_under_a_parallel_launcher_pretrains_before_it_fine_tunes(tmp_path):
+    """The race of a single sweep (its fine-tuning started beside the pretraining it needs, under joblib) is gone:
+    the orchestrator runs the pretraining phase to its end first."""
+    command = ["./reproduce.sh", "table5", "--scale", "smoke", "--launcher", "joblib", "--results", str(tmp_path),
+               "--no-report", "--", "attention=vanilla", "task=mlm,glue/sst2"]  # joblib: one job per core
+    done = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    records = {r.task: r.status for r in load_records(tmp_path / "runs")}
+    assert records == {"mlm": "completed", "glue/sst2": "completed"}
