@@ -25,7 +25,7 @@ from harness.execute import count_parameters
 from harness.report.paper import NOT_IN_PAPER, PAPER_DIR, paper_number, read_paper
 from tasks.data.vocab import DEFAULT_SPECIALS
 from tasks.lm import LanguageModel
-from tasks.mlm.model import MaskedLanguageModel
+from tasks.mlm.model import MaskedLanguageModel, SentenceClassifier
 from tasks.mlm.task import build_encoder
 
 WIKITEXT103_WORDS = 267_735
@@ -42,16 +42,23 @@ def vocab_size(task: str) -> int:
 
 
 def build_on_meta(task_name: str, backend: str, overrides: Sequence[str] = ()) -> nn.Module:
-    """The model ``harness.run`` would train for (task, backend, overrides), on the meta device."""
+    """The model ``harness.run`` would train for (task, backend, overrides), on the meta device, with the paper's
+    vocabulary (a GLUE classifier: RoBERTa's BPE, the pretrained encoder's shape; an LRA task: its own)."""
     cfg = validate(compose([f"task={task_name}", f"attention={backend}", *overrides]))
     task, attention, model = tasks.build(cfg.task), cfg.attention.as_mapping(), asdict(cfg.model)
+    family = task_name.split("/", 1)[0]
     with torch.device("meta"):
-        if task_name == "lm":
+        if family == "lm":
             backbone = task.build_backbone(attention, model, max_len=cfg.task.seq_len)
             return LanguageModel(backbone, vocab_size("lm"), 0, model.get("scale_embeddings", True))
-        if task_name == "mlm":
+        if family == "mlm":
             return MaskedLanguageModel(build_encoder(task, attention, model, vocab_size("mlm"), 1, cfg.task.seq_len))
-    raise ValueError(f"parameter counts are for task=lm or task=mlm, not {task_name!r}")
+        if family == "glue":
+            encoder = build_encoder(task, attention, model, vocab_size("mlm"), 1, cfg.task.max_len)
+            return SentenceClassifier(encoder, task.format.num_classes, model.get("dropout", 0.1))
+        if family == "lra":
+            return task.build_model_for_length(attention, model, cfg.task.seq_len)
+    raise ValueError(f"no meta-device model for task={task_name}; valid: lm, mlm, glue/*, lra/*")
 
 
 def compare(task_name: str, overrides: Sequence[str] = ()) -> list[dict]:

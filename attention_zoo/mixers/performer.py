@@ -56,8 +56,9 @@ class PerformerAttention(MultiHeadMixer):
 
     def attend(self, q, k, v, key_valid, x) -> torch.Tensor:
         if self.training and self.redraw_interval:
-            if self._forwards_since_redraw is None:
-                self._forwards_since_redraw = int(self.forwards_since_redraw)
+            if self._forwards_since_redraw is None:  # a meta buffer has no count to read (shape-only passes)
+                counter = self.forwards_since_redraw
+                self._forwards_since_redraw = 0 if counter.is_meta else int(counter)
             if self._forwards_since_redraw >= self.redraw_interval:
                 self.redraw_projection()
             self._forwards_since_redraw += 1

@@ -19,11 +19,13 @@ from attention_zoo.registry import failed_plugins
 from harness.experiments import CONF_DIR, core_tables, extra_backend_tables, table_names, table_plan
 from harness.report.layout import Layout
 from harness.report.report import build_report
+from harness.reproduce.compute import GPUS, ComputeTotals, Hardware
 from harness.reproduce.estimate import Estimate, duration
 from harness.reproduce.plan import LAUNCHERS, Context, Unavailable, plan_table
 from harness.stop import EXIT_INTERRUPTED, STOP_SIGNALS
 from harness.sweep import EXIT_CELLS_FAILED
 from tasks.data.wikitext import SPLIT_FILES, resplit_valid_test
+from zoo_io.atomic import write_text
 
 REPO = CONF_DIR.parent
 ALIASES = {"pos": "pos_ablation", "figure2": "fig2"}
@@ -80,11 +82,25 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
     parser.add_argument("--dry-run", action="store_true",
                         help="print the commands, each sweep's runs and their estimated time; run nothing")
     parser.add_argument("--no-report", action="store_true", help="do not build the report at the end")
+    parser.add_argument("--compute", action=argparse.BooleanOptionalAction, default=None,
+                        help="--dry-run: count each run's FLOPs, peak memory and checkpoint storage on the meta device "
+                        "and price them in GPU-hours (default: at paper scale only)")
+    parser.add_argument("--gpu", choices=sorted(GPUS), default="A100", help="the GPU of the compute plan (A100)")
+    parser.add_argument("--mfu", type=float, default=0.4,
+                        help="the share of the GPU's dense bf16 peak a run sustains (default 0.4)")
+    parser.add_argument("--gpu-memory-gb", type=float, default=None,
+                        help="the GPU memory a run must fit (default: the GPU's); runs that do not are flagged")
+    parser.add_argument("--plan-md", type=Path, default=None,
+                        help="--dry-run: also write the compute plan as a Markdown table to this file")
     args = parser.parse_args(argv)
     if args.seeds is None:
         args.seeds = DEFAULT_SEEDS[args.scale]
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
+    if not 0 < args.mfu <= 1:
+        parser.error(f"--mfu must be in (0, 1], got {args.mfu}")
+    if args.compute is None:
+        args.compute = args.scale == "paper"
     if args.steps is not None and args.steps < 1:
         parser.error(f"--steps must be at least 1, got {args.steps}")
     core = not args.tables
@@ -197,6 +213,8 @@ def run_table(name: str, ctx: Context, dry_run: bool, notes: list[str]) -> Outco
                 try:
                     estimates.append(step.estimate())
                     print(f"  {estimates[-1].describe()}", flush=True)
+                    for line in estimates[-1].describe_compute(ctx.hardware) if ctx.hardware else ():
+                        print(f"  {line}", flush=True)
                 except Exception as err:  # the plan is printed whatever happens to its estimate
                     print(f"  time not estimated: {type(err).__name__}: {str(err).splitlines()[0]}", flush=True)
             continue
@@ -241,6 +259,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     ctx = Context(args.scale, args.seeds, args.launcher, layout, overrides, args.wandb, args.ablation_task,
                   args.extra_backends)
+    if args.dry_run and args.compute:
+        ctx.hardware = Hardware(args.gpu, args.mfu, args.gpu_memory_gb)
     data = "" if args.data == "builtin" else f", data {args.data}"
     print(f"reproduce: {' '.join(args.tables)} at scale {args.scale}, {args.seeds} seed(s){data}, launcher "
           f"{args.launcher}; results in {layout.root}", flush=True)
@@ -266,6 +286,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"  note: {note}")
     if args.dry_run:
         print(planned_total(outcomes))
+        if ctx.hardware is not None:
+            print(compute_total(outcomes, ctx.hardware))
+            if args.plan_md is not None:
+                write_text(args.plan_md, compute_plan_markdown(outcomes, ctx.hardware, args))
+                print(f"compute plan: {args.plan_md}")
     if report is not None:
         print(f"report: {report.parent / args.scale / 'index.md'}")
     if any(o.status == "interrupted" for o in outcomes):
@@ -283,6 +308,48 @@ def planned_total(outcomes: Sequence[Outcome]) -> str:
         if len(known) < len(estimates):
             text += f" for the {sum(e.new for e in known)} with an estimate"
     return text + " (benchmarks and analyses not included; how: above each sweep)"
+
+
+def _table_totals(outcome: Outcome) -> ComputeTotals:
+    totals = ComputeTotals()
+    for estimate in outcome.estimates:
+        if estimate.compute is not None:
+            totals.merge(estimate.compute)
+    return totals
+
+
+def compute_total(outcomes: Sequence[Outcome], hardware: Hardware) -> str:
+    """The dry run's compute line: every planned run to train, counted and priced."""
+    total = ComputeTotals()
+    for outcome in outcomes:
+        total.merge(_table_totals(outcome))
+    return "total " + total.describe(hardware) + "".join(f"\n  warning: {w}" for w in total.warnings)
+
+
+def compute_plan_markdown(outcomes: Sequence[Outcome], hardware: Hardware, args: argparse.Namespace) -> str:
+    """The compute plan as a page: per table and in total, the runs, FLOPs, GPU-hours, peak memory, storage."""
+    tables = ["all"] if list(args.tables) == list(table_names()) else list(args.tables)
+    command = shlex.join(["./reproduce.sh", *tables, "--scale", args.scale, "--seeds", str(args.seeds),
+                          "--dry-run", "--gpu", args.gpu, "--mfu", f"{args.mfu:g}"])
+    lines = [f"Generated by `{command}` (benchmarks and analyses not included). FLOPs are counted by PyTorch's "
+             "FlopCounterMode on a meta-device forward+backward of each configuration (evaluations not counted); "
+             f"GPU-hours at {hardware.describe()}; peak memory is the activations saved for the backward at the "
+             "run's micro-batch plus weights, gradients and AdamW's moments (fp32: an upper bound under bf16).", "",
+             "| table | runs to train | counted | FLOPs | GPU-hours | peak GB (largest run) | checkpoints GB |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
+    total = ComputeTotals()
+    for outcome in outcomes:
+        table = _table_totals(outcome)
+        total.merge(table)
+        if table.runs:
+            lines.append(f"| {outcome.table} | {table.runs} | {table.counted} | {table.flops:.3g} | "
+                         f"{table.gpu_hours(hardware):,.0f} | {table.peak_bytes / 1e9:.1f} | "
+                         f"{table.checkpoint_bytes / 1e9:,.0f} |")
+    lines.append(f"| **total** | {total.runs} | {total.counted} | {total.flops:.3g} | {total.gpu_hours(hardware):,.0f} "
+                 f"| {total.peak_bytes / 1e9:.1f} | {total.checkpoint_bytes / 1e9:,.0f} |")
+    if total.warnings or total.uncounted:
+        lines += ["", *(f"- warning: {w}" for w in total.warnings), *(f"- {u}" for u in total.uncounted)]
+    return "\n".join(lines) + "\n"
 
 
 if __name__ == "__main__":

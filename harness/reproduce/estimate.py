@@ -17,6 +17,7 @@ from harness.compose import compose
 from harness.config import config_hash, resolved_dict, validate
 from harness.execute import run_dir_for
 from harness.report.layout import Layout
+from harness.reproduce.compute import ComputeTotals, Hardware, run_cost
 from harness.run_record import is_completed, read_record
 
 # Wall seconds per training update of one run, all included (data, evaluations, checkpoints), by task family and
@@ -41,6 +42,7 @@ class Planning(Protocol):
     scale: str
     layout: Layout
     planned: set[str]
+    hardware: Hardware | None  # None: no compute plan
 
 
 @dataclass
@@ -54,6 +56,7 @@ class Estimate:
     sources: list[str] = field(default_factory=list)
     completed: int = 0
     shared: int = 0
+    compute: ComputeTotals | None = None  # the runs to train, counted (the compute plan)
 
     @property
     def new(self) -> int:
@@ -71,6 +74,12 @@ class Estimate:
             return f"{text}; time not estimated ({'; '.join(self.sources)})"
         sources = "; ".join(self.sources)
         return f"{text}: {self.new} to train, about {duration(self.seconds)} one after another ({sources})"
+
+    def describe_compute(self, hardware: Hardware) -> list[str]:
+        if self.compute is None:
+            return []
+        return [self.compute.describe(hardware), *(f"warning: {w}" for w in self.compute.warnings),
+                *self.compute.uncounted]
 
 
 def duration(seconds: float) -> str:
@@ -127,7 +136,7 @@ def estimate_sweep(argv: Sequence[str], cfg: Any, ctx: Planning) -> Estimate:
     seeds = [int(s) for s in axes.pop("seed", ("seed", [str(cfg.get("seed", 0))]))[1]]
     fixed = [o.input_line for o in OverridesParser.create().parse_overrides(list(argv[4:]))
              if o.key_or_group not in axes and o.key_or_group != "seed" and not o.key_or_group.startswith("hydra")]
-    estimate, rates = Estimate(0, 0.0), {}
+    estimate, rates = Estimate(0, 0.0, compute=ComputeTotals() if ctx.hardware else None), {}
     for combination in itertools.product(*(values for _, values in axes.values())):
         overrides = [*fixed, *(f"{key}={value}" for (key, _), value in zip(axes.values(), combination))]
         try:
@@ -150,10 +159,13 @@ def estimate_sweep(argv: Sequence[str], cfg: Any, ctx: Planning) -> Estimate:
                 estimate.shared += 1
             elif is_completed(read_record(folder), digest):
                 estimate.completed += 1
-            elif rate is None or estimate.seconds is None:
-                estimate.seconds = None
             else:
-                estimate.seconds += typed.trainer.max_steps * rate + SECONDS_PER_RUN
+                if rate is None or estimate.seconds is None:
+                    estimate.seconds = None
+                else:
+                    estimate.seconds += typed.trainer.max_steps * rate + SECONDS_PER_RUN
+                if estimate.compute is not None and ctx.hardware is not None:
+                    estimate.compute.add(run_cost(typed, overrides), f"{task} {typed.attention.name}", ctx.hardware)
             ctx.planned.add(folder)
         sources = (f"{task}: {typed.trainer.max_steps} updates x {rate:.2g} s + {SECONDS_PER_RUN:g} s, {source}"
                    if rate is not None else source)

@@ -19,6 +19,7 @@ from harness.config import config_hash, resolved_dict, validate
 from harness.execute import run_dir_for
 from harness.experiments import EXPERIMENTS, Analysis, table_plan
 from harness.report.layout import Layout
+from harness.reproduce.compute import Hardware
 from harness.reproduce.estimate import Estimate, estimate_sweep, sweep_axes
 from harness.run_record import read_record
 from tasks.glue.pretrained import PRETRAINING_TASK
@@ -47,6 +48,7 @@ class Context:
     extra_backends: list[str] = field(default_factory=list)  # rows beyond the paper's, Tables 4-7
     python: str = sys.executable
     planned: set[str] = field(default_factory=set)  # run folders of the sweeps planned so far (--dry-run)
+    hardware: Hardware | None = None  # --dry-run's compute plan: the GPU it is priced on (None: no plan)
 
     def sweep(self, experiment: str, *extra: str) -> list[str]:
         seeds = ",".join(str(s) for s in range(self.seeds))

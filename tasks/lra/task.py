@@ -124,6 +124,12 @@ class LraTask(Task):
         self.prepare()
         max_len = max(int((d[f"offsets{k}"][1:] - d[f"offsets{k}"][:-1]).max()) for d in self.tensors.values()
                       for k in range(self.spec.n_inputs))
+        return self.build_model_for_length(attention, model, max_len)
+
+    def build_model_for_length(self, attention: Mapping[str, Any], model: Mapping[str, Any],
+                               max_len: int) -> nn.Module:
+        """The encoder and head for sequences of at most ``max_len`` tokens (no data needed: the compute plan
+        builds it on the meta device)."""
         max_len += self.cfg.pooling == "cls"
         backbone = self.build_backbone(attention, model, max_len=max_len)
         encoder = SequenceEncoder(backbone, self.spec.vocab_size, self.cfg.pooling,
