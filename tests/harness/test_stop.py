@@ -111,7 +111,8 @@ def test_sigterm_to_a_joblib_sweep_stops_its_workers_after_their_checkpoints(tmp
     sweep.send_signal(signal.SIGTERM)
     output, _ = sweep.communicate(timeout=300)
     assert sweep.returncode == INTERRUPTED, output[-3000:]
-    assert not [w for w in workers if w.is_running() and w.status() != psutil.STATUS_ZOMBIE], "orphaned workers"
+    _, alive = psutil.wait_procs(workers, timeout=20)  # an idle worker notices its parent's exit within seconds
+    assert not [w for w in alive if w.is_running() and w.status() != psutil.STATUS_ZOMBIE], "orphaned workers"
     records = [json.loads(p.read_text()) for p in tmp_path.rglob("record.json")]
     assert sorted(r["status"] for r in records) == ["interrupted", "interrupted"], [r.get("reason") for r in records]
     for record in records:  # each stopped after a checkpoint of its own, not a periodic one
