@@ -18,6 +18,10 @@ checked entry point). This module imports no mixer: the mixers import it, so the
   FLASH-quad: relu(q.k / n)^2 / its row sum; FLASH: the quadratic in-group weights plus the linear
   cross-group scores (signed), |.| / row sum;
   Lightning, RetNet, GLA (decayed linear attention): the decayed scores (q_i * w_ij) . k_j, |.| / row sum;
+  DeltaNet, Gated DeltaNet: the delta rule's matrix, the product of its WY factors
+  tril(Q K^T * Gamma) (I + tril(diag(beta) K K^T * Gamma, -1))^-1 diag(beta) (``delta_map``; an N x N triangular
+  solve, O(N^3): analysis lengths only), |.| / row sum;
+  Mamba-2: the SSD matrix (C_i . B_j) dt_j exp(G_i - G_j) plus D on the diagonal, values x; |.| / row sum;
   Transformer-LS: the softmax mass on each local key plus the mass on each landmark spread back over the
   tokens it summarises (P_jg: landmark g's projection weight on token j). This ignores the LayerNorms on
   keys and values (they are not linear), so it is the effective token weighting, not an exact identity.
@@ -186,6 +190,60 @@ def decayed_map(q: Tensor, k: Tensor, v: Tensor, g: Tensor, key_valid: Tensor | 
         scores = torch.einsum("bhid,bhjd,bhijd->bhij", q, k, weights.to(q.dtype))
     scores = scores * allowed
     return AttentionMap(scores, v, row_stochastic(scores, allowed), "decayed scores: |s| / row sum")
+
+
+def delta_weights(q: Tensor, k: Tensor, beta: Tensor, g: Tensor | None) -> Tensor:
+    """``[B, H, N, N]``: W with ``o = W v`` for the causal (gated) delta rule of attention_zoo/ops/delta.py, the
+    whole sequence as one chunk: ``tril(Q K^T * Gamma) (I + tril(diag(beta) K K^T * Gamma, -1))^-1 diag(beta)``,
+    ``Gamma_ij = exp(G_i - G_j)`` for j <= i (``G`` the running sum of the log-decays ``g``; all ones when None)."""
+    n, dtype = q.shape[-2], accumulation_dtype(q, k, beta)
+    q, k, beta = q.to(dtype), k.to(dtype), beta.to(dtype)
+    lower = torch.ones(n, n, dtype=torch.bool, device=q.device).tril()
+    if g is None:
+        gamma = lower.to(dtype)
+    else:
+        running = g.to(dtype).cumsum(-1)
+        gamma = torch.exp((running[..., :, None] - running[..., None, :]).masked_fill(~lower, -math.inf))
+    gram = (torch.matmul(k * beta[..., None], k.transpose(-1, -2)) * gamma).tril(-1)
+    t_beta = torch.linalg.solve_triangular(gram, torch.diag_embed(beta), upper=False, unitriangular=True)
+    return torch.matmul(torch.matmul(q, k.transpose(-1, -2)) * gamma, t_beta)
+
+
+def delta_map(q: Tensor, k: Tensor, v: Tensor, beta: Tensor, g: Tensor | None, key_valid: Tensor | None, *,
+              causal: bool) -> AttentionMap:
+    """The delta rule's q, k (normalised, scaled), v, ``beta [B, H, N]`` and log-decays ``g`` (or None), zero
+    at padded tokens as the mixer gives them. Bidirectional: plus the reversed scan over the strictly later
+    tokens (attention_zoo/ops/delta.py), token j's column decayed by alpha_j."""
+    n = q.shape[-2]
+    allowed = allowed_keys(n, causal, key_valid, q.device)
+    k = zero_padded(k, key_valid)
+    weights = delta_weights(q, k, beta, g)
+    if not causal:
+        def later(t: Tensor) -> Tensor:  # reversed, shifted by one along the tokens (dim 2)
+            flipped = t.flip(2)
+            return torch.cat([torch.zeros_like(flipped[:, :, :1]), flipped[:, :, :-1]], dim=2)
+
+        reverse = delta_weights(q.flip(2), later(k), later(beta), None if g is None else later(g))
+        # row t of the reversed scan is query N-1-t; its column s is token N-s (s >= 1; s = 0 is the empty token)
+        backward = F.pad(reverse.flip(-2)[..., 1:].flip(-1), (1, 0))
+        if g is not None:
+            backward = backward * torch.exp(g.to(backward.dtype))[..., None, :]
+        weights = weights + backward
+    weights = (weights * allowed).to(v.dtype)
+    return AttentionMap(weights, v, row_stochastic(weights, allowed), "delta rule: |w| / row sum")
+
+
+def ssd_map(c: Tensor, b: Tensor, x: Tensor, dt: Tensor, g: Tensor, skip: Tensor, key_valid: Tensor | None, *,
+            causal: bool) -> AttentionMap:
+    """Mamba-2's SSD: ``c, b [B, 1 or H, N, d_state]`` (C and B, shared by the heads), ``x [B, H, N, P]``,
+    ``dt [B, H, N]``, log-decays ``g = dt A [B, H, N]`` (zero at padded tokens), ``skip [H]`` (D)."""
+    batch, heads, n, _ = x.shape
+    keys = b.expand(batch, heads, n, b.shape[-1]) * dt[..., None].to(b.dtype)
+    amap = decayed_map(c.expand(batch, heads, n, c.shape[-1]), keys, x, g, key_valid, causal=causal)
+    real = torch.ones(batch, n, dtype=x.dtype, device=x.device) if key_valid is None else key_valid.to(x.dtype)
+    weights = amap.weights + torch.diag_embed(skip.to(x.dtype)[None, :, None] * real[:, None, :])
+    allowed = allowed_keys(n, causal, key_valid, x.device)
+    return AttentionMap(weights, x, row_stochastic(weights, allowed), "SSD scores + D: |s| / row sum")
 
 
 def diag_map(q: Tensor, k: Tensor, v: Tensor, key_valid: Tensor | None, *, causal: bool, block_size: int,

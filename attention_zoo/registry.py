@@ -21,9 +21,11 @@ from typing import Any, ClassVar
 from torch import nn
 
 from attention_zoo.mixers.decayed import GatedLinearAttention, LightningAttention, Retention
+from attention_zoo.mixers.delta import DeltaNet, GatedDeltaNet
 from attention_zoo.mixers.gated import FLASH, GatedAttentionUnit
 from attention_zoo.mixers.kernel import CosFormerAttention, EluLinearAttention
 from attention_zoo.mixers.long_short import LongShortAttention
+from attention_zoo.mixers.mamba import Mamba2
 from attention_zoo.mixers.performer import PerformerAttention
 from attention_zoo.mixers.softmax import SoftmaxAttention
 from attention_zoo.mixers.transnormer import DiagAttention, NormAttention
@@ -161,8 +163,14 @@ _SPECS = [
               "SRMSNorm, gate", True, True),
     MixerSpec("retnet", Retention, "RetNet's multi-scale retention: fixed per-head decays, rotary, gate", True, True),
     MixerSpec("gla", GatedLinearAttention, "gated linear attention: data-dependent decay per key channel", True, True),
+    # the delta rule (attention_zoo/ops/delta.py) and Mamba-2's SSD (ops/decay.py), not in the paper either
+    MixerSpec("deltanet", DeltaNet, "DeltaNet: the delta rule, chunked by its WY representation", True, True),
+    MixerSpec("gated_deltanet", GatedDeltaNet, "Gated DeltaNet: the delta rule with a data-dependent decay, gate",
+              True, True),
+    MixerSpec("mamba2", Mamba2, "Mamba-2's SSD: scalar data-dependent decay, shared B and C, conv, gate", True, True),
 ]
 SUCCESSORS = ("lightning", "retnet", "gla")
+DELTA_AND_SSD = ("deltanet", "gated_deltanet", "mamba2")  # beyond TransNormer's successors (docs/attention_zoo.md)
 REGISTRY: dict[str, MixerSpec] = {spec.name: spec for spec in _SPECS}
 BUILTIN = frozenset(REGISTRY)
 SPEC_ATTRIBUTE = "__attention_zoo_spec__"  # the capability flags a decorated builder carries

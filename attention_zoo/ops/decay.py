@@ -42,7 +42,9 @@ def causal_decayed_linear_attention(
     """The causal form and the state after the last token: ``(o[B, H, N, d_v], S[B, H, d_k, d_v])``.
 
     ``initial_state``: the state before the first token (decoding on top of earlier tokens). Padded keys must
-    be zero and padded tokens' ``g`` zero where they precede real ones (decoding's left padding).
+    be zero and padded tokens' ``g`` zero where they precede real ones (decoding's left padding). With per-head
+    decays, ``q`` and ``k`` may have one head (``[B, 1, N, d_k]``) shared by all (Mamba-2's C and B): their
+    in-chunk product is then computed once, not once per head.
     """
     n, dtype = q.shape[-2], accumulation_dtype(q, k, v, g)
     per_channel = g.dim() == q.dim()
@@ -69,7 +71,8 @@ def causal_decayed_linear_attention(
         chunk_decay = torch.exp(last)[..., None]  # [B, H, nc, 1, 1]
     out = torch.matmul(scores, vc)
     contributions = torch.matmul(k_to_end.transpose(-1, -2), vc)  # [B, H, nc, d_k, d_v]: each chunk's keys
-    state = q.new_zeros(*q.shape[:2], q.shape[-1], v.shape[-1], dtype=dtype) if initial_state is None else (
+    heads = torch.broadcast_shapes(q.shape[:2], k.shape[:2], v.shape[:2])  # q and k may be shared by the heads
+    state = q.new_zeros(*heads, q.shape[-1], v.shape[-1], dtype=dtype) if initial_state is None else (
         initial_state.to(dtype))
     before = []
     # unbind, not a slice per chunk: a slice's backward writes a full-length gradient (quadratic in N)

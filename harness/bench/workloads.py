@@ -4,8 +4,8 @@ Backends are the registry's names plus the naive baselines of ``harness.bench.ba
 - ``mixer``: the module as ``attention_zoo.build_mixer`` returns it (projections included);
 - ``attention``: the same module with its four d_model x d_model projections (q, k, v, out) replaced by
   identities, so only the attention proper (feature maps, positions, the mixing itself, the output norm)
-  is timed. Backends whose projections are not square (the gated units ``flash``, ``flash_quad``) have no
-  such split and are reported as not applicable.
+  is timed. Backends whose projections are not square (the gated units ``flash``, ``flash_quad``; ``mamba2``'s
+  expanded values) have no such split and are reported as not applicable.
 """
 from __future__ import annotations
 
@@ -54,7 +54,10 @@ def build_workload(backend: str, mode: str, d_model: int, n_heads: int, scope: s
     else:
         module = build_mixer(backend, d_model, n_heads, causal)
     if scope == "attention":
-        if not isinstance(module, MultiHeadMixer):
+        square = all(getattr(getattr(module, name, None), "weight", None) is not None
+                     and tuple(getattr(module, name).weight.shape) == (d_model, d_model)
+                     for name in ("q_proj", "k_proj", "v_proj", "out_proj"))
+        if not isinstance(module, MultiHeadMixer) or not square:  # gated units; Mamba-2's expanded values
             raise NotApplicable(f"{backend} has no square q/k/v/out projections to remove")
         for name in ("q_proj", "k_proj", "v_proj", "out_proj"):
             setattr(module, name, nn.Identity())

@@ -30,10 +30,14 @@ SMALL_KNOBS = {
     "lightning": {"chunk_size": 16},
     "retnet": {"chunk_size": 16},
     "gla": {"chunk_size": 8},
+    "deltanet": {"chunk_size": 8},
+    "gated_deltanet": {"chunk_size": 8},
+    "mamba2": {"chunk_size": 8, "d_state": 8},
 }
 PRESETS = ("transnormer_t1", "transnormer_t2")
 PRESET_HALVES = {"diag": {"layer_index": 0, "n_layers": 2}, "norm": {"layer_index": 1, "n_layers": 2}}
-CHUNKED = {"elu", "norm_attention", "performer", "cosformer", "lightning", "retnet", "gla"}  # with a chunk_size
+CHUNKED = {"elu", "norm_attention", "performer", "cosformer", "lightning", "retnet", "gla", "deltanet",
+           "gated_deltanet", "mamba2"}  # with a chunk_size
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 DEVICES = ["cpu", pytest.param("cuda", marks=requires_cuda)]
 

@@ -398,6 +398,99 @@ def gla(module, knobs, x):
     return gated_finish(module, x, head_rms(merge_heads(out), module.n_heads, module.output_norm.weight))
 
 
+def short_conv(conv: nn.Module | None, x: torch.Tensor) -> torch.Tensor:
+    """The causal depthwise convolution of ``x[N, C]``: out_t = bias + sum_s w[:, s] x_{t - K + 1 + s}, x before
+    the first token zero (``conv`` None: the identity)."""
+    if conv is None:
+        return x
+    weight, n = conv.weight[:, 0, :], x.shape[0]  # [C, K]
+    size = weight.shape[-1]
+    out = torch.zeros_like(x) if conv.bias is None else conv.bias.expand_as(x)
+    for s in range(size):
+        shift = size - 1 - s  # tap s reads token t - shift
+        shifted = torch.cat([x.new_zeros(min(shift, n), x.shape[1]), x[: max(n - shift, 0)]])
+        out = out + weight[:, s] * shifted
+    return out
+
+
+def softplus(x: torch.Tensor) -> torch.Tensor:
+    return torch.log1p(torch.exp(x))
+
+
+def l2_normalised(x: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
+    """flash-linear-attention's l2norm: x / sqrt(sum x^2 + eps)."""
+    return x / torch.sqrt((x * x).sum(-1, keepdim=True) + eps)
+
+
+def delta_rule_recurrence(q, k, v, beta, log_alpha, causal: bool) -> torch.Tensor:
+    """Token by token, with the papers' ``S [H, d_v, d_k]``: ``S_t = alpha_t S_{t-1} (I - beta_t k_t k_t^T) + beta_t
+    v_t k_t^T``, ``o_t = S_t q_t`` (``q, k, v [H, N, d]``, ``beta``, ``log_alpha [H, N]``; None: alpha = 1).
+    Bidirectional: plus ``R_{t+1} q_t`` with ``R_t = alpha_t (R_{t+1} (I - beta_t k_t k_t^T) + beta_t v_t k_t^T)``,
+    ``R_N = 0``: the same rule over the strictly later tokens, run from the end."""
+    heads, n, d_k = q.shape
+    eye = torch.eye(d_k, dtype=q.dtype, device=q.device)
+    alpha = torch.ones_like(beta) if log_alpha is None else torch.exp(log_alpha)
+
+    def erase_and_write(state, t):
+        b, kt = beta[:, t, None, None], k[:, t]
+        return state @ (eye - b * kt[:, :, None] * kt[:, None, :]) + b * v[:, t, :, None] * kt[:, None, :]
+
+    state, out = q.new_zeros(heads, v.shape[-1], d_k), []
+    for t in range(n):
+        state = erase_and_write(alpha[:, t, None, None] * state, t)
+        out.append((state @ q[:, t, :, None])[..., 0])
+    out = torch.stack(out, dim=1)
+    if causal:
+        return out
+    later, reverse = [None] * n, q.new_zeros(heads, v.shape[-1], d_k)
+    for t in reversed(range(n)):
+        later[t] = (reverse @ q[:, t, :, None])[..., 0]
+        reverse = alpha[:, t, None, None] * erase_and_write(reverse, t)
+    return out + torch.stack(later, dim=1)
+
+
+def delta_rule_backend(module, knobs, x):
+    """DeltaNet / Gated DeltaNet: q, k, v = silu(conv(X W)), q and k L2-normalised, q / sqrt(d), beta =
+    sigmoid(X W_beta); gated: log alpha = -exp(A_log) softplus(X W_a + dt_bias); per-head RMSNorm (eps 1e-5) with
+    a gain; gated: times silu(X W_g)."""
+    h = module.n_heads
+    q, k, v = (split_heads(silu(short_conv(conv, affine(proj, x))), h) for proj, conv in (
+        (module.q_proj, module.q_conv), (module.k_proj, module.k_conv), (module.v_proj, module.v_conv)))
+    q, k = l2_normalised(q) / math.sqrt(module.head_dim), l2_normalised(k)
+    beta = torch.sigmoid(x @ module.beta_proj.weight.t()).t()  # [H, N]
+    log_alpha = None
+    if knobs["gated"]:
+        log_alpha = (-torch.exp(module.A_log) * softplus(x @ module.a_proj.weight.t() + module.dt_bias)).t()
+    out = delta_rule_recurrence(q, k, v, beta, log_alpha, module.causal)
+    normed = head_rms(merge_heads(out), h, module.output_norm.weight, eps=1e-5)
+    return gated_finish(module, x, normed) if knobs["gated"] else affine(module.out_proj, normed)
+
+
+def mamba2(module, knobs, x):
+    """Mamba-2: z, x, B, C, dt projections; silu(conv([x, B, C])); dt = softplus(dt + dt_bias), A = -exp(A_log);
+    per head h_t = exp(dt_t A) h_{t-1} + dt_t x_t B_t^T, y_t = h_t C_t + D x_t (bidirectional: the symmetric decay,
+    materialised); RMSNorm(y * silu(z)) (eps 1e-5, gain), output projection."""
+    h, inner, state = module.n_heads, module.inner, knobs["d_state"]
+    xbc = silu(short_conv(module.conv, torch.cat([affine(p, x) for p in (module.v_proj, module.k_proj,
+                                                                              module.q_proj)], dim=-1)))
+    xs, b, c = split_heads(xbc[:, :inner], h), xbc[:, inner : inner + state], xbc[:, inner + state :]
+    dt = softplus(affine(module.dt_proj, x) + module.dt_bias).t()  # [H, N]
+    log_decay = -torch.exp(module.A_log)[:, None] * dt
+    if module.causal:
+        hidden, ys = x.new_zeros(h, module.head_dim, state), []
+        for t in range(x.shape[0]):
+            hidden = torch.exp(log_decay[:, t, None, None]) * hidden + (
+                dt[:, t, None, None] * xs[:, t, :, None] * b[t][None, None, :])
+            ys.append(hidden @ c[t] + module.D[:, None] * xs[:, t])
+        y = torch.stack(ys, dim=1)
+    else:
+        weights = (c @ b.t())[None] * decay_weights(log_decay, causal=False) * dt[:, None, :]  # [H, N, N]
+        y = weights @ xs + module.D[:, None, None] * xs
+    gated = merge_heads(y) * silu(affine(module.z_proj, x))
+    normed = gated / torch.sqrt(gated.pow(2).mean(-1, keepdim=True) + 1e-5) * module.output_norm.norm.weight
+    return affine(module.out_proj, normed)
+
+
 BACKENDS = {
     "vanilla": vanilla,
     "elu": elu,
@@ -411,6 +504,9 @@ BACKENDS = {
     "lightning": lightning,
     "retnet": retnet,
     "gla": gla,
+    "deltanet": lambda module, knobs, x: delta_rule_backend(module, knobs | {"gated": False}, x),
+    "gated_deltanet": lambda module, knobs, x: delta_rule_backend(module, knobs | {"gated": True}, x),
+    "mamba2": mamba2,
 }
 
 

@@ -1,6 +1,6 @@
-"""An independent cross-check of the decayed linear attention behind lightning, retnet and gla: the pure-PyTorch
-naive references of flash-linear-attention (the package ``fla-core``: in the ``dev`` extra, or the extra
-``crosscheck`` alone).
+"""An independent cross-check of the decayed linear attention behind lightning, retnet, gla and mamba2, and of the
+delta rule behind deltanet and gated_deltanet: the pure-PyTorch naive references of flash-linear-attention (the
+package ``fla-core``: in the ``dev`` extra, or the extra ``crosscheck`` alone).
 
 Their naive functions compute in float32 whatever the input (``.float()``), so the comparison is at float32
 precision; the float64 exactness of our backends is checked against our own references (test_exactness.py).
@@ -16,6 +16,7 @@ import pytest
 import torch
 
 from attention_zoo.ops.decay import causal_decayed_linear_attention, decayed_linear_attention
+from attention_zoo.ops.delta import causal_delta_rule
 
 _FLA = importlib.util.find_spec("fla")
 pytestmark = pytest.mark.skipif(
@@ -81,4 +82,40 @@ def test_gla_core_matches_fla_naive_recurrent_gla():
     ours, state = causal_decayed_linear_attention(q * D**-0.5, k, v, gk, chunk_size=16)
     theirs, their_state = naive("gla").naive_recurrent_gla(*(time_major(t) for t in (q, k, v, gk)),
                                                          output_final_state=True)
+    assert error(ours, theirs.transpose(1, 2)) < TOL and error(state, their_state) < TOL
+
+
+def delta_tensors(seed: int):
+    """q, k with unit-norm keys (the mixers L2-normalise them), v, beta in (0, 1), log-decays."""
+    q, k, v = tensors(seed)
+    generator = torch.Generator().manual_seed(seed + 100)
+    beta = torch.rand(B, H, N, generator=generator, dtype=torch.float64)
+    g = torch.nn.functional.logsigmoid(torch.randn(B, H, N, generator=generator, dtype=torch.float64))
+    return q, torch.nn.functional.normalize(k, dim=-1), v, beta, g
+
+
+def test_delta_rule_matches_fla_naive_recurrence_and_chunkwise_form():
+    """DeltaNet: fla scales q by d^-1/2 inside; ours takes it scaled. Their chunkwise form needs N % C == 0."""
+    q, k, v, beta, _ = delta_tensors(4)
+    ours, state = causal_delta_rule(q * D**-0.5, k, v, beta, chunk_size=16)
+    delta = naive("delta_rule")
+    theirs, their_state = delta.delta_rule_recurrence(q, k, v, beta)
+    assert error(ours, theirs) < TOL and error(state, their_state) < TOL
+    whole = 64
+    ours, state = causal_delta_rule(*(t[:, :, :whole] for t in (q * D**-0.5, k, v, beta)), chunk_size=32)
+    theirs, their_state = delta.delta_rule_chunkwise(*(t[:, :, :whole] for t in (q, k, v, beta)), chunk_size=16)
+    assert error(ours, theirs) < TOL and error(state, their_state) < TOL
+
+
+def test_gated_delta_rule_matches_fla_naive_recurrent_and_chunked_forms():
+    """Gated DeltaNet: alpha_t = exp(g_t) per head, the same scaling of q."""
+    q, k, v, beta, g = delta_tensors(5)
+    ours, state = causal_delta_rule(q * D**-0.5, k, v, beta, g, chunk_size=16)
+    gated = naive("gated_delta_rule")
+    theirs, their_state = gated.naive_recurrent_gated_delta_rule(
+        *(time_major(t) for t in (q, k, v)), beta.transpose(1, 2), g.transpose(1, 2), output_final_state=True)
+    assert error(ours, theirs.transpose(1, 2)) < TOL and error(state, their_state) < TOL
+    theirs, their_state = gated.naive_chunk_gated_delta_rule(
+        *(time_major(t) for t in (q, k, v)), g.transpose(1, 2), beta.transpose(1, 2), chunk_size=32,
+        output_final_state=True)
     assert error(ours, theirs.transpose(1, 2)) < TOL and error(state, their_state) < TOL

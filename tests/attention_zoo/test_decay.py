@@ -81,3 +81,19 @@ def test_one_token_at_a_time_is_the_parallel_form(per_channel):
         outputs.append(out)
     torch.testing.assert_close(torch.cat(outputs, dim=2), expected, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(state, expected_state, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("causal", [True, False], ids=["causal", "bidirectional"])
+def test_q_and_k_shared_by_the_heads_equal_their_copies(causal):
+    """Mamba-2's C and B: one head of q and k broadcast over the heads of v and g, as if copied into each."""
+    q, k, v, g = case(False, seed=4)
+    q, k = q[:, :1], k[:, :1]
+    shared = decayed_linear_attention(q, k, v, g, causal=causal, chunk_size=16)
+    copied = decayed_linear_attention(q.expand(-1, H, -1, -1), k.expand(-1, H, -1, -1), v, g, causal=causal,
+                                      chunk_size=16)
+    torch.testing.assert_close(shared, copied, rtol=1e-12, atol=1e-12)
+    if causal:
+        _, state = causal_decayed_linear_attention(q, k, v, g, chunk_size=16)
+        out, _ = causal_decayed_linear_attention(q[:, :, :1], k[:, :, :1], v[:, :, :1], g[:, :, :1],
+                                                 initial_state=state)
+        assert out.shape == (B, H, 1, DV)

@@ -85,7 +85,8 @@ def test_an_off_by_one_state_is_caught(name, knobs):
     assert relative_error(out, module(x[:, :21])[:, 20:21]) > 1e-6
 
 
-@pytest.mark.parametrize("preset", ["transnormer_t1", "transnormer_t2", "vanilla", "flash", "elu", "lightning", "gla"])
+@pytest.mark.parametrize("preset", ["transnormer_t1", "transnormer_t2", "vanilla", "flash", "elu", "lightning", "gla",
+                                    "deltanet", "gated_deltanet", "mamba2"])
 def test_backbone_and_lm_logits_decode_exactly(preset):
     from tasks.lm import LanguageModel
 

@@ -26,6 +26,9 @@ NAMES = [
     "lightning",
     "retnet",
     "gla",
+    "deltanet",
+    "gated_deltanet",
+    "mamba2",
 ]
 
 # name: (linear_causal, linear_bidirectional, owns_channel_mixer, prefix_consistent)
@@ -44,6 +47,9 @@ FLAGS = {
     "lightning": (True, True, False, True),
     "retnet": (True, True, False, True),
     "gla": (True, True, False, True),
+    "deltanet": (True, True, False, True),
+    "gated_deltanet": (True, True, False, True),
+    "mamba2": (True, True, False, True),
 }
 
 

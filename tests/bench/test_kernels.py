@@ -164,6 +164,8 @@ def test_attention_scope_drops_the_square_projections_only():
     assert all(isinstance(getattr(module, p), torch.nn.Identity) for p in ("q_proj", "k_proj", "v_proj", "out_proj"))
     with pytest.raises(NotApplicable, match="flash"):
         build_workload("flash", "causal", d_model=32, n_heads=2, scope="attention")
+    with pytest.raises(NotApplicable, match="mamba2"):  # its values are expanded, not d_model wide
+        build_workload("mamba2", "causal", d_model=32, n_heads=2, scope="attention")
 
 
 PEAK_PROBE = """
