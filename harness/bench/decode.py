@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from harness.bench.decode_cell import SHAPES, DecodeCell, GrowthCell
 from harness.bench.skeleton import (
     ROOT,
+    add_device_argument,
     environment,
     failed_text,
     gib,
@@ -29,6 +30,7 @@ from harness.bench.skeleton import (
     length_label,
     load_average,
     progress,
+    resolve_device,
     run_in_subprocess,
     write_figure,
     write_frame,
@@ -61,6 +63,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="also measure, per backend and shape in one process with interleaved steps, the time "
                         "per token at the longest context over the shortest (decode_growth.csv, in decode.md)")
     parser.add_argument("--out", type=Path, default=ROOT / "results" / "bench" / "decode")
+    add_device_argument(parser)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -70,9 +73,11 @@ def run(args: argparse.Namespace) -> int:
     if unknown or args.tokens < 1:
         print(f"error: unknown shape(s) {unknown} (valid: {sorted(SHAPES)}) or --tokens < 1", file=sys.stderr)
         return 2
-    env = environment("cpu", args.threads)
+    device = resolve_device(args.device)
+    env = environment(device, args.threads)
     cap = gib(args.memory_cap_gb)
-    cells = [DecodeCell(b, s, c, args.tokens, args.threads) for s in shapes for b in args.backends for c in contexts]
+    cells = [DecodeCell(b, s, c, args.tokens, args.threads, device) for s in shapes for b in args.backends
+             for c in contexts]
     measured: dict[DecodeCell, list[dict]] = {cell: [] for cell in cells}
     total = max(args.repeats, 1) * len(cells)
     for repeat in range(max(args.repeats, 1)):  # interleaved: a burst of load on the machine hits every cell alike
@@ -83,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
             measured[cell].append(result)
             progress(index, total, describe(asdict(cell) | result))
     growth = []
-    growth_cells = [GrowthCell(b, s, min(contexts), max(contexts), args.tokens, args.threads)
+    growth_cells = [GrowthCell(b, s, min(contexts), max(contexts), args.tokens, args.threads, device)
                     for s in shapes for b in args.backends] if args.growth else []
     for index, cell in enumerate(growth_cells, start=1):
         result = run_in_subprocess(cell, memory_cap_bytes=cap, timeout_s=args.timeout_s, module=CELL_MODULE)

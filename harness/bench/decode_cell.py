@@ -57,26 +57,33 @@ def state_bytes(state: Any) -> int:
 def build_backbone(cell: DecodeCell) -> nn.Module:
     knobs = {"max_len": cell.context + cell.tokens} if cell.backend == "cosformer" else {}
     sizes = SHAPES[cell.shape] | {"causal": True, "dropout": 0.0, "max_len": cell.context + cell.tokens}
-    return build_zoo_backbone({"name": cell.backend, **knobs}, sizes).eval()
+    return build_zoo_backbone({"name": cell.backend, **knobs}, sizes).eval().to(cell.device)
+
+
+def _clock(device: torch.device) -> float:
+    """Now, after the device has finished what was queued (a CUDA step returns before its kernels end)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter()
 
 
 @torch.no_grad()
 def measure(cell: DecodeCell) -> dict[str, Any]:
     torch.set_num_threads(cell.threads)
     torch.manual_seed(0)
-    backbone = build_backbone(cell)
+    backbone, device = build_backbone(cell), torch.device(cell.device)
     d_model = SHAPES[cell.shape]["d_model"]
-    context = torch.randn(1, cell.context, d_model)
+    context = torch.randn(1, cell.context, d_model, device=device)
     state = backbone.init_state(1)
-    started = time.perf_counter()
+    started = _clock(device)
     backbone.step(context, state)
-    prefill = time.perf_counter() - started
+    prefill = _clock(device) - started
     times = []
     for _ in range(cell.tokens):
-        token = torch.randn(1, 1, d_model)
-        started = time.perf_counter()
+        token = torch.randn(1, 1, d_model, device=device)
+        started = _clock(device)
         backbone.step(token, state)
-        times.append(time.perf_counter() - started)
+        times.append(_clock(device) - started)
     return {"status": "ok", "seconds_per_token": statistics.median(times), "seconds_per_token_min": min(times),
             "seconds_per_token_max": max(times), "prefill_seconds": prefill, "state_mib": state_bytes(state) / 2**20}
 
@@ -85,18 +92,19 @@ def measure(cell: DecodeCell) -> dict[str, Any]:
 def measure_growth(cell: GrowthCell) -> dict[str, Any]:
     torch.set_num_threads(cell.threads)
     torch.manual_seed(0)
-    backbone = build_backbone(DecodeCell(cell.backend, cell.shape, cell.long, cell.tokens, cell.threads))
+    device = torch.device(cell.device)
+    backbone = build_backbone(DecodeCell(cell.backend, cell.shape, cell.long, cell.tokens, cell.threads, cell.device))
     d_model = SHAPES[cell.shape]["d_model"]
     states = {n: backbone.init_state(1) for n in (cell.short, cell.long)}
     for n, state in states.items():
-        backbone.step(torch.randn(1, n, d_model), state)
+        backbone.step(torch.randn(1, n, d_model, device=device), state)
     times: dict[int, list[float]] = {n: [] for n in states}
     for _ in range(cell.tokens):
         for n, state in states.items():  # alternate: a burst of load hits both
-            token = torch.randn(1, 1, d_model)
-            started = time.perf_counter()
+            token = torch.randn(1, 1, d_model, device=device)
+            started = _clock(device)
             backbone.step(token, state)
-            times[n].append(time.perf_counter() - started)
+            times[n].append(_clock(device) - started)
     pairs = sorted(b / a for a, b in zip(times[cell.short], times[cell.long]))
     return {"status": "ok", "growth": statistics.median(times[cell.long]) / statistics.median(times[cell.short]),
             "pair_ratio_q25": pairs[len(pairs) // 4], "pair_ratio_q75": pairs[3 * len(pairs) // 4],
