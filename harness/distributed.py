@@ -2,15 +2,18 @@
 collective operations the trainer needs.
 
 ``torchrun --nproc_per_node=P -m harness.run ...`` starts P copies of the run with ``RANK``, ``WORLD_SIZE``
-and ``LOCAL_RANK`` in their environment; :func:`setup` joins them into one group (NCCL on GPUs, gloo on CPUs)
-and pins each GPU process to its own device. Without those variables everything is a single process and
-every function here is a no-op, so the trainer has one code path.
+and ``LOCAL_RANK`` in their environment; so does a SLURM job step of P tasks (Hydra's submitit launcher with
+``tasks_per_node=P``, what ``./reproduce.sh --gpus-per-run P`` asks for), whose tasks read ``SLURM_PROCID``,
+``SLURM_STEP_NUM_TASKS`` and ``SLURM_LOCALID`` and meet at the step's first node. :func:`setup` joins them into
+one group (NCCL on GPUs, gloo on CPUs) and pins each GPU process to its own device. Without those variables
+everything is a single process and every function here is a no-op, so the trainer has one code path.
 """
 from __future__ import annotations
 
 import contextlib
 import datetime
 import os
+import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -23,6 +26,7 @@ class ProcessInfo:
     rank: int = 0
     world_size: int = 1
     local_rank: int = 0
+    init_method: str = "env://"  # where the group meets: torchrun's MASTER_ADDR/MASTER_PORT, or a SLURM step's
 
     @property
     def is_main(self) -> bool:
@@ -35,7 +39,10 @@ class ProcessInfo:
 
 
 def from_environment() -> ProcessInfo:
-    """Where this process sits, as ``torchrun`` says (a single process when it says nothing)."""
+    """Where this process sits, as ``torchrun`` says, else as a SLURM job step of several tasks says (a single
+    process when neither says anything)."""
+    if "RANK" not in os.environ and int(os.environ.get("SLURM_STEP_NUM_TASKS", "1") or 1) > 1:
+        return slurm_placement()
     try:
         world_size = int(os.environ.get("WORLD_SIZE", "1"))
         rank = int(os.environ.get("RANK", "0"))
@@ -45,6 +52,35 @@ def from_environment() -> ProcessInfo:
     if world_size < 1 or not 0 <= rank < world_size:
         raise RuntimeError(f"invalid process placement: RANK={rank}, WORLD_SIZE={world_size}")
     return ProcessInfo(rank, world_size, local_rank)
+
+
+def slurm_placement() -> ProcessInfo:
+    """This task's place in its SLURM job step: rank ``SLURM_PROCID`` of ``SLURM_STEP_NUM_TASKS``, GPU
+    ``SLURM_LOCALID``, meeting at the step's first node on a port derived from the job id (two jobs on one node
+    never share it)."""
+    try:
+        rank, world_size = int(os.environ["SLURM_PROCID"]), int(os.environ["SLURM_STEP_NUM_TASKS"])
+        local_rank = int(os.environ.get("SLURM_LOCALID", "0"))
+        port = 20000 + int(os.environ.get("SLURM_JOB_ID", "0")) % 20000
+    except (KeyError, ValueError) as err:
+        raise RuntimeError(f"a SLURM step of several tasks without a valid SLURM_PROCID, SLURM_STEP_NUM_TASKS, "
+                           f"SLURM_LOCALID or SLURM_JOB_ID: {err}") from None
+    if not 0 <= rank < world_size:
+        raise RuntimeError(f"invalid SLURM placement: SLURM_PROCID={rank}, SLURM_STEP_NUM_TASKS={world_size}")
+    return ProcessInfo(rank, world_size, local_rank, f"tcp://{first_node()}:{port}")
+
+
+def first_node() -> str:
+    """The host of rank 0: this machine for a one-node step, else the first of the step's node list."""
+    if int(os.environ.get("SLURM_STEP_NUM_NODES", os.environ.get("SLURM_NNODES", "1")) or 1) <= 1:
+        return "127.0.0.1"
+    nodes = os.environ.get("SLURM_STEP_NODELIST") or os.environ.get("SLURM_JOB_NODELIST", "")
+    if nodes and not any(c in nodes for c in "[,"):
+        return nodes
+    found = subprocess.run(["scontrol", "show", "hostnames", nodes], capture_output=True, text=True, timeout=30)
+    if found.returncode != 0 or not found.stdout.split():
+        raise RuntimeError(f"cannot expand the SLURM node list {nodes!r}: {found.stderr.strip()}")
+    return found.stdout.split()[0]
 
 
 def setup(device_choice: str, timeout_minutes: float = 30.0) -> ProcessInfo:
@@ -58,8 +94,8 @@ def setup(device_choice: str, timeout_minutes: float = 30.0) -> ProcessInfo:
     use_cuda = device_choice != "cpu" and torch.cuda.is_available()
     if use_cuda:
         torch.cuda.set_device(info.local_rank)
-    dist.init_process_group("nccl" if use_cuda else "gloo", rank=info.rank, world_size=info.world_size,
-                            timeout=datetime.timedelta(minutes=timeout_minutes))
+    dist.init_process_group("nccl" if use_cuda else "gloo", init_method=info.init_method, rank=info.rank,
+                            world_size=info.world_size, timeout=datetime.timedelta(minutes=timeout_minutes))
     return info
 
 

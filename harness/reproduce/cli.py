@@ -79,6 +79,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         "is valid, and test is cut in two: validation, then test; docs/reproduce.md)")
     parser.add_argument("--wandb", action="store_true", help="log runs to wandb (offline) as well")
     parser.add_argument("--progress", action="store_true", help="show the runs' progress bars")
+    parser.add_argument("--gpus-per-run", type=int, default=1, metavar="N",
+                        help="GPUs per run (--launcher slurm): one job step of N tasks, a process group of N ranks, "
+                        "the micro-batch derived from the global batch (default 1)")
     parser.add_argument("--dry-run", action="store_true",
                         help="print the commands, each sweep's runs and their estimated time; run nothing")
     parser.add_argument("--no-report", action="store_true", help="do not build the report at the end")
@@ -97,6 +100,12 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
         args.seeds = DEFAULT_SEEDS[args.scale]
     if args.seeds < 1:
         parser.error(f"--seeds must be at least 1, got {args.seeds}")
+    if args.gpus_per_run < 1:
+        parser.error(f"--gpus-per-run must be at least 1, got {args.gpus_per_run}")
+    if args.gpus_per_run > 1 and args.launcher != "slurm":
+        parser.error(f"--gpus-per-run {args.gpus_per_run} needs --launcher slurm (each run a job step of that many "
+                     "tasks); on one machine run one configuration with torchrun --nproc_per_node=N -m harness.run "
+                     "(docs/cluster.md)")
     if not 0 < args.mfu <= 1:
         parser.error(f"--mfu must be in (0, 1], got {args.mfu}")
     if args.compute is None:
@@ -259,6 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     ctx = Context(args.scale, args.seeds, args.launcher, layout, overrides, args.wandb, args.ablation_task,
                   args.extra_backends)
+    ctx.gpus_per_run = args.gpus_per_run
     if args.dry_run and args.compute:
         ctx.hardware = Hardware(args.gpu, args.mfu, args.gpu_memory_gb)
     data = "" if args.data == "builtin" else f", data {args.data}"

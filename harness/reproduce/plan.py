@@ -49,14 +49,23 @@ class Context:
     python: str = sys.executable
     planned: set[str] = field(default_factory=set)  # run folders of the sweeps planned so far (--dry-run)
     hardware: Hardware | None = None  # --dry-run's compute plan: the GPU it is priced on (None: no plan)
+    gpus_per_run: int = 1  # > 1: each run is one SLURM job step of this many tasks, one GPU each
 
     def sweep(self, experiment: str, *extra: str) -> list[str]:
         seeds = ",".join(str(s) for s in range(self.seeds))
         return [
             self.python, "-m", "harness.run", "-m", f"experiment={experiment}", f"scale={self.scale}",
-            f"seed={seeds}", f"hydra/launcher={LAUNCHERS[self.launcher]}", f"run.root={self.layout.runs}",
-            *([] if self.wandb else ["logger=none"]), *extra, *self.overrides,
+            f"seed={seeds}", f"hydra/launcher={LAUNCHERS[self.launcher]}", *self.launcher_overrides(),
+            f"run.root={self.layout.runs}", *([] if self.wandb else ["logger=none"]), *extra, *self.overrides,
         ]
+
+    def launcher_overrides(self) -> list[str]:
+        """A run of several GPUs: as many SLURM tasks on its node, each a rank of the run's process group
+        (harness.distributed reads the step's placement)."""
+        if self.gpus_per_run == 1:
+            return []
+        return [f"hydra.launcher.gpus_per_node={self.gpus_per_run}",
+                f"hydra.launcher.tasks_per_node={self.gpus_per_run}"]
 
 
 @dataclass

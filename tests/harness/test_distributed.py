@@ -129,3 +129,48 @@ def test_a_micro_batch_equal_to_the_global_batch_runs_on_two_processes(tmp_path,
     assert result.returncode == 0, result.stderr[-3000:]
     (run_dir,) = {p.parent for p in (tmp_path / "runs").rglob("record.json")}
     assert_same_weights(final_weights(reference_dir), final_weights(run_dir))
+
+
+def slurm_step(root: Path, tasks: int, *overrides: str) -> list[subprocess.CompletedProcess]:
+    """A SLURM job step of ``tasks`` tasks on one node, as srun starts them (no torchrun variables)."""
+    command = [sys.executable, "-m", "harness.run", *SMOKE, f"run.root={root}", *RUN, *overrides]
+    processes = []
+    for rank in range(tasks):
+        env = {k: v for k, v in os.environ.items() if k not in ("RANK", "WORLD_SIZE", "LOCAL_RANK", "MASTER_ADDR")}
+        env |= {"WANDB_MODE": "disabled", "OMP_NUM_THREADS": "1", "SLURM_JOB_ID": str(4242 + os.getpid() % 1000),
+                "SLURM_STEP_NUM_TASKS": str(tasks), "SLURM_PROCID": str(rank), "SLURM_LOCALID": str(rank),
+                "SLURM_STEP_NUM_NODES": "1"}
+        processes.append(subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE,
+                                          stderr=subprocess.PIPE, text=True))
+    return [subprocess.CompletedProcess(p.args, p.wait(timeout=600), *p.communicate()) for p in processes]
+
+
+def test_the_tasks_of_a_slurm_step_train_as_one_group(tmp_path, single_process):
+    reference, reference_dir = single_process
+    results = slurm_step(tmp_path / "runs", 2)
+    assert all(r.returncode == 0 for r in results), results[0].stderr[-3000:] + results[1].stderr[-3000:]
+    (run_dir,) = {p.parent for p in (tmp_path / "runs").rglob("record.json")}
+    record = json.loads((run_dir / "record.json").read_text())
+    assert record["status"] == "completed" and record["processes"] == 2
+    assert record["config_hash"] == reference["config_hash"]
+    assert_same_weights(final_weights(reference_dir), final_weights(run_dir))
+
+
+def test_a_slurm_step_places_each_task(monkeypatch):
+    for key in ("RANK", "WORLD_SIZE", "LOCAL_RANK"):
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("SLURM_STEP_NUM_TASKS", "4")
+    monkeypatch.setenv("SLURM_PROCID", "3")
+    monkeypatch.setenv("SLURM_LOCALID", "1")
+    monkeypatch.setenv("SLURM_JOB_ID", "123456")
+    monkeypatch.setenv("SLURM_STEP_NUM_NODES", "2")
+    monkeypatch.setenv("SLURM_STEP_NODELIST", "gpu-node-17")
+    info = distributed.from_environment()
+    assert (info.rank, info.world_size, info.local_rank) == (3, 4, 1)
+    assert info.init_method == "tcp://gpu-node-17:23456"
+    monkeypatch.setenv("SLURM_PROCID", "4")
+    with pytest.raises(RuntimeError, match="SLURM_PROCID=4, SLURM_STEP_NUM_TASKS=4"):
+        distributed.from_environment()
+    monkeypatch.setenv("RANK", "0")  # torchrun's variables win
+    monkeypatch.setenv("WORLD_SIZE", "1")
+    assert distributed.from_environment().world_size == 1

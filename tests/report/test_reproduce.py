@@ -240,3 +240,14 @@ def test_table5_under_a_parallel_launcher_pretrains_before_it_fine_tunes(tmp_pat
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     records = {r.task: r.status for r in load_records(tmp_path / "runs")}
     assert records == {"mlm": "completed", "glue/sst2": "completed"}
+
+
+def test_gpus_per_run_asks_slurm_for_a_step_of_that_many_tasks(tmp_path, capsys):
+    argv = ["table4", "--scale", "smoke", "--launcher", "slurm", "--gpus-per-run", "4", "--dry-run",
+            "--results", str(tmp_path), "--", "attention=vanilla"]
+    assert reproduce.main(argv) == 0
+    out = capsys.readouterr().out
+    assert "hydra/launcher=submitit_slurm hydra.launcher.gpus_per_node=4 hydra.launcher.tasks_per_node=4" in out
+    with pytest.raises(SystemExit):
+        parse_args(["table4", "--gpus-per-run", "2"])  # local: torchrun, one configuration at a time
+    assert "needs --launcher slurm" in capsys.readouterr().err
