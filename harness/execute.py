@@ -31,6 +31,7 @@ from harness import distributed, stop, sweep
 from harness.config import ConfigError, RunConfig, config_hash, resolved_dict, validate
 from harness.gradient_log import GradientRecorder
 from harness.metrics_log import MetricsLogger
+from harness.prepare import prepare
 from harness.run_folder import (
     Repairs,
     RunLock,
@@ -84,11 +85,18 @@ def execute_cell(cfg: DictConfig, experiment: str | None = None) -> tuple[dict[s
     if stop.requested():  # a sweep asked to stop: start nothing more
         raise RunInterrupted(f"not started: {stop.requested()} received before this run began")
     with stop.handling_stop_signals():
+        if distributed.from_environment().distributed and not _completed(cfg, typed):
+            prepare(typed)  # before the process group, whose timeout would run while one rank prepares alone
         process = distributed.setup(typed.trainer.device)
         try:
             return _execute(cfg, typed, experiment, process)
         finally:
             distributed.teardown()
+
+
+def _completed(cfg: DictConfig, typed: RunConfig) -> bool:
+    digest = config_hash(resolved_dict(cfg))
+    return typed.run.skip_completed and is_completed(read_record(run_dir_for(typed, digest)), digest)
 
 
 def _execute(cfg: DictConfig, typed: RunConfig, experiment: str | None,

@@ -156,6 +156,12 @@ def plan_table(name: str, ctx: Context, notes: list[str]) -> list[Step]:
         argv = ctx.sweep(name, *extra, *sweep)
     phases = task_phases(name, sweep_axes(argv, cfg), ctx)
     steps = []
+    if ctx.launcher == "slurm":  # the data once, here, before any job: the jobs and their ranks only read it
+        given = first_values([*extra, *sweep, *ctx.overrides])
+        for task in dict.fromkeys([t for phase in phases for t in phase] or [str(cfg.task.name)]):
+            command = [ctx.python, "-m", "harness.prepare", f"experiment={name}", f"scale={ctx.scale}", *given,
+                       f"task={task}"]
+            steps.append(Step(f"{name}: prepare the data of task={task}", lambda command=command: command))
     for index, phase in enumerate(phases):  # one after another: a phase's sweep ends before the next starts
         phase_argv = argv if len(phases) == 1 else [  # the phase's tasks replace the sweep's (the user's too)
             *(a for a in argv if not a.startswith("task=")), f"task={','.join(phase)}"]

@@ -251,3 +251,14 @@ def test_gpus_per_run_asks_slurm_for_a_step_of_that_many_tasks(tmp_path, capsys)
     with pytest.raises(SystemExit):
         parse_args(["table4", "--gpus-per-run", "2"])  # local: torchrun, one configuration at a time
     assert "needs --launcher slurm" in capsys.readouterr().err
+
+
+def test_on_slurm_the_data_is_prepared_once_before_the_jobs(tmp_path):
+    ctx = Context("smoke", 1, "slurm", Layout(tmp_path), ["attention=vanilla", "task=mlm,glue/sst2"])
+    steps = plan_table("table5", ctx, [])
+    assert [s.describe for s in steps[:2]] == ["table5: prepare the data of task=mlm",
+                                              "table5: prepare the data of task=glue/sst2"]
+    assert steps[0].argv()[1:3] == ["-m", "harness.prepare"] and steps[0].argv()[-1] == "task=mlm"
+    assert "phase 1 of 2" in steps[2].describe
+    ctx.launcher = "local"  # the runs prepare it themselves
+    assert not any("prepare" in s.describe for s in plan_table("table5", ctx, []))
