@@ -49,9 +49,16 @@ class MaskedBatchNorm(nn.Module):
     def __init__(self, dim: int):
         super().__init__()
         self.norm = nn.BatchNorm1d(dim)
+        # set to a list by a trainer of several processes: each training forward appends its batch's mean and
+        # unbiased variance [2, D], so that every process can replay all processes' updates of the running
+        # statistics in the order one process makes them
+        self.recorded: list[torch.Tensor] | None = None
 
     def forward(self, x: torch.Tensor, padding_mask: torch.Tensor | None = None) -> torch.Tensor:
         if padding_mask is None:
+            if self.recorded is not None and self.norm.training:
+                flat = x.detach().flatten(0, -2)
+                self.recorded.append(torch.stack([flat.mean(0), flat.var(0, unbiased=True)]).float())
             return self.norm(x.flatten(0, -2)).view_as(x)
         return self._masked(x, (~padding_mask)[..., None].to(x.dtype))
 
@@ -68,6 +75,8 @@ class MaskedBatchNorm(nn.Module):
                     norm.num_batches_tracked += 1
                     momentum = norm.momentum if norm.momentum is not None else 1 / norm.num_batches_tracked
                     unbiased = var * count / (count - 1).clamp(min=1)
+                    if self.recorded is not None:
+                        self.recorded.append(torch.stack([mean, unbiased]).float())
                     norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), momentum)
                     norm.running_var.lerp_(unbiased.to(norm.running_var.dtype), momentum)
         else:

@@ -116,6 +116,15 @@ def all_reduce_sum(values: torch.Tensor) -> torch.Tensor:
     return values
 
 
+def all_gather(values: torch.Tensor) -> torch.Tensor:
+    """``values`` of every process, stacked in rank order ([processes, ...]; ``values[None]`` when alone)."""
+    if not is_active():
+        return values[None]
+    gathered = [torch.empty_like(values) for _ in range(dist.get_world_size())]
+    dist.all_gather(gathered, values.contiguous())
+    return torch.stack(gathered)
+
+
 def barrier() -> None:
     if is_active():
         dist.barrier()

@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 
 from harness import distributed, stop
 from harness.allocator import keep_freed_memory
+from harness.batch_statistics import replayed_across_processes, tracked_norms
 from harness.checkpoint import CheckpointError, CheckpointStore, load_verified
 from harness.config import TrainerConfig
 from harness.metrics_log import MetricsLogger
@@ -74,6 +75,7 @@ class Trainer:
                  resume: bool = True, rank: int = 0, world_size: int = 1, callbacks: Sequence[Any] = (),
                  repairs: Repairs | None = None, on_update: Callable[[], None] | None = None):
         self.cfg, self.seed, self.logger, self.resume = cfg, seed, logger, resume
+        self._tracked_norms: list | None = None  # the model's batch norms (found at the first update)
         # on_update(): called on rank 0 after every update, e.g. RunLock.verify (raises to stop the run)
         self.on_update = on_update if on_update is not None and rank == 0 else (lambda: None)
         self.repairs = repairs if repairs is not None else Repairs()
@@ -229,7 +231,8 @@ class Trainer:
         train_model = model
         if self.world_size > 1:  # gradients averaged across processes during backward
             device_ids = [self.device.index] if self.device.type == "cuda" else None
-            train_model = DistributedDataParallel(model, device_ids=device_ids)
+            # buffers are not copied from rank 0: batch-norm statistics are replayed (harness/batch_statistics.py)
+            train_model = DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
         if cfg.compile:  # the training forward only: evaluation's batch shapes differ and run once per eval
             train_model = torch.compile(train_model)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=tuple(cfg.betas), eps=cfg.eps,
@@ -311,18 +314,8 @@ class Trainer:
         n_targets, n_tokens, stop_votes = (int(c) for c in distributed.all_reduce_sum(local_counts))
         model.train()
         optimizer.zero_grad(set_to_none=True)
-        loss_sum = torch.zeros((), device=self.device)
-        for index, batch in enumerate(micro):
-            batch = batch.to(self.device)
-            last = index == len(micro) - 1
-            sync = contextlib.nullcontext() if last or self.world_size == 1 else model.no_sync()
-            with sync:
-                with self.autocast():
-                    outputs = model(**batch.inputs)
-                loss = task.loss(outputs, batch)
-                # DistributedDataParallel averages gradients over processes: times world_size, they sum
-                (loss / n_targets * self.world_size).backward()
-            loss_sum += loss.detach().float()
+        with replayed_across_processes(self._norms(model)):
+            loss_sum = self._forward_backward(model, task, micro, n_targets)
         loss_value = float(distributed.all_reduce_sum(loss_sum))
         if not math.isfinite(loss_value):
             raise NonFiniteLossError(
@@ -336,6 +329,28 @@ class Trainer:
             raise NonFiniteLossError(f"the gradient norm is {grad_norm} at update {step + 1}; stopping")
         optimizer.step()
         return loss_value, n_targets, n_tokens, grad_norm, stop_votes
+
+
+    def _forward_backward(self, model, task, micro, n_targets: int) -> torch.Tensor:
+        """The update's micro-batches through the model, gradients accumulated; the summed loss."""
+        loss_sum = torch.zeros((), device=self.device)
+        for index, batch in enumerate(micro):
+            batch = batch.to(self.device)
+            last = index == len(micro) - 1
+            sync = contextlib.nullcontext() if last or self.world_size == 1 else model.no_sync()
+            with sync:
+                with self.autocast():
+                    outputs = model(**batch.inputs)
+                loss = task.loss(outputs, batch)
+                # DistributedDataParallel averages gradients over processes: times world_size, they sum
+                (loss / n_targets * self.world_size).backward()
+            loss_sum += loss.detach().float()
+        return loss_sum
+
+    def _norms(self, model) -> list:
+        if self._tracked_norms is None:
+            self._tracked_norms = tracked_norms(plain_module(model))
+        return self._tracked_norms
 
 
 def split_batch(global_batch: int, micro: int, processes: int) -> tuple[int, int]:

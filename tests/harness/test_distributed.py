@@ -110,9 +110,11 @@ def test_invalid_placement_is_reported(monkeypatch):
         distributed.from_environment()
 
 
-def test_masked_lm_with_two_processes_equals_one(tmp_path):
-    """Masks are drawn per example from its place in the training stream, not per process: the same model."""
-    task = ("task=mlm",)
+@pytest.mark.parametrize("task", [("task=mlm",), ("task=glue/sst2", "task.init_from=null"), ("task=lra/listops",)],
+                         ids=["mlm", "glue", "lra"])
+def test_every_task_family_with_two_processes_equals_one(tmp_path, task):
+    """The masked LM's masks are drawn per example from its place in the training stream, not per process; a
+    classifier's batches are cut from the same global order: the same model whatever the process count."""
     reference = execute(compose_config(*SMOKE, f"run.root={tmp_path / 'single'}", *RUN, *task))
     result = torchrun(tmp_path / "runs", 2, *task)
     assert result.returncode == 0, result.stderr[-3000:]
