@@ -3,13 +3,17 @@ seeds, on which launcher; each table's steps run one after another, then the rep
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import os
 import shlex
 import signal
 import subprocess
 import sys
+import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,7 +25,7 @@ from harness.report.layout import Layout
 from harness.report.report import build_report
 from harness.reproduce.compute import GPUS, ComputeTotals, Hardware
 from harness.reproduce.estimate import Estimate, duration
-from harness.reproduce.plan import LAUNCHERS, Context, Unavailable, plan_table
+from harness.reproduce.plan import LAUNCHERS, Context, Step, Unavailable, plan_table
 from harness.stop import EXIT_INTERRUPTED, STOP_SIGNALS
 from harness.sweep import EXIT_CELLS_FAILED
 from tasks.data.wikitext import SPLIT_FILES, resplit_valid_test
@@ -195,12 +199,17 @@ class Outcome:
 
 
 def run_table(name: str, ctx: Context, dry_run: bool, notes: list[str]) -> Outcome:
-    started = time.perf_counter()
+    """Plan table ``name`` and run its steps one after another."""
     try:
         steps = plan_table(name, ctx, notes)
     except Unavailable as err:
         print(f"[{name}] not yet available: {err}", flush=True)
         return Outcome(name, "unavailable", str(err))
+    return run_steps(name, steps, ctx, dry_run)
+
+
+def run_steps(name: str, steps: Sequence[Step], ctx: Context, dry_run: bool) -> Outcome:
+    started = time.perf_counter()
     estimates: list[Estimate] = []
     failed_sweeps: list[str] = []
     for step in steps:
@@ -243,19 +252,64 @@ def run_table(name: str, ctx: Context, dry_run: bool, notes: list[str]) -> Outco
     return Outcome(name, "done", "", time.perf_counter() - started)
 
 
-def run_child(argv: list[str]) -> int:
-    """Run one step; a stop signal to this process is passed on to it (it checkpoints and exits 75)."""
-    process = subprocess.Popen(argv, cwd=REPO)
+def run_tables_together(names: Sequence[str], ctx: Context, notes: list[str]) -> list[Outcome]:
+    """Every table's sweeps and benchmark submitted at once (each table's own steps in order: its phases depend on
+    each other), then the diagnostics, which read runs that another table's sweep may be training. Planning
+    composes conf/, which Hydra allows one thread at a time: the tables are planned first, here."""
+    planned: dict[str, list[Step]] = {}
+    outcomes: dict[str, Outcome] = {}
+    for name in names:
+        try:
+            planned[name] = plan_table(name, ctx, notes)
+        except Unavailable as err:
+            print(f"[{name}] not yet available: {err}", flush=True)
+            outcomes[name] = Outcome(name, "unavailable", str(err))
+
+    def runs(name: str) -> Outcome:
+        return run_steps(name, [s for s in planned[name] if not s.after_all_runs], ctx, False)
+
+    with forwarding_stop_signals(), ThreadPoolExecutor(max_workers=max(1, len(planned))) as pool:
+        outcomes |= dict(zip(planned, pool.map(runs, planned)))
+    for name, steps in planned.items():
+        analyses = [s for s in steps if s.after_all_runs]
+        if analyses and outcomes[name].status in ("done", "cells failed"):
+            after = run_steps(name, analyses, ctx, False)
+            seconds = outcomes[name].seconds + after.seconds
+            outcomes[name] = (Outcome(name, after.status, after.detail, seconds) if after.status != "done" else
+                              dataclasses.replace(outcomes[name], seconds=seconds))
+    return [outcomes[name] for name in names]
+
+
+LIVE: set[subprocess.Popen] = set()  # the steps running now (several, when tables run together)
+
+
+@contextlib.contextmanager
+def forwarding_stop_signals() -> Iterator[None]:
+    """A stop signal to this process is passed on to every step running (each checkpoints and exits 75)."""
 
     def forward(signum: int, frame: Any) -> None:
-        process.send_signal(signum)
+        for process in list(LIVE):
+            process.send_signal(signum)
 
     previous = {number: signal.signal(number, forward) for number in (getattr(signal, n) for n in STOP_SIGNALS)}
     try:
-        return process.wait()
+        yield
     finally:
         for number, handler in previous.items():
             signal.signal(number, handler)
+
+
+def run_child(argv: list[str]) -> int:
+    """Run one step; a stop signal to this process is passed on to it (it checkpoints and exits 75)."""
+    process = subprocess.Popen(argv, cwd=REPO)
+    LIVE.add(process)
+    try:
+        if threading.current_thread() is threading.main_thread():  # only the main thread may set handlers
+            with forwarding_stop_signals():
+                return process.wait()
+        return process.wait()
+    finally:
+        LIVE.discard(process)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -277,7 +331,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.perf_counter()
     notes: list[str] = []
     outcomes = []
-    for name in args.tables:
+    if args.launcher == "slurm" and not args.dry_run and len(args.tables) > 1:  # the cluster runs them at once
+        outcomes = run_tables_together(args.tables, ctx, notes)
+    for name in args.tables if not outcomes else ():
         outcomes.append(run_table(name, ctx, args.dry_run, notes))
         if outcomes[-1].status == "interrupted":  # asked to stop: start nothing more, report what is there
             break

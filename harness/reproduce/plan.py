@@ -59,6 +59,12 @@ class Context:
             f"run.root={self.layout.runs}", *([] if self.wandb else ["logger=none"]), *extra, *self.overrides,
         ]
 
+    @property
+    def run_overrides(self) -> list[str]:
+        """The overrides that make the runs (the launcher's, ``hydra.launcher.*``, compose only with their launcher
+        selected: they go to the sweep's command, not to the planning's compositions)."""
+        return [o for o in self.overrides if not o.lstrip("+~").startswith(("hydra.", "hydra/"))]
+
     def launcher_overrides(self) -> list[str]:
         """A run of several GPUs: as many SLURM tasks on its node, each a rank of the run's process group
         (harness.distributed reads the step's placement)."""
@@ -76,6 +82,7 @@ class Step:
     argv: Callable[[], list[str]]
     skip: Callable[[], str | None] = lambda: None  # a reason to skip (e.g. results already there)
     estimate: Callable[[], Estimate] | None = None  # a sweep's runs and their time, for --dry-run
+    after_all_runs: bool = False  # reads runs that other tables' sweeps may train too (the diagnostics)
 
 
 def compose(overrides: Sequence[str], hydra_section: bool = True) -> Any:
@@ -102,7 +109,7 @@ def masked_lm(ctx: Context) -> tuple[list[str], str]:
     """``(["task=mlm"], "")`` when the masked LM can run at this scale, else ``([], why not)``."""
     try:
         check_task("mlm")
-        compose(["task=mlm", f"scale={ctx.scale}", *ctx.overrides])
+        compose(["task=mlm", f"scale={ctx.scale}", *ctx.run_overrides])
     except Unavailable as err:
         return [], str(err)
     except Exception as err:
@@ -123,7 +130,7 @@ def plan_sweep(name: str, ctx: Context, extra: Sequence[str] = ()) -> tuple[list
     if not (EXPERIMENTS / f"{name}.yaml").is_file():
         raise Unavailable(f"conf/experiment/{name}.yaml does not exist")
     try:
-        cfg = compose([f"experiment={name}", f"scale={ctx.scale}", *first_values([*extra, *ctx.overrides])])
+        cfg = compose([f"experiment={name}", f"scale={ctx.scale}", *first_values([*extra, *ctx.run_overrides])])
     except Exception as err:
         raise Unavailable(f"experiment={name} does not compose: {type(err).__name__}: "
                           f"{str(err).splitlines()[0]}") from None
@@ -157,7 +164,7 @@ def plan_table(name: str, ctx: Context, notes: list[str]) -> list[Step]:
     phases = task_phases(name, sweep_axes(argv, cfg), ctx)
     steps = []
     if ctx.launcher == "slurm":  # the data once, here, before any job: the jobs and their ranks only read it
-        given = first_values([*extra, *sweep, *ctx.overrides])
+        given = first_values([*extra, *sweep, *ctx.run_overrides])
         for task in dict.fromkeys([t for phase in phases for t in phase] or [str(cfg.task.name)]):
             command = [ctx.python, "-m", "harness.prepare", f"experiment={name}", f"scale={ctx.scale}", *given,
                        f"task={task}"]
@@ -177,7 +184,7 @@ def plan_table(name: str, ctx: Context, notes: list[str]) -> list[Step]:
 
 def needs_pretraining(experiment: str, task: str, ctx: Context) -> bool:
     """Whether a run of ``task`` fine-tunes a pretraining run it finds itself (``task.init_from=auto``)."""
-    cfg = compose([f"experiment={experiment}", f"scale={ctx.scale}", *first_values(ctx.overrides), f"task={task}"],
+    cfg = compose([f"experiment={experiment}", f"scale={ctx.scale}", *first_values(ctx.run_overrides), f"task={task}"],
                   hydra_section=False)
     return cfg.task.get("init_from") == "auto"
 
@@ -215,9 +222,28 @@ def bench_options(scale: str, extra_backends: Sequence[str] = ()) -> list[str]:
 
 def bench_step(ctx: Context) -> Step:
     out = ctx.layout.bench_dir(ctx.scale)
-    argv = [ctx.python, "-m", "harness.bench", "table7", "--scale", ctx.scale, "--out", str(out),
-            *bench_options(ctx.scale, ctx.extra_backends)]
+    argv = on_a_gpu(ctx, [ctx.python, "-m", "harness.bench", "table7", "--scale", ctx.scale, "--out", str(out),
+                          *bench_options(ctx.scale, ctx.extra_backends)])
     return Step("table7: speed benchmark", lambda: argv, lambda: bench_done(out, ctx.scale, ctx.extra_backends))
+
+
+# the submitit launcher's settings that srun takes too (hydra.launcher.<key>=<value> after ./reproduce.sh's --)
+SRUN_OPTIONS = {"partition": "--partition", "account": "--account", "qos": "--qos", "constraint": "--constraint",
+                "timeout_min": "--time", "cpus_per_task": "--cpus-per-task", "mem_gb": "--mem"}
+
+
+def on_a_gpu(ctx: Context, argv: list[str]) -> list[str]:
+    """``argv`` as a job step on one GPU of the cluster under ``--launcher slurm`` (the benchmark and the
+    diagnostics measure the paper's hardware, not the submitting node's CPU), else as it is."""
+    if ctx.launcher != "slurm":
+        return argv
+    options = []
+    for override in ctx.overrides:
+        key, _, value = override.partition("=")
+        name = key.removeprefix("hydra.launcher.")
+        if key.startswith("hydra.launcher.") and name in SRUN_OPTIONS and value not in ("", "null"):
+            options.append(f"{SRUN_OPTIONS[name]}={value}G" if name == "mem_gb" else f"{SRUN_OPTIONS[name]}={value}")
+    return ["srun", "--nodes=1", "--ntasks=1", "--gpus=1", *options, *argv]
 
 
 def bench_done(out: Path, scale: str, extra_backends: Sequence[str] = ()) -> str | None:
@@ -240,7 +266,8 @@ def bench_done(out: Path, scale: str, extra_backends: Sequence[str] = ()) -> str
 def job_dirs(ctx: Context, experiment: str, extra: Sequence[str]) -> list[Path]:
     """The run folders of the sweep ``experiment`` (one per backend of its ``attention`` sweep and seed), as
     ``harness.run`` names them: the configuration's hash, computed the same way."""
-    base = [f"experiment={experiment}", f"scale={ctx.scale}", f"run.root={ctx.layout.runs}", *extra, *ctx.overrides]
+    base = [f"experiment={experiment}", f"scale={ctx.scale}", f"run.root={ctx.layout.runs}", *extra,
+            *ctx.run_overrides]
     backends = str(compose(base).hydra.sweeper.params["attention"]).split(",")
     folders = []
     for backend in backends:
@@ -263,9 +290,9 @@ def analysis_step(analysis: Analysis, experiment: str, ctx: Context, out: Path) 
         if not found:
             raise RuntimeError(f"no completed runs of experiment={experiment} at scale {ctx.scale} to analyse")
         options = analysis.options.get(ctx.scale, [])
-        return [ctx.python, "-m", "harness.analyze", analysis.command, *map(str, found), "--out", str(out),
-                *options]
+        return on_a_gpu(ctx, [ctx.python, "-m", "harness.analyze", analysis.command, *map(str, found), "--out",
+                              str(out), *options])
 
-    return Step(f"{analysis.command} on the runs of experiment={experiment} -> {out}", argv)
+    return Step(f"{analysis.command} on the runs of experiment={experiment} -> {out}", argv, after_all_runs=True)
 
 

@@ -262,3 +262,31 @@ def test_on_slurm_the_data_is_prepared_once_before_the_jobs(tmp_path):
     assert "phase 1 of 2" in steps[2].describe
     ctx.launcher = "local"  # the runs prepare it themselves
     assert not any("prepare" in s.describe for s in plan_table("table5", ctx, []))
+
+
+def test_on_slurm_the_tables_are_submitted_together(monkeypatch, tmp_path, capsys):
+    import threading
+    import time
+
+    running, most, commands = [0], [0], []
+    lock = threading.Lock()
+
+    def submit(argv):  # stands for a sweep that waits for its jobs
+        with lock:
+            running[0] += 1
+            most[0] = max(most[0], running[0])
+            commands.append(argv)
+        time.sleep(0.5)
+        with lock:
+            running[0] -= 1
+        return 0
+
+    monkeypatch.setattr(reproduce, "run_child", submit)
+    argv = ["table4", "table11", "--scale", "smoke", "--launcher", "slurm", "--no-report", "--results", str(tmp_path),
+            "--", "hydra.launcher.partition=gpu", "trainer.max_steps=2"]
+    assert reproduce.main(argv) == 0
+    assert most[0] == 2  # both tables' steps at once, each table's own in order
+    sweeps = [c for c in commands if c[1:4] == ["-m", "harness.run", "-m"]]
+    assert {c[4] for c in sweeps} == {"experiment=table4", "experiment=table11"}
+    assert all("hydra.launcher.partition=gpu" in c for c in sweeps)
+    assert "table4        done" in capsys.readouterr().out
