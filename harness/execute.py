@@ -29,6 +29,7 @@ from torch import nn
 import tasks
 from harness import distributed, stop, sweep
 from harness.config import ConfigError, RunConfig, config_hash, resolved_dict, validate
+from harness.gpu_lease import one_gpu_per_job
 from harness.gradient_log import GradientRecorder
 from harness.metrics_log import MetricsLogger
 from harness.prepare import prepare
@@ -84,8 +85,11 @@ def execute_cell(cfg: DictConfig, experiment: str | None = None) -> tuple[dict[s
     typed = validate(cfg)
     if stop.requested():  # a sweep asked to stop: start nothing more
         raise RunInterrupted(f"not started: {stop.requested()} received before this run began")
-    with stop.handling_stop_signals():
-        if distributed.from_environment().distributed and not _completed(cfg, typed):
+    placement = distributed.from_environment()
+    # a job among others on this machine (joblib) takes a GPU of its own; a run of several processes has its own
+    lease = one_gpu_per_job(sweep.is_worker() and not placement.distributed and typed.trainer.device != "cpu")
+    with stop.handling_stop_signals(), lease:
+        if placement.distributed and not _completed(cfg, typed):
             prepare(typed)  # before the process group, whose timeout would run while one rank prepares alone
         process = distributed.setup(typed.trainer.device)
         try:
