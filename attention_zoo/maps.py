@@ -11,13 +11,15 @@ checked entry point). This module imports no mixer: the mixers import it, so the
   landmarks, whose values are its layer-normed projections.
 - ``probs [B, H, N, N]``: a row-stochastic attention over the tokens, what the diagnostics read:
   softmax backends (vanilla, DiagAttention T2): the softmax probabilities (zero outside the block for Diag);
-  kernel backends with a denominator (1+elu, Performer, cosFormer): phi(q_i).phi(k_j) / sum_j phi(q_i).phi(k_j);
+  kernel backends with a denominator (1+elu, Performer, cosFormer, Based, Hedgehog, ReLU, ReLU^2):
+  phi(q_i).phi(k_j) / sum_j phi(q_i).phi(k_j);
   NormAttention (no denominator): |phi(q_i).phi(k_j)| / sum_j |phi(q_i).phi(k_j)| (the scores are signed
   under T1's elu features and LRPE, hence the absolute values);
   DiagAttention T1 (relu inside blocks): relu scores / their row sum;
   FLASH-quad: relu(q.k / n)^2 / its row sum; FLASH: the quadratic in-group weights plus the linear
   cross-group scores (signed), |.| / row sum;
-  Lightning, RetNet, GLA (decayed linear attention): the decayed scores (q_i * w_ij) . k_j, |.| / row sum;
+  Lightning, RetNet, GLA, HGRN2 (decayed linear attention): the decayed scores (q_i * w_ij) . k_j, |.| / row sum
+  (HGRN2: q the output gate, k = 1 - f);
   DeltaNet, Gated DeltaNet: the delta rule's matrix, the product of its WY factors
   tril(Q K^T * Gamma) (I + tril(diag(beta) K K^T * Gamma, -1))^-1 diag(beta) (``delta_map``; an N x N triangular
   solve, O(N^3): analysis lengths only), |.| / row sum;
@@ -116,6 +118,15 @@ def elu_map(q: Tensor, k: Tensor, v: Tensor, key_valid: Tensor | None, *, causal
     scores = torch.matmul(1 + F.elu(q), zero_padded(1 + F.elu(k), key_valid).transpose(-1, -2)) * allowed
     if not normalize:
         return AttentionMap(scores, v, row_stochastic(scores, allowed), "kernel (no denominator): |s| / row sum")
+    return _kernel_map(scores, v, allowed, eps=eps, denominator="add", kind="kernel: s / row sum")
+
+
+def feature_map_map(q_features: Tensor, k_features: Tensor, v: Tensor, key_valid: Tensor | None, *, causal: bool,
+                    eps: float) -> AttentionMap:
+    """The features phi(q), phi(k) of a kernel backend (Based, Hedgehog, ReLU, ReLU^2), non-negative, with the
+    denominator sum_j phi(q_i) . phi(k_j) + eps; scores in the mixer's dtype (v's)."""
+    allowed = allowed_keys(q_features.shape[-2], causal, key_valid, q_features.device)
+    scores = torch.matmul(q_features, zero_padded(k_features, key_valid).transpose(-1, -2)).to(v.dtype)
     return _kernel_map(scores, v, allowed, eps=eps, denominator="add", kind="kernel: s / row sum")
 
 

@@ -22,7 +22,14 @@ from torch import nn
 
 from attention_zoo.mixers.decayed import GatedLinearAttention, LightningAttention, Retention
 from attention_zoo.mixers.delta import DeltaNet, GatedDeltaNet
+from attention_zoo.mixers.feature_maps import (
+    BasedLinearAttention,
+    HedgehogAttention,
+    ReluAttention,
+    SquaredReluAttention,
+)
 from attention_zoo.mixers.gated import FLASH, GatedAttentionUnit
+from attention_zoo.mixers.hgrn import HGRN2
 from attention_zoo.mixers.kernel import CosFormerAttention, EluLinearAttention
 from attention_zoo.mixers.long_short import LongShortAttention
 from attention_zoo.mixers.mamba import Mamba2
@@ -168,9 +175,19 @@ _SPECS = [
     MixerSpec("gated_deltanet", GatedDeltaNet, "Gated DeltaNet: the delta rule with a data-dependent decay, gate",
               True, True),
     MixerSpec("mamba2", Mamba2, "Mamba-2's SSD: scalar data-dependent decay, shared B and C, conv, gate", True, True),
+    # feature maps on the normalised linear attention (attention_zoo/ops/linear.py) and HGRN2 (ops/decay.py)
+    MixerSpec("based", BasedLinearAttention, "Based's linear attention: 2nd-order Taylor features of exp(q.k)",
+              True, True),
+    MixerSpec("hedgehog", HedgehogAttention, "Hedgehog: learned per-head [softmax(xW), softmax(-xW)] features",
+              True, True),
+    MixerSpec("relu", ReluAttention, "linear attention with ReLU features, normalised", True, True),
+    MixerSpec("relu2", SquaredReluAttention, "linear attention with squared-ReLU features, normalised", True, True),
+    MixerSpec("hgrn2", HGRN2, "HGRN2: gated linear RNN with outer-product state expansion, lower-bounded forget gate",
+              True, True),
 ]
 SUCCESSORS = ("lightning", "retnet", "gla")
 DELTA_AND_SSD = ("deltanet", "gated_deltanet", "mamba2")  # beyond TransNormer's successors (docs/attention_zoo.md)
+FEATURE_MAPS_AND_HGRN2 = ("based", "hedgehog", "relu", "relu2", "hgrn2")  # the rest of the 2026 zoo
 REGISTRY: dict[str, MixerSpec] = {spec.name: spec for spec in _SPECS}
 BUILTIN = frozenset(REGISTRY)
 SPEC_ATTRIBUTE = "__attention_zoo_spec__"  # the capability flags a decorated builder carries

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 import tasks
-from attention_zoo.registry import DELTA_AND_SSD, SUCCESSORS
+from attention_zoo.registry import DELTA_AND_SSD, FEATURE_MAPS_AND_HGRN2, SUCCESSORS
 from harness.compose import compose
 from harness.config import validate
 from harness.execute import count_parameters
@@ -73,7 +73,7 @@ def compare(task_name: str, overrides: Sequence[str] = ()) -> list[dict]:
         rows.append({"method": line["method"], "backend": line["backend"], "ours_m": ours, "paper_m": theirs,
                      "diff": diff, "agrees": diff is not None and abs(diff) <= TOLERANCE,
                      "non_embedding_m": counts["non_embedding"] / 1e6})
-    beyond = (*SUCCESSORS, *DELTA_AND_SSD) if task_name == "lm" else ()
+    beyond = (*SUCCESSORS, *DELTA_AND_SSD, *FEATURE_MAPS_AND_HGRN2) if task_name == "lm" else ()
     for backend in beyond:  # rows beyond the paper, at the same width and depth
         counts = count_parameters(build_on_meta(task_name, backend, overrides))
         rows.append({"method": f"{backend} {NOT_IN_PAPER}", "backend": backend, "ours_m": counts["total"] / 1e6,

@@ -11,10 +11,12 @@ causal form of the reversed sequence, minus the diagonal counted twice.
 Chunked like ``attention_zoo/ops/linear.py``: inside a chunk of C tokens the decayed, masked C x C product;
 across chunks the decayed running state, carried chunk by chunk. Memory O(N d + N/C d_k d_v): never an N x N
 matrix nor an N x d_k x d_v tensor. The in-chunk product of per-channel decays is factorised,
-exp(b_i - b_j) = exp(b_i) exp(-b_j), while every chunk's decay stays above e^-60 (fp32; e^-600 in float64), which
-training's gates are far from; beyond, the per-channel weights are materialised (O(N C d_k) memory) with
-exponents <= 0 only, so no gate, however strong, overflows. Gradients by autograd; accumulation in fp32
-(float64 stays float64).
+exp(b_i - b_j) = exp(b_i) exp(-b_j), for every query row whose decay from the chunk's start stays above e^-60
+(fp32; e^-600 in float64), which GLA's gates are far from; the rows beyond (HGRN2's lower layers may get there)
+take a sub-chunked form whose exponents are all <= 0 (chunks of 16 tokens, the factor between two of them carried
+with the queries: O(C/16 d_k) more memory per chunk that holds such a row), so no gate, however strong, overflows,
+and the form of a row depends on no later token. Gradients by autograd; accumulation in fp32 (float64
+stays float64).
 """
 from __future__ import annotations
 
@@ -57,13 +59,10 @@ def causal_decayed_linear_attention(
     if per_channel:
         q_from_start, k_to_end = qc * torch.exp(b), kc * torch.exp(last - b)
         chunk_decay = torch.exp(last[:, :, :, 0])[..., None]  # [B, H, nc, d_k, 1]: scales the state's rows
-        # exp(b_i - b_j) = exp(b_i) exp(-b_j) where that stays finite: one host sync per forward to choose the
-        # form (inherent to choosing; a meta tensor, shapes only, takes the general form)
-        if not last.is_meta and float(-last.detach().min()) < _SAFE_EXPONENT[dtype]:
-            scores = torch.matmul(q_from_start, (kc * torch.exp(-b)).transpose(-1, -2)).tril()
-        else:  # gates too strong to factorise: the in-chunk weights per channel, [.., C, C, d_k], exponents <= 0
-            gap = (b[..., :, None, :] - b[..., None, :, :]).masked_fill(~causal[..., None], -torch.inf)
-            scores = torch.einsum("...id,...jd,...ijd->...ij", qc, kc, torch.exp(gap))
+        if last.is_meta:  # shapes only (FLOP counts): the general form
+            scores = _materialised_scores(qc, kc, b, causal)
+        else:
+            scores = _per_channel_scores(qc, kc, b, q_from_start, causal, _SAFE_EXPONENT[dtype])
     else:
         decay = torch.exp((b[..., :, None] - b[..., None, :]).masked_fill(~causal, -torch.inf))  # [.., C, C]
         scores = torch.matmul(qc, kc.transpose(-1, -2)) * decay
@@ -81,6 +80,79 @@ def causal_decayed_linear_attention(
         state = decay * state + contribution
     out = out + torch.matmul(q_from_start, torch.stack(before, dim=2))
     return out.flatten(2, 3)[..., :n, :].to(v.dtype), state
+
+
+def _materialised_scores(qc, kc, b, causal) -> torch.Tensor:
+    """The in-chunk scores with the weights per channel materialised, ``[.., C, C, d_k]``, every exponent <= 0."""
+    gap = (b[..., :, None, :] - b[..., None, :, :]).masked_fill(~causal[..., None], -torch.inf)
+    return torch.einsum("...id,...jd,...ijd->...ij", qc, kc, torch.exp(gap))
+
+
+def _per_channel_scores(qc, kc, b, q_from_start, causal, safe: float) -> torch.Tensor:
+    """The in-chunk scores ``[B, H, nc, C, C]`` of per-channel decays, the form chosen per query row.
+
+    Row i factorises, exp(b_i - b_j) = exp(b_i) exp(-b_j) for j <= i, while its own decay from the chunk's start
+    stays above e^-safe (then so does every key's it sees); exp(-b) is clamped there, since a key beyond it is seen
+    only by rows that do not factorise. Those rows take the sub-chunked form (``_subchunk_scores``), computed for the
+    chunks that hold one only (one host sync per forward, to find them; one more when there are any). The form of a
+    row depends on the tokens up to it alone, so a later token never changes an earlier output, not even by rounding.
+    """
+    reach = -b  # [B, H, nc, C, d_k], >= 0 and growing along the chunk
+    scores = torch.matmul(q_from_start, (kc * torch.exp(reach.clamp_max(safe))).transpose(-1, -2)).tril()
+    strong = reach.amax(-1) >= safe  # [B, H, nc, C]: rows that do not factorise
+    return _replace_rows(scores, strong, lambda chunks: _subchunk_scores(
+        *(_flat(t, b)[chunks] for t in (qc, kc, b)), causal, safe))
+
+
+def _flat(t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    """``t [B, 1 or H, nc, C, d]`` expanded to ``like``'s leading shape and flattened: ``[B H nc, C, d]``."""
+    return t.expand(*like.shape[:-1], t.shape[-1]).flatten(0, -3)
+
+
+def _replace_rows(scores: torch.Tensor, rows: torch.Tensor, general) -> torch.Tensor:
+    """``scores [..., C, C]`` with the ``rows [..., C]`` that are True taken from ``general(blocks)``, the scores of
+    the blocks (the flattened leading index) that hold such a row; ``scores`` itself when none does."""
+    blocks = rows.flatten(0, -2).any(-1).nonzero()[:, 0]
+    if not len(blocks):
+        return scores
+    flat = scores.flatten(0, -3)
+    picked = torch.where(rows.flatten(0, -2)[blocks][..., None], general(blocks), flat[blocks])
+    return flat.index_copy(0, blocks, picked).view_as(scores)
+
+
+_SUBCHUNK = 16  # tokens per sub-chunk of the strong-gate form
+
+
+def _subchunk_scores(q, k, b, causal, safe: float) -> torch.Tensor:
+    """The in-chunk scores ``[M, C, C]`` of ``q, k [M, C, d]`` with per-channel running log-decays ``b`` (from the
+    chunk's start), with no exponent above 0 between sub-chunks of 16 tokens (flash-linear-attention's secondary
+    chunking): for i in sub-chunk s and j in an earlier sub-chunk t, exp(b_i - b_j) = exp(b_i - r_s) exp(r_s - r_{t+1})
+    exp(r_{t+1} - b_j), r_s the running decay before sub-chunk s; the middle factor, one per pair of sub-chunks and
+    channel, goes with the queries ([M, S, S, 16, d]: S times their size). Inside a sub-chunk the rows factorise
+    from its start, or (decays beyond e^-safe within 16 tokens) take the weights materialised, per sub-chunk."""
+    m, size, d = q.shape
+    c = min(_SUBCHUNK, size)
+    pad = (-size) % c
+    if pad:  # zero keys and queries, no further decay: they reach no real token
+        q, k = (torch.nn.functional.pad(t, (0, 0, 0, pad)) for t in (q, k))
+        b = torch.cat([b, b[:, -1:].expand(m, pad, d)], dim=1)
+    n_sub = (size + pad) // c
+    qs, ks, bs = (t.view(m, n_sub, c, d) for t in (q, k, b))
+    before = torch.cat([bs.new_zeros(m, 1, d), bs[:, :-1, -1]], dim=1)  # r_s: [M, S, d]
+    local = bs - before[:, :, None]  # decays from the sub-chunk's start, <= 0
+    total = local[:, :, -1]  # [M, S, d]: r_{s+1} - r_s
+    q_in, k_out = qs * torch.exp(local), ks * torch.exp(total[:, :, None] - local)
+    earlier = torch.ones(n_sub, n_sub, dtype=torch.bool, device=q.device).tril(-1)  # t < s
+    gap = (before[:, :, None] - (before + total)[:, None]).masked_fill(~earlier[..., None], -torch.inf)
+    across = torch.matmul(q_in[:, :, None] * torch.exp(gap)[:, :, :, None], k_out[:, None].transpose(-1, -2))
+    # inside each sub-chunk, [M, S, c, c]: the rows of a sub-chunk's own form, as for the whole chunk above
+    reach = -local
+    inside = torch.matmul(q_in, (ks * torch.exp(reach.clamp_max(safe))).transpose(-1, -2)).tril()
+    inside = _replace_rows(inside, reach.amax(-1) >= safe, lambda blocks: _materialised_scores(
+        qs.flatten(0, 1)[blocks], ks.flatten(0, 1)[blocks], local.flatten(0, 1)[blocks], causal[:c, :c]))
+    eye = torch.eye(n_sub, dtype=q.dtype, device=q.device)[:, :, None, None]
+    blocks = across + inside[:, :, None] * eye  # [M, S, S, c, c], zero above the diagonal of sub-chunks
+    return blocks.transpose(2, 3).reshape(m, n_sub * c, n_sub * c)[:, :size, :size]
 
 
 def _one_step(q, k, v, g, state, per_channel: bool, out_dtype) -> tuple[torch.Tensor, torch.Tensor]:

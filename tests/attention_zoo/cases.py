@@ -33,11 +33,16 @@ SMALL_KNOBS = {
     "deltanet": {"chunk_size": 8},
     "gated_deltanet": {"chunk_size": 8},
     "mamba2": {"chunk_size": 8, "d_state": 8},
+    "based": {"chunk_size": 16, "feature_dim": 4},
+    "hedgehog": {"chunk_size": 16, "feature_dim": 6},
+    "relu": {"chunk_size": 16},
+    "relu2": {"chunk_size": 16},
+    "hgrn2": {"chunk_size": 8, "layer_index": 1, "n_layers": 2},  # lower bound 1/2 (the defaults: none)
 }
 PRESETS = ("transnormer_t1", "transnormer_t2")
 PRESET_HALVES = {"diag": {"layer_index": 0, "n_layers": 2}, "norm": {"layer_index": 1, "n_layers": 2}}
 CHUNKED = {"elu", "norm_attention", "performer", "cosformer", "lightning", "retnet", "gla", "deltanet",
-           "gated_deltanet", "mamba2"}  # with a chunk_size
+           "gated_deltanet", "mamba2", "based", "hedgehog", "relu", "relu2", "hgrn2"}  # with a chunk_size
 requires_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
 DEVICES = ["cpu", pytest.param("cuda", marks=requires_cuda)]
 

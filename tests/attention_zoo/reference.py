@@ -491,6 +491,66 @@ def mamba2(module, knobs, x):
     return affine(module.out_proj, normed)
 
 
+def normalised_kernel(module, knobs, x, weights_of) -> torch.Tensor:
+    """Kernel attention with the row-sum denominator + eps: ``weights_of(q, k) -> [H, N, N]`` (>= 0)."""
+    q, k, v = qkv(module, x)
+    return finish(module, kernel_attention(weights_of(q, k), v, module.causal, "add", knobs["eps"]))
+
+
+def based(module, knobs, x):
+    """Based: 1 + s + s^2 / 2 with s = q . k / sqrt(feature_dim), q and k feature_dim wide per head."""
+    def weights(q, k):
+        s = q @ k.transpose(-1, -2) / math.sqrt(knobs["feature_dim"])
+        return 1 + s + s * s / 2
+
+    return normalised_kernel(module, knobs, x, weights)
+
+
+def hedgehog(module, knobs, x):
+    """Hedgehog: phi(x) = [exp(z) / sum exp(z), exp(-z) / sum exp(-z)], z = x W_h + b_h per head (queries and keys
+    each with their own W, b)."""
+    def phi(t, layer):
+        z = t @ layer.weight + layer.bias[:, None, :]
+        return torch.cat([torch.exp(z) / torch.exp(z).sum(-1, keepdim=True),
+                          torch.exp(-z) / torch.exp(-z).sum(-1, keepdim=True)], dim=-1)
+
+    return normalised_kernel(module, knobs, x,
+                             lambda q, k: phi(q, module.q_map) @ phi(k, module.k_map).transpose(-1, -2))
+
+
+def relu_kernel(power: int):
+    def backend(module, knobs, x):
+        return normalised_kernel(module, knobs, x, lambda q, k: torch.clamp_min(q, 0) ** power @ (
+            torch.clamp_min(k, 0) ** power).transpose(-1, -2))
+
+    return backend
+
+
+def hgrn2(module, knobs, x):
+    """HGRN2, token by token with the paper's H_t (d_k x d_v per head): f = beta + (1 - beta) sigmoid(X W_f), beta =
+    lower_bound or layer_index / n_layers; H_t = diag(f_t) H_{t-1} + (1 - f_t)^T i_t with i = silu(X W_i); y_t = o_t H_t
+    with o = sigmoid(X W_o). Bidirectional: plus o_t R_t, R_t = sum_{j > t} (f_{t+1} ... f_j) (1 - f_j)^T i_j, run from
+    the end (R_{t-1} = diag(f_t) (R_t + (1 - f_t)^T i_t)). LayerNorm over D, output projection."""
+    h = module.n_heads
+    beta = knobs["lower_bound"] if knobs["lower_bound"] is not None else knobs["layer_index"] / knobs["n_layers"]
+    o = split_heads(torch.sigmoid(affine(module.q_proj, x)), h)
+    f = beta + (1 - beta) * split_heads(torch.sigmoid(affine(module.k_proj, x)), h)
+    i = split_heads(silu(affine(module.v_proj, x)), h)
+    key, n = 1 - f, x.shape[0]
+    state, out = x.new_zeros(h, module.head_dim, module.head_dim), []
+    for t in range(n):
+        state = f[:, t, :, None] * state + key[:, t, :, None] * i[:, t, None, :]
+        out.append((o[:, t, None, :] @ state)[:, 0])
+    out = torch.stack(out, dim=1)
+    if not module.causal:
+        later, reverse = [None] * n, torch.zeros_like(state)
+        for t in reversed(range(n)):
+            later[t] = (o[:, t, None, :] @ reverse)[:, 0]
+            reverse = f[:, t, :, None] * (reverse + key[:, t, :, None] * i[:, t, None, :])
+        out = out + torch.stack(later, dim=1)
+    return affine(module.out_proj, layer_norm(module.output_norm.norm, merge_heads(out)))
+
+
 BACKENDS = {
     "vanilla": vanilla,
     "elu": elu,
@@ -507,6 +567,11 @@ BACKENDS = {
     "deltanet": lambda module, knobs, x: delta_rule_backend(module, knobs | {"gated": False}, x),
     "gated_deltanet": lambda module, knobs, x: delta_rule_backend(module, knobs | {"gated": True}, x),
     "mamba2": mamba2,
+    "based": based,
+    "hedgehog": hedgehog,
+    "relu": relu_kernel(1),
+    "relu2": relu_kernel(2),
+    "hgrn2": hgrn2,
 }
 
 

@@ -97,3 +97,35 @@ def test_q_and_k_shared_by_the_heads_equal_their_copies(causal):
         out, _ = causal_decayed_linear_attention(q[:, :, :1], k[:, :, :1], v[:, :, :1], g[:, :, :1],
                                                  initial_state=state)
         assert out.shape == (B, H, 1, DV)
+
+
+def test_a_strong_gate_later_changes_no_earlier_output_even_by_rounding():
+    """Per-channel decays: each query row factorises or takes the materialised weights by the decays up to it alone,
+    so gates far beyond factorising after position 30 leave the outputs before it equal to the bit (fp32), and the
+    mixed chunk stays accurate."""
+    q, k, v, g = case(True, seed=4)
+    strong = g.clone()
+    strong[:, :, 30:34] = -150.0
+    expected, _ = recurrence(q, k, v, strong)
+    q, k, v, g, strong = (t.float() for t in (q, k, v, g, strong))
+    out, _ = causal_decayed_linear_attention(q, k, v, g, chunk_size=64)
+    mixed, _ = causal_decayed_linear_attention(q, k, v, strong, chunk_size=64)
+    assert torch.equal(mixed[:, :, :30], out[:, :, :30])
+    assert (mixed.double() - expected).abs().max() <= 1e-4 * expected.abs().max()
+
+
+@pytest.mark.parametrize("chunk_size", [64, 100])
+@pytest.mark.parametrize("dtype, strength, tol", [(torch.float64, 40.0, 1e-12), (torch.float64, 400.0, 1e-12),
+                                                  (torch.float32, 4.0, 1e-4), (torch.float32, 40.0, 1e-4)])
+def test_rows_beyond_factorising_take_the_subchunked_form_exactly(chunk_size, dtype, strength, tol):
+    """Per-channel gates that pass e^-60 (fp32; e^-600 in float64) within a chunk, on some channels and tokens only:
+    those rows go through sub-chunks of 16 (and, the strongest, through the materialised weights inside one); at
+    chunk sizes that are and are not multiples of 16, against the recurrence (fp32: as the test above, the running
+    sums of such decays round to ~1e-5 of the weights)."""
+    q, k, v, g = case(True, seed=5)
+    gen = torch.Generator().manual_seed(6)
+    g = g - strength * (torch.rand(g.shape, generator=gen, dtype=g.dtype) < 0.3)
+    expected, expected_state = recurrence(q, k, v, g)
+    out, state = causal_decayed_linear_attention(*(t.to(dtype) for t in (q, k, v, g)), chunk_size=chunk_size)
+    assert (out.double() - expected).abs().max() <= tol * expected.abs().max()
+    assert (state.double() - expected_state).abs().max() <= tol * expected_state.abs().max()

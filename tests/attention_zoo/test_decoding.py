@@ -86,7 +86,7 @@ def test_an_off_by_one_state_is_caught(name, knobs):
 
 
 @pytest.mark.parametrize("preset", ["transnormer_t1", "transnormer_t2", "vanilla", "flash", "elu", "lightning", "gla",
-                                    "deltanet", "gated_deltanet", "mamba2"])
+                                    "deltanet", "gated_deltanet", "mamba2", "based", "hedgehog", "hgrn2"])
 def test_backbone_and_lm_logits_decode_exactly(preset):
     from tasks.lm import LanguageModel
 

@@ -29,6 +29,11 @@ NAMES = [
     "deltanet",
     "gated_deltanet",
     "mamba2",
+    "based",
+    "hedgehog",
+    "relu",
+    "relu2",
+    "hgrn2",
 ]
 
 # name: (linear_causal, linear_bidirectional, owns_channel_mixer, prefix_consistent)
@@ -50,6 +55,11 @@ FLAGS = {
     "deltanet": (True, True, False, True),
     "gated_deltanet": (True, True, False, True),
     "mamba2": (True, True, False, True),
+    "based": (True, True, False, True),
+    "hedgehog": (True, True, False, True),
+    "relu": (True, True, False, True),
+    "relu2": (True, True, False, True),
+    "hgrn2": (True, True, False, True),
 }
 
 
