@@ -7,7 +7,12 @@ A layer plan is one of
   ``"parallel"`` (Diag and Norm side by side in every layer, outputs summed);
 - ``{"split": k, "first": SPEC, "second": SPEC}`` for any two mixers (e.g. Table 3's 1+elu then vanilla),
   ``{"alternate": [SPEC, SPEC]}``, ``{"parallel": [SPEC, SPEC]}``;
-- a list of one SPEC per layer.
+- a list of one SPEC per layer;
+- a hybrid, any backbone: the configured backend everywhere but at chosen layers, where another mixer goes (its
+  builder's default knobs, or the SPEC's): ``"hybrid:NAME@everyK"`` (NAME in every K-th layer: 0-based layers
+  K-1, 2K-1, ...), ``"hybrid:NAME@I,J"`` (at the 0-based layers I < J < ...), or ``{"hybrid": SPEC, "every": K}``,
+  ``{"hybrid": SPEC, "layers": [I, J]}``;
+- a named plan (``NAMED_PLANS``, ``register_plan``): ``"minimax_hybrid"`` = ``"hybrid:vanilla@every8"``.
 A SPEC is a backend name, a mapping ``{"name": NAME, **knobs}``, or ``{"parallel": [SPEC, ...]}``.
 """
 from __future__ import annotations
@@ -217,6 +222,21 @@ class Backbone(nn.Module):
 # ---------------------------------------------------------------------------------------------- plans
 LayerEntry = tuple[tuple[str, dict], ...]  # the mixers of one layer (more than one: parallel)
 PLAN_SHORTHANDS = ["split:k", "reverse_split:k", "alternate", "parallel"]
+PLAN_KINDS = ("split", "reverse_split", "alternate", "parallel", "hybrid")  # a string plan's word before ':'
+HYBRID_FORMS = ["hybrid:NAME@everyK", "hybrid:NAME@I,J,...", "{hybrid: SPEC, every: K}",
+                "{hybrid: SPEC, layers: [I, J, ...]}"]
+# published hybrid ratios as plans over the configured backend (docs/attention_zoo.md, "Hybrid layer plans")
+NAMED_PLANS: dict[str, Any] = {
+    "minimax_hybrid": "hybrid:vanilla@every8",  # MiniMax-01 (2025): a softmax layer after every 7 lightning layers
+}
+
+
+def register_plan(name: str, plan: Any, *, replace: bool = False) -> None:
+    """Name a layer plan (``attention.layer_plan: NAME``); it must not shadow a shorthand or another name."""
+    taken = (name in NAMED_PLANS and not replace) or name.partition(":")[0] in PLAN_KINDS
+    if taken:
+        raise ValueError(f"layer plan name {name!r} is taken; taken: {sorted(NAMED_PLANS)} and the shorthands")
+    NAMED_PLANS[name] = plan
 
 
 def _spec(spec: Any) -> LayerEntry:
@@ -267,18 +287,25 @@ def takes_layer_position(name: str) -> bool:
 
 def _plan_entries(cfg: BackboneConfig) -> list[LayerEntry]:
     plan, L = cfg.layer_plan, cfg.n_layers
+    plan = NAMED_PLANS.get(plan, plan) if isinstance(plan, str) else plan
     if plan is None:
         return [((cfg.attention, dict(cfg.knobs)),)] * L
+    if _is_hybrid(plan):
+        spec, layers = _hybrid_layers(plan, L)
+        base, other = ((cfg.attention, dict(cfg.knobs)),), _spec(spec)
+        return [other if i in layers else base for i in range(L)]
     if isinstance(plan, str):
-        diag, norm = _preset_parts(cfg)
         kind, _, arg = plan.partition(":")
+        if kind not in PLAN_KINDS:  # (hybrids are parsed above)
+            raise ValueError(f"unknown layer_plan {plan!r}; {_valid_strings()}")
+        diag, norm = _preset_parts(cfg)
         if kind in ("split", "reverse_split") and arg.isdigit():
             return _split(diag, norm, int(arg), L) if kind == "split" else _split(norm, diag, int(arg), L)
         if kind == "alternate" and not arg:
             return [(diag, norm)[i % 2] for i in range(L)]
         if kind == "parallel" and not arg:
             return [diag + norm] * L
-        raise ValueError(f"unknown layer_plan {plan!r}; valid shorthands: {PLAN_SHORTHANDS}")
+        raise ValueError(f"unknown layer_plan {plan!r}; {_valid_strings()}")
     if isinstance(plan, Mapping) and "split" in plan:
         return _split(_spec(plan["first"]), _spec(plan["second"]), int(plan["split"]), L)
     if isinstance(plan, Mapping) and "alternate" in plan:
@@ -290,7 +317,61 @@ def _plan_entries(cfg: BackboneConfig) -> list[LayerEntry]:
         if len(plan) != L:
             raise ValueError(f"layer_plan lists {len(plan)} layers but n_layers={L}")
         return [_spec(s) for s in plan]
-    raise ValueError(f"invalid layer_plan {plan!r}; valid: None, {PLAN_SHORTHANDS}, a mapping or a list")
+    raise ValueError(f"invalid layer_plan {plan!r}; valid: None, a mapping, a list or a string ({_valid_strings()})")
+
+
+def _valid_strings() -> str:
+    return f"valid shorthands: {PLAN_SHORTHANDS}, hybrids: {HYBRID_FORMS}, named plans: {sorted(NAMED_PLANS)}"
+
+
+def _is_hybrid(plan: Any) -> bool:
+    return (isinstance(plan, str) and plan.startswith("hybrid:")) or (isinstance(plan, Mapping) and "hybrid" in plan)
+
+
+def _hybrid_layers(plan: Any, n_layers: int) -> tuple[Any, set[int]]:
+    """The SPEC of a hybrid plan and the 0-based layers it goes in, checked against the depth."""
+    spec, every, layers = _hybrid_fields(plan)
+    if every is not None:
+        chosen = list(range(every - 1, n_layers, every))
+    else:
+        chosen = list(layers)
+        outside = [i for i in chosen if not 0 <= i < n_layers]
+        if outside:
+            raise ValueError(f"layer_plan {plan!r}: layer(s) {outside} outside [0, n_layers={n_layers})")
+    if not chosen:  # e.g. every 8th layer of 6: silently the plain backend otherwise
+        raise ValueError(f"layer_plan {plan!r} puts {spec!r} in no layer of n_layers={n_layers}")
+    return spec, set(chosen)
+
+
+def _hybrid_fields(plan: Any) -> tuple[Any, int | None, list[int]]:
+    """(SPEC, K of every K-th layer or None, the listed layers), or a ValueError naming the valid forms."""
+    fields_ = _hybrid_string(plan) if isinstance(plan, str) else _hybrid_mapping(plan)
+    _, every, layers = fields_ or (None, 0, [])
+    # indices increasing, so that one plan has one spelling (it is the record's variant, a report row)
+    increasing = bool(layers) and layers == sorted(set(layers))
+    if fields_ is None or (every is not None and every < 1) or (every is None and not increasing):
+        raise ValueError(f"invalid hybrid layer_plan {plan!r}; valid forms: {HYBRID_FORMS} (K >= 1; layers 0-based, "
+                         "increasing)")
+    return fields_
+
+
+def _hybrid_string(plan: str) -> tuple[Any, int | None, list[int]] | None:
+    spec, _, where = plan.removeprefix("hybrid:").partition("@")
+    if where.startswith("every"):
+        every = where.removeprefix("every")
+        return (spec, int(every), []) if spec and every.isdigit() else None
+    items = where.split(",")
+    return (spec, None, [int(i) for i in items]) if spec and all(i.isdigit() for i in items) else None
+
+
+def _hybrid_mapping(plan: Mapping) -> tuple[Any, int | None, list[int]] | None:
+    if set(plan) - {"hybrid", "every", "layers"} or ("every" in plan) == ("layers" in plan):
+        return None
+    every, layers = plan.get("every"), plan.get("layers")
+    numbers = [every] if every is not None else list(layers) if isinstance(layers, Sequence) else [None]
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in numbers):
+        return None
+    return plan["hybrid"], every, [] if every is not None else numbers
 
 
 def build_backbone(attention: str | Mapping = "transnormer_t2", model: Mapping | None = None, **overrides) -> Backbone:
