@@ -1,8 +1,8 @@
 """Tasks: data, tokenisers, heads, losses and metrics. ``build(cfg)`` turns a task config into a Task.
 
-A task name is ``<family>`` or ``<family>/<name>`` (``lm``, ``mlm``, ``glue/cola``, ``lra/listops``); the
-family picks the Task class below (imported only when used), whose ``config_class`` is the typed schema the
-config is validated against.
+A task name is ``<family>`` or ``<family>/<name>`` (``lm``, ``mlm``, ``glue/cola``, ``lra/listops``,
+``recall/mqar``); the family picks the Task class below (imported only when used), whose ``config_class`` is the
+typed schema the config is validated against.
 """
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ FAMILIES: dict[str, str] = {
     "mlm": "tasks.mlm:MaskedLanguageModelTask",
     "glue": "tasks.glue:GlueTask",
     "lra": "tasks.lra:LraTask",
+    "recall": "tasks.recall:RecallTask",
 }
 
 
