@@ -30,6 +30,7 @@ from attention_zoo.mixers.base import check_choice, real_tokens_first
 from attention_zoo.norms import NORMS, build_norm
 from attention_zoo.positional import build_absolute_positional
 from attention_zoo.registry import LayerPreset, available, build_mixer, get_spec
+from attention_zoo.short_conv import ShortConvMixer
 
 CHANNEL_MIXERS = ("glu", "ffn")
 
@@ -53,6 +54,7 @@ class BackboneShape:
     activation_dropout: float = 0.0  # inside the channel mixer, after its activation (fairseq's; the authors' 0)
     positional: str = "sinusoidal"
     max_len: int = 512  # raised to the task's sequence length by the tasks
+    short_conv: int = 0  # K > 0: a depthwise causal convolution of size K before every mixer (short_conv.py)
 
     def __post_init__(self) -> None:
         for key in ("d_model", "n_layers", "n_heads", "max_len"):
@@ -61,6 +63,8 @@ class BackboneShape:
                 raise ValueError(f"{key}={value!r} must be a positive integer")
         if self.d_model % self.n_heads:
             raise ValueError(f"d_model={self.d_model} must be divisible by n_heads={self.n_heads}")
+        if isinstance(self.short_conv, bool) or not isinstance(self.short_conv, int) or self.short_conv < 0:
+            raise ValueError(f"short_conv={self.short_conv!r} must be a kernel size >= 1, or 0 (none)")
         for key in ("dropout", "activation_dropout"):
             if not 0 <= getattr(self, key) < 1:
                 raise ValueError(f"{key}={getattr(self, key)} must be in [0, 1)")
@@ -181,6 +185,8 @@ class Backbone(nn.Module):
         cfg = self.config
         mixers = [build_mixer(name, cfg.d_model, cfg.n_heads, cfg.causal, **knobs) for name, knobs in entry]
         mixer = mixers[0] if len(mixers) == 1 else ParallelMixers(mixers)
+        if cfg.short_conv:
+            mixer = ShortConvMixer(mixer, cfg.d_model, cfg.short_conv)
         owns_channel = all(get_spec(name).owns_channel_mixer for name, _ in entry)
         return Block(mixer, None if owns_channel else self._channel_mixer(), cfg)
 

@@ -30,6 +30,10 @@ def floordiv(a: Any, b: Any) -> int:
     return int(a) // int(b)
 
 
+def mul(a: int, b: int) -> int:
+    return int(a) * int(b)
+
+
 def split_points(n_layers: int) -> str:
     """Every split point k = 0..L of a preset's layer plan, as a sweep's values; k = L/2 is the preset itself
     (``null``), so that run is shared with the tables of the preset (Table 8 beside Table 4)."""
@@ -40,8 +44,9 @@ def split_points(n_layers: int) -> str:
 def register_resolvers() -> None:
     """The interpolations conf/ uses besides Hydra's: ``${floordiv:a,b}`` (an ablation's layer plan split at half
     the layers, whatever the scale's depth: conf/experiment/table9.yaml) and ``${split_points:L}`` (Table 8's
-    every split point: conf/experiment/table8.yaml's reproduce section)."""
-    for name, function in (("floordiv", floordiv), ("split_points", split_points)):
+    every split point: conf/experiment/table8.yaml's reproduce section) and ``${mul:a,b}`` (a recall sweep's
+    length tied to its number of pairs: conf/experiment/recall.yaml)."""
+    for name, function in (("floordiv", floordiv), ("mul", mul), ("split_points", split_points)):
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, function)
 
@@ -364,7 +369,7 @@ UNHASHED = (
 
 # keys added after runs were recorded, at the value that reproduces the behaviour before them: left out of the
 # hash at that value, so those runs keep their folders (and resume); any other value is hashed
-HASHED_UNLESS = {("model", "activation_dropout"): 0.0, ("trainer", "compile"): False}
+HASHED_UNLESS = {("model", "activation_dropout"): 0.0, ("model", "short_conv"): 0, ("trainer", "compile"): False}
 
 
 def resolved_dict(cfg: DictConfig) -> dict[str, Any]:

@@ -41,7 +41,7 @@ PRIMARY_KEYS = ("name", "mode")  # the rest of primary_metric: {split: value}, t
 PACKAGES = ("torch", "hydra-core", "omegaconf", "torchmetrics", "wandb", "numpy", "attention-zoo")
 # the model settings that make a row of an ablation (Tables 10 and 12, the positional encodings); sizes do not:
 # they belong to the scale
-MODEL_AXES = ("channel_mixer", "positional", "norm", "prenorm", "activation", "hidden_dim")
+MODEL_AXES = ("channel_mixer", "positional", "norm", "prenorm", "activation", "hidden_dim", "short_conv")
 # trainer settings that record more without changing what is learnt (Table 2's gradient norms): a run with them
 # is compared with the runs without
 OBSERVING = ("record_gradients",)
