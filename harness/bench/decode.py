@@ -19,6 +19,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from attention_zoo.registry import DELTA_AND_SSD, SUCCESSORS
 from harness.bench.decode_cell import SHAPES, DecodeCell, GrowthCell
 from harness.bench.skeleton import (
     ROOT,
@@ -41,7 +42,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 CAUSAL_BACKENDS = ["vanilla", "elu", "performer", "cosformer", "norm_attention", "transnormer_t1", "transnormer_t2",
-                   "flash", "flash_quad", "ls"]
+                   "flash", "flash_quad", "ls", *SUCCESSORS, *DELTA_AND_SSD, "hgrn2", "based"]
 FIELDS = ["backend", "shape", "context", "status", "seconds_per_token", "seconds_per_token_min",
           "seconds_per_token_max", "prefill_seconds", "state_mib", "tokens", "repeats", "threads", "error"]
 CELL_MODULE = "harness.bench.decode_cell"

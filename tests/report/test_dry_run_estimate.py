@@ -16,14 +16,15 @@ from harness.reproduce.plan import Context, plan_sweep
 
 
 def test_table4_at_cpu_scale_says_it_plans_hours(tmp_path, capsys):
-    """Before: the dry run printed the sweep command alone, not that it means 33 runs of 800 updates."""
+    """Before: the dry run printed the sweep command alone, not that it means 48 runs (16 backends x 3 seeds) of
+    800 updates."""
     assert reproduce.main(["table4", "--dry-run", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
-    hours = duration(33 * (800 * SECONDS_PER_UPDATE[("lm", "cpu")] + SECONDS_PER_RUN))
-    assert hours.endswith(" h") and f"33 runs: 33 to train, about {hours} one after another" in out
+    hours = duration(48 * (800 * SECONDS_PER_UPDATE[("lm", "cpu")] + SECONDS_PER_RUN))
+    assert hours.endswith(" h") and f"48 runs: 48 to train, about {hours} one after another" in out
     assert "lm: 800 updates x 0.3 s + 1 s, the documented figure for lm at scale cpu (docs/reproduce.md)" in out
-    assert f"table4        planned: 33 runs, 33 to train, about {hours}" in out
-    assert out.rstrip().splitlines()[-1].startswith(f"planned: 33 runs to train, about {hours}")
+    assert f"table4        planned: 48 runs, 48 to train, about {hours}" in out
+    assert out.rstrip().splitlines()[-1].startswith(f"planned: 48 runs to train, about {hours}")
     assert not (tmp_path / "runs").exists()
 
 
@@ -38,7 +39,7 @@ def test_an_extra_backend_adds_its_runs(tmp_path, capsys):
                                str(tmp_path)]) == 0
     finally:
         registry.unregister("extra_row")
-    assert f"36 runs: 36 to train, about {duration(36 * (800 * 0.3 + SECONDS_PER_RUN))}" in capsys.readouterr().out
+    assert f"51 runs: 51 to train, about {duration(51 * (800 * 0.3 + SECONDS_PER_RUN))}" in capsys.readouterr().out
 
 
 def test_completed_runs_are_skipped_and_give_the_figure(tmp_path, capsys):
@@ -55,7 +56,7 @@ def test_completed_runs_are_skipped_and_give_the_figure(tmp_path, capsys):
     assert reproduce.main(["table4", "--scale", "smoke", "--dry-run", "--results", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     steps = cfg.trainer.max_steps  # the record's 10 s over its updates: this machine's figure
-    expected = f"11 runs (1 already completed): 10 to train, about {duration(10 * (steps * 10.0 / steps + 1.0))}"
+    expected = f"16 runs (1 already completed): 15 to train, about {duration(15 * (steps * 10.0 / steps + 1.0))}"
     assert expected in out, out
     assert f"the median of 1 completed lm runs under {layout.runs}" in out
 
