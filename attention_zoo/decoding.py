@@ -40,6 +40,11 @@ class DecodeState:
     def fresh(self) -> bool:
         return not bool(self.count.any())
 
+    def nbytes(self) -> int:
+        """Bytes of every tensor the state holds, its parts' included (the token counters left out): what a
+        decoder keeps per batch between tokens (the recall diagnostics' state size)."""
+        return sum(t.numel() * t.element_size() for t in self.tensors.values()) + sum(p.nbytes() for p in self.parts)
+
 
 def new_state(batch_size: int, device=None, owner: torch.nn.Module | None = None) -> DecodeState:
     """An empty state on ``device``, by default the device of ``owner``'s parameters (a GPU model's state on

@@ -169,7 +169,7 @@ def _execute_locked(typed: RunConfig, experiment: str | None, process: distribut
             raise RunInterrupted(f"{stop.requested()} received while preparing the data; nothing trained yet")
         model = task.build_model(typed.attention.as_mapping(), asdict(typed.model))
         record.parameters = count_parameters(model)
-        record.data = task.describe()
+        record.data = {**task.describe(), **task.describe_model(model)}
         record.majority_baseline = baseline_from_data(record.data)
         save(record)
         if process.is_main:

@@ -199,6 +199,11 @@ class Task(abc.ABC):
         """Facts about the prepared data worth recording with a run (sizes, vocabulary, entropy rate)."""
         return {split: self.num_examples(split) for split in ("train", *self.splits)}
 
+    def describe_model(self, model: nn.Module) -> dict[str, Any]:
+        """Facts about the built model worth recording beside the data's (merged into the record's ``data``);
+        nothing by default."""
+        return {}
+
     def save_artifacts(self, run_dir: str | Path) -> None:
         """Write into the run folder what a later run needs besides the weights (e.g. the tokenizer that
         fine-tuning must share with pretraining). Called once the model is built; nothing by default."""

@@ -49,11 +49,6 @@ class GrowthCell:
     device: str = "cpu"
 
 
-def state_bytes(state: Any) -> int:
-    """Bytes of every tensor a decoding state holds (its parts included)."""
-    return sum(t.numel() * t.element_size() for t in state.tensors.values()) + sum(map(state_bytes, state.parts))
-
-
 def build_backbone(cell: DecodeCell) -> nn.Module:
     knobs = {"max_len": cell.context + cell.tokens} if cell.backend == "cosformer" else {}
     sizes = SHAPES[cell.shape] | {"causal": True, "dropout": 0.0, "max_len": cell.context + cell.tokens}
@@ -85,7 +80,7 @@ def measure(cell: DecodeCell) -> dict[str, Any]:
         backbone.step(token, state)
         times.append(_clock(device) - started)
     return {"status": "ok", "seconds_per_token": statistics.median(times), "seconds_per_token_min": min(times),
-            "seconds_per_token_max": max(times), "prefill_seconds": prefill, "state_mib": state_bytes(state) / 2**20}
+            "seconds_per_token_max": max(times), "prefill_seconds": prefill, "state_mib": state.nbytes() / 2**20}
 
 
 @torch.no_grad()
@@ -110,8 +105,8 @@ def measure_growth(cell: GrowthCell) -> dict[str, Any]:
             "pair_ratio_q25": pairs[len(pairs) // 4], "pair_ratio_q75": pairs[3 * len(pairs) // 4],
             "short_ms": statistics.median(times[cell.short]) * 1e3,
             "long_ms": statistics.median(times[cell.long]) * 1e3,
-            "state_mib_short": state_bytes(states[cell.short]) / 2**20,
-            "state_mib_long": state_bytes(states[cell.long]) / 2**20}
+            "state_mib_short": states[cell.short].nbytes() / 2**20,
+            "state_mib_long": states[cell.long].nbytes() / 2**20}
 
 
 def parse(fields: dict[str, Any]) -> DecodeCell | GrowthCell:

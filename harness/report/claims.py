@@ -34,12 +34,14 @@ import yaml
 from scipy import stats as sps
 
 from harness.experiments import EXPERIMENTS, section, table_names
+from harness.report import recall
 from harness.report.build import column_runs, column_value, dominant_context, table_runs
 from harness.report.layout import Layout
 from harness.report.specs import Column, RunTable, run_tables
 from harness.run_record import RunRecord
 
 CONFIDENCE = 0.95
+RECALL_SOURCES = ("recall", "recall_order")  # claims about the recall page's cells (harness/report/recall.py)
 HOLDS, CONTRADICTED, INCONCLUSIVE, NOT_RUN = "holds", "contradicted", "inconclusive", "not run"
 VERDICTS = (HOLDS, CONTRADICTED, INCONCLUSIVE, NOT_RUN)
 KINDS = ("difference", "trend")
@@ -49,7 +51,8 @@ FIELDS = {"id", "table", "paper", "kind", "a", "b", "rows", "x", "column", "expe
 # --------------------------------------------------------------------------------------------- the claims
 def sources() -> tuple[str, ...]:
     """The tables a claim can name: the run tables and the benchmark's and diagnostics' (in the paper's order)."""
-    return tuple(name for name in table_names() if name in run_tables() or name in ("table2", "table7", "fig2"))
+    return tuple(name for name in table_names()
+                 if name in run_tables() or name in ("table2", "table7", "fig2", *RECALL_SOURCES))
 
 
 @dataclass(frozen=True)
@@ -312,6 +315,12 @@ def average_evidence(spec: RunTable, by_row: Mapping[str, list[RunRecord]], task
     return Evidence(by_key)
 
 
+def recall_evidence(claim: Claim, records: Sequence[RunRecord]) -> Evidence:
+    """The seeds' values of a recall claim's cells (harness/report/recall.py: chosen learning rate, worst
+    matched cell)."""
+    return Evidence(recall.claim_sides(claim.a, claim.b, claim.expect, records))
+
+
 def table2_evidence(layout: Layout, scale: str) -> Evidence:
     path = layout.gradient_csv(scale)
     by_row: dict[str, dict[int, float]] = defaultdict(dict)
@@ -362,6 +371,8 @@ def decide_all(claims: Iterable[Claim], records: Sequence[RunRecord], scale: str
             for extra in found[1:]:
                 extra.main = False
             found = found[:1] + [d for d in found[1:] if d.verdict != NOT_RUN]  # budgets both sides ran
+        elif claim.table in RECALL_SOURCES:
+            found = [decide(claim, recall_evidence(claim, records))]
         elif layout is None:
             found = [Decision(claim, NOT_RUN, reason="built on the built-in corpus's runs only")]
         elif claim.table == "table2":

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from harness.experiments import table_names, table_plan
-from harness.report import claims, plots
+from harness.report import claims, plots, recall
 from harness.report.build import OK, BuiltTable, build_run_table, long_frame
 from harness.report.layout import Layout
 from harness.report.paper import PAPER_DIR
@@ -36,6 +36,7 @@ from harness.run_record import RunRecord
 from zoo_io.atomic import atomic_write, write_text
 
 log = logging.getLogger(__name__)
+RECALL_PAGES = ("recall", "recall_order")  # experiments whose runs the recall page shows
 
 
 @dataclass
@@ -90,6 +91,9 @@ def build_scale(scale: str, records: list[RunRecord], layout: Layout | None, pap
             if cost and not table.counts()[OK]:
                 table.notes.append(f"No run of this table at this scale: {cost}.")
             entries.append(_entry(table, _write_table(table, folder, run_table_figures(table))))
+        elif name in RECALL_PAGES:
+            if name == recall.PAGE:  # one page for every recall run (recall_order's runs are rows of it)
+                entries.append(_write_recall(scale, records, folder))
         elif layout is None:
             continue
         elif name == "table7":
@@ -107,9 +111,11 @@ def build_scale(scale: str, records: list[RunRecord], layout: Layout | None, pap
 
 
 def write_claims(scale: str, records: list[RunRecord], layout: Layout | None, folder: Path,
-                 data: str, claims_file: Path | None = None) -> list[claims.Decision]:
-    """``claims.md`` and ``claims.csv`` (+ the budget plot) of one scale and data set; returns the decisions."""
-    wanted = claims.load_claims(claims_file)
+                 data: str, claims_file: Path | None = None,
+                 tables: Sequence[str] | None = None) -> list[claims.Decision]:
+    """``claims.md`` and ``claims.csv`` (+ the budget plot) of one scale and data set (the claims about
+    ``tables`` only, when given); returns the decisions."""
+    wanted = [c for c in claims.load_claims(claims_file) if tables is None or c.table in tables]
     if layout is None:  # another data set: the claims of the run tables that were run on it
         run = {n for n in run_tables() if build_run_table(run_tables()[n], records, scale, PAPER_DIR).counts()["ok"]}
         wanted = [c for c in wanted if c.table in run]
@@ -180,6 +186,26 @@ def _decode_entry(layout: Layout, folder: Path) -> list[Entry]:
         files.append("plots/decode.png")
     return [Entry("decode", "Decoding: time per token and state memory against context (not in the paper)",
                   "measured", "", files)]
+
+
+def _write_recall(scale: str, records: list[RunRecord], folder: Path) -> Entry:
+    """The recall page (harness/report/recall.py): its table, plots and CSV of cells."""
+    runs = recall.runs_frame(records)
+    table = recall.cells(runs)
+    files, plots_by_task = [f"{recall.PAGE}.md"], {}
+    for task, part in table.groupby("task", sort=True):
+        for kind, figure in recall.figures(part, task).items():
+            name = f"plots/recall_{task}_{kind}.png"
+            plots.save(figure, folder / name)
+            plots_by_task.setdefault(task, []).append(name)
+            files.append(name)
+    title = other_tables()[recall.PAGE]
+    write_text(folder / f"{recall.PAGE}.md", recall.page_markdown(table, runs, scale, plots_by_task, title))
+    if not table.empty:
+        atomic_write(folder / f"{recall.PAGE}.csv", lambda tmp: table.to_csv(tmp, index=False))
+        files.append(f"{recall.PAGE}.csv")
+    status = f"{len(table)} cells, {len(runs)} runs" if not table.empty else "missing: not run"
+    return Entry(recall.PAGE, title, status, "", files)
 
 
 def _write_fig2(layout: Layout, scale: str, folder: Path) -> Entry:
@@ -284,7 +310,7 @@ def build_report(
             entries = build_scale(scale, section.records, scale_layout, Path(paper_dir), out, names,
                                   section.name)
             section.decisions = write_claims(scale, section.records, scale_layout, out / section.name,
-                                             section.data)
+                                             section.data, tables=None if tables is None else names)
             write_text(out / section.name / "index.md",
                        _index_markdown(scale, entries, section.records, section.decisions, section.data))
             top.append(f"- [{section.name}]({section.name}/index.md): {section.data}, {len(section.records)} runs, "

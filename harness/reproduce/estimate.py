@@ -30,6 +30,7 @@ from harness.run_record import is_completed, read_record
 SECONDS_PER_UPDATE: dict[tuple[str, str], float] = {
     ("lm", "smoke"): 0.03, ("mlm", "smoke"): 0.04, ("glue", "smoke"): 0.03, ("lra", "smoke"): 0.03,
     ("lm", "cpu"): 0.3, ("mlm", "cpu"): 0.3, ("glue", "cpu"): 0.07, ("lra", "cpu"): 0.08,
+    ("recall", "smoke"): 0.02, ("recall", "cpu"): 0.02,
 }
 # and per run, besides its updates: Hydra's job, the config check, the record (a smoke sweep of Table 4's 12
 # backends took 18 s, its records' wall time 6.6 s)

@@ -137,6 +137,24 @@ class RecallTask(Task):
     def metric_inputs(self, outputs: torch.Tensor, batch: Batch) -> tuple[torch.Tensor, torch.Tensor]:
         return outputs.argmax(dim=-1), batch.targets
 
+    @torch.no_grad()
+    def describe_model(self, model: nn.Module) -> dict[str, Any]:
+        """The recurrent state a decoder of this model holds per sequence after reading one whole input (the
+        state-size axis of Zoology's and Based's plots): measured, not computed by formula, by stepping the
+        model through the first test example and summing the bytes of every tensor the state holds."""
+        if not hasattr(model, "init_state"):
+            return {}
+        tokens = self.tensors["test"]["inputs"][:1].long().to(next(model.parameters()).device)
+        training = model.training
+        model.eval()
+        try:
+            _, state = model.step(tokens, model.init_state(1))
+        finally:
+            model.train(training)
+        dtype = next(model.parameters()).dtype
+        return {"decoding_state": {"bytes": state.nbytes(), "tokens": tokens.shape[1],
+                                   "dtype": str(dtype).removeprefix("torch.")}}
+
     def describe(self) -> dict[str, Any]:
         """The task's facts: its source, knobs (vocabulary, pairs, length), the model's input length and
         vocabulary, and per split the examples and answers."""

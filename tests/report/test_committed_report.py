@@ -37,9 +37,13 @@ def test_readme_shows_every_verdict_of_the_claims_pages(folder):
             line["claim"]
 
 
-def test_the_built_in_claims_page_decides_every_claim():
-    claims = pd.read_csv(COMMITTED / "cpu" / "claims.csv", keep_default_na=False)
-    assert set(claims["claim"]) == {c.id for c in load_claims()}
+def test_every_claim_is_decided_on_a_committed_claims_page():
+    """The paper's claims on the built-in corpus's page set; the recall diagnostics' on their own (cpu-recall)."""
+    pages = sorted(COMMITTED.glob("**/claims.csv"))
+    decided = set().union(*(pd.read_csv(p, keep_default_na=False)["claim"] for p in pages))
+    assert decided == {c.id for c in load_claims()}
+    paper = set(pd.read_csv(COMMITTED / "cpu" / "claims.csv", keep_default_na=False)["claim"])
+    assert paper == {c.id for c in load_claims() if not c.table.startswith("recall")}
 
 
 @pytest.mark.parametrize("page", sorted(p for folder in SECTIONS for p in folder.glob("*.csv")

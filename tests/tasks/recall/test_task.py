@@ -14,8 +14,8 @@ from tests.harness.conftest import CONF_DIR, SMOKE, compose_config
 
 TASKS = ("mqar", "noisy", "selective_copy")
 # the causal backends the recall sweep runs (conf/experiment/recall.yaml)
-BACKENDS = ("vanilla", "elu", "performer", "cosformer", "flash", "flash_quad", "ls", "transnormer_t1",
-            "transnormer_t2", "lightning", "retnet", "gla")
+BACKENDS = ("vanilla", "elu", "performer", "cosformer", "norm_attention", "transnormer_t1", "transnormer_t2",
+            "lightning", "retnet", "gla", "deltanet")
 
 
 def smoke_task(name: str, cache, *overrides: str) -> tasks.Task:
@@ -118,6 +118,20 @@ def test_the_model_is_a_causal_lm_with_an_unused_padding_row(recall_cache):
     assert torch.allclose(model(tokens)[:, :-1], model(changed)[:, :-1], atol=1e-5)  # the past ignores the future
 
 
+@pytest.mark.parametrize("backend, grows", [("vanilla", True), ("norm_attention", False), ("gla", False)])
+def test_the_record_holds_the_measured_decoding_state(recall_cache, backend, grows):
+    sizes = {}
+    for length in (32, 64):
+        task = smoke_task("mqar", recall_cache, f"task.seq_len={length}")
+        model = task.build_model({"name": backend}, {"d_model": 16, "n_layers": 2, "n_heads": 1})
+        state = task.describe_model(model)["decoding_state"]
+        assert state["tokens"] == length and state["dtype"] == "float32"
+        sizes[length] = state["bytes"]
+    if backend == "norm_attention":  # 2 layers of a d x d float32 state, whatever the length
+        assert sizes[32] == 2 * 16 * 16 * 4
+    assert (sizes[64] > sizes[32]) == grows  # a key-value cache grows with the context; a recurrent state does not
+
+
 # ------------------------------------------------------------------------------------------- smoke runs
 @pytest.mark.parametrize("name", TASKS)
 def test_smoke_run_records_accuracy(tmp_path, recall_cache, name):
@@ -128,6 +142,7 @@ def test_smoke_run_records_accuracy(tmp_path, recall_cache, name):
     assert record["primary_metric"]["name"] == "accuracy" and record["primary_metric"]["mode"] == "max"
     assert 0.0 <= record["metrics"]["test/accuracy"] <= 1.0 and 0.0 <= record["metrics"]["valid/accuracy"] <= 1.0
     assert record["data"]["task"] == f"recall/{name}" and record["data"]["splits"]["test"]["answers"] > 0
+    assert record["data"]["decoding_state"]["bytes"] > 0
     assert execute(cfg)["status"] == "completed"  # the same run again: skipped as completed
 
 
@@ -139,7 +154,8 @@ def test_every_swept_backend_builds_for_mqar(backend):
 
 def test_the_recall_experiment_composes_and_sweeps_the_causal_backends():
     cfg = compose_config("experiment=recall", "scale=smoke")
-    assert cfg.reproduce.order == 15 and "report" not in cfg
+    assert cfg.reproduce.order == 15 and "title" in cfg.report
+    assert cfg.task.seq_len == 8 * cfg.task.num_kv_pairs  # the length follows the swept number of pairs
     sweep = OmegaConf.load(f"{CONF_DIR}/experiment/recall.yaml").hydra.sweeper.params
     assert tuple(sweep.attention.split(",")) == BACKENDS and sweep.task == "recall/mqar"
     for scale in ("smoke", "cpu", "paper"):
