@@ -24,7 +24,7 @@ ALLOWED = {
 }
 # harness's peers of the run, and its tools (entry points that read a run's files beside the report's numbers)
 PEERS = ("harness.bench", "harness.analyze", "harness.report", "harness.reproduce")
-TOOLS = ("harness.params", "harness.generate", "harness.migrate_records", "harness.gpucheck")
+TOOLS = ("harness.params", "harness.generate", "harness.migrate_records", "harness.export_records", "harness.gpucheck")
 # all the report may import of the project: the record, the experiment files, the metrics log's name, file writes
 REPORT_READS = ("harness.report", "harness.run_record", "harness.experiments", "harness.metrics_log", "zoo_io")
 

@@ -54,3 +54,29 @@ def test_no_missing_cell_without_a_reason(page):
         return
     missing = frame[frame["status"] == "missing"]
     assert (missing["reason"].astype(str).str.len() > 0).all(), missing[["row", "column"]].to_string()
+
+
+# the committed page sets rebuilt from the committed records: folder -> the tables it holds
+REBUILT = {"cpu-recall": ("recall", "recall_order")}
+RUNS = COMMITTED / "runs"
+
+
+@pytest.mark.parametrize("folder, tables", REBUILT.items(), ids=list(REBUILT))
+def test_the_committed_pages_regenerate_from_the_committed_records(folder, tables, tmp_path):
+    """``python -m harness.report --results docs/results --out docs/results/<folder> --scale cpu --tables ...``
+    writes every committed page (Markdown and CSV) of the folder again, byte for byte, from docs/results/runs."""
+    from harness.report.report import build_report
+
+    build_report(COMMITTED, tmp_path, scales=["cpu"], tables=list(tables))
+    committed = sorted(p.relative_to(COMMITTED / folder) for p in (COMMITTED / folder).rglob("*")
+                       if p.suffix in (".md", ".csv"))
+    assert committed, f"nothing committed under {COMMITTED / folder}"
+    for page in committed:
+        assert (tmp_path / page).read_bytes() == (COMMITTED / folder / page).read_bytes(), page
+
+
+def test_the_committed_records_are_evidence_only():
+    """record.json and metrics.jsonl of completed runs: no checkpoints, logs or data under docs/results/runs."""
+    files = [p for p in RUNS.rglob("*") if p.is_file()]
+    assert files and {p.name for p in files} <= {"record.json", "metrics.jsonl"}
+    assert sum(p.stat().st_size for p in files) < 20 * 2**20
