@@ -67,6 +67,7 @@ class BuiltTable:
     notes: list[str] = field(default_factory=list)
     baseline: Row | None = None  # the trivial predictor's scores (spec.baseline), shown below the rows
     stray: list[Row] = field(default_factory=list)  # runs with other settings than their column's: not compared
+    expected: list[str] = field(default_factory=list)  # the page's expected-results block (harness/report/expected.py)
 
     def counts(self) -> dict[str, int]:
         counts = dict.fromkeys((OK, FAILED, RUNNING, MISSING), 0)

@@ -117,6 +117,8 @@ def table_markdown(table: BuiltTable, plots: Sequence[str], paper_file: str | No
         out += ["", spec.note]
     if table.notes:
         out += ["", "Notes:", ""] + [f"- {escape(note)}" for note in table.notes]
+    if table.expected:
+        out += ["", *table.expected]
     if table.stray:
         out += ["", "Runs with other settings than the rest of their column (training, data or model size): not "
                 "compared in the table above nor in the rank agreement:", "", *stray_markdown(table)]

@@ -17,7 +17,7 @@ from datetime import datetime
 from pathlib import Path
 
 from harness.experiments import table_names, table_plan
-from harness.report import claims, plots, recall
+from harness.report import claims, expected, plots, recall
 from harness.report.build import OK, BuiltTable, build_run_table, long_frame
 from harness.report.layout import Layout
 from harness.report.paper import PAPER_DIR
@@ -83,13 +83,14 @@ def build_scale(scale: str, records: list[RunRecord], layout: Layout | None, pap
     """The tables ``names`` at ``scale`` into ``out/<folder_name or scale>``; ``layout`` None: the training
     runs' tables only (a data set other than the built-in corpus: no benchmark, no diagnostics)."""
     folder = out / (folder_name or scale)
-    entries = []
+    entries, compute_plan = [], expected.read_plan()
     for name in names:
         if name in run_tables():
             table = build_run_table(run_tables()[name], records, scale, paper_dir)
             cost = not_run_reasons(scale).get(name)
             if cost and not table.counts()[OK]:
                 table.notes.append(f"No run of this table at this scale: {cost}.")
+            table.expected = expected.expected_markdown(table, compute_plan)
             entries.append(_entry(table, _write_table(table, folder, run_table_figures(table))))
         elif name in RECALL_PAGES:
             if name == recall.PAGE:  # one page for every recall run (recall_order's runs are rows of it)

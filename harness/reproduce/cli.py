@@ -16,7 +16,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from attention_zoo import available
 from attention_zoo.registry import failed_plugins
@@ -29,7 +29,10 @@ from harness.reproduce.plan import LAUNCHERS, Context, Step, Unavailable, plan_t
 from harness.stop import EXIT_INTERRUPTED, STOP_SIGNALS
 from harness.sweep import EXIT_CELLS_FAILED
 from tasks.data.wikitext import SPLIT_FILES, resplit_valid_test
-from zoo_io.atomic import write_text
+from zoo_io.atomic import atomic_write, write_text
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 REPO = CONF_DIR.parent
 ALIASES = {"pos": "pos_ablation", "figure2": "fig2"}
@@ -99,6 +102,9 @@ def parse_args(argv: Sequence[str]) -> argparse.Namespace:
                         help="the GPU memory a run must fit (default: the GPU's); runs that do not are flagged")
     parser.add_argument("--plan-md", type=Path, default=None,
                         help="--dry-run: also write the compute plan as a Markdown table to this file")
+    parser.add_argument("--plan-csv", type=Path, default=None,
+                        help="--dry-run: also write the plan per table, task and backend (runs, FLOPs and GPU-hours "
+                        "a run) to this CSV, which the report's expected-results blocks read (docs/compute-plan.csv)")
     args = parser.parse_args(argv)
     if args.seeds is None:
         args.seeds = DEFAULT_SEEDS[args.scale]
@@ -357,6 +363,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             if args.plan_md is not None:
                 write_text(args.plan_md, compute_plan_markdown(outcomes, ctx.hardware, args))
                 print(f"compute plan: {args.plan_md}")
+            if args.plan_csv is not None:
+                plan = compute_plan_frame(outcomes, ctx.hardware)
+                atomic_write(args.plan_csv, lambda tmp: plan.to_csv(tmp, index=False))
+                print(f"compute plan per run: {args.plan_csv}")
     if report is not None:
         print(f"report: {report.parent / args.scale / 'index.md'}")
     if any(o.status == "interrupted" for o in outcomes):
@@ -390,6 +400,21 @@ def compute_total(outcomes: Sequence[Outcome], hardware: Hardware) -> str:
     for outcome in outcomes:
         total.merge(_table_totals(outcome))
     return "total " + total.describe(hardware) + "".join(f"\n  warning: {w}" for w in total.warnings)
+
+
+def compute_plan_frame(outcomes: Sequence[Outcome], hardware: Hardware) -> pd.DataFrame:
+    """One line per table, task and backend of the plan: its counted runs, FLOPs and GPU-hours a run (mean)."""
+    import pandas as pd
+
+    rows = []
+    for outcome in outcomes:
+        for label, flops in sorted(_table_totals(outcome).per_label.items()):
+            task, backend = label.split(" ", 1)
+            mean = sum(flops) / len(flops)
+            rows.append({"table": outcome.table, "task": task, "backend": backend, "runs": len(flops),
+                         "flops_per_run": mean, "gpu_hours_per_run": mean / hardware.flops_per_second / 3600,
+                         "gpu": hardware.describe()})
+    return pd.DataFrame(rows, columns=["table", "task", "backend", "runs", "flops_per_run", "gpu_hours_per_run", "gpu"])
 
 
 def compute_plan_markdown(outcomes: Sequence[Outcome], hardware: Hardware, args: argparse.Namespace) -> str:

@@ -152,10 +152,13 @@ class ComputeTotals:
     checkpoint_bytes: float = 0.0
     warnings: list[str] = dataclasses.field(default_factory=list)
     uncounted: list[str] = dataclasses.field(default_factory=list)
+    per_label: dict[str, list[float]] = dataclasses.field(default_factory=dict)  # "task backend" -> counted FLOPs
 
     def add(self, cost: RunCost, label: str, hardware: Hardware) -> None:
         self.runs += 1
         self.checkpoint_bytes += cost.checkpoint_bytes
+        if cost.flops is not None:
+            self.per_label.setdefault(label, []).append(cost.flops)
         if cost.flops is None:
             if f"{label}: {cost.why}" not in self.uncounted:
                 self.uncounted.append(f"{label}: {cost.why}")
@@ -180,12 +183,15 @@ class ComputeTotals:
         self.checkpoint_bytes += other.checkpoint_bytes
         self.warnings += [w for w in other.warnings if w not in self.warnings]
         self.uncounted += [u for u in other.uncounted if u not in self.uncounted]
+        for label, flops in other.per_label.items():
+            self.per_label.setdefault(label, []).extend(flops)
 
     def gpu_hours(self, hardware: Hardware) -> float:
         return self.flops / hardware.flops_per_second / 3600
 
     def describe(self, hardware: Hardware) -> str:
         return (f"compute: {self.flops:.3g} FLOPs ({self.counted} of {self.runs} runs counted), "
-                f"{self.gpu_hours(hardware):,.0f} GPU-hours on {hardware.describe()}, peak "
+                f"{self.gpu_hours(hardware):,.0f} GPU-hours on {hardware.describe()} "
+                f"({self.gpu_hours(hardware) / max(self.counted, 1):,.3g} a run), peak "
                 f"{self.peak_bytes / 1e9:.1f} GB per run (the largest), checkpoints "
                 f"{self.checkpoint_bytes / 1e9:,.0f} GB")

@@ -46,3 +46,17 @@ def test_the_dry_run_prints_the_compute_plan(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "compute: " in out and "total compute: " in out and "(2 of 2 runs counted)" in out and "H100" in out
     assert "| table4 | 2 | 2 |" in plan.read_text()
+
+
+def test_the_plan_per_backend_is_written_for_the_reports_expected_results(tmp_path, capsys):
+    import pandas as pd
+
+    out = tmp_path / "plan.csv"
+    assert reproduce.main(["table4", "--scale", "smoke", "--dry-run", "--compute", "--seeds", "2", "--results",
+                           str(tmp_path), "--plan-csv", str(out), "--", "attention=vanilla,elu"]) == 0
+    plan = pd.read_csv(out)
+    assert list(plan["backend"]) == ["elu", "vanilla"] and set(plan["table"]) == {"table4"}
+    assert (plan["runs"] == 2).all() and (plan["gpu_hours_per_run"] > 0).all()
+    row = plan.iloc[1]
+    assert row["gpu_hours_per_run"] == pytest.approx(row["flops_per_run"] / (312e12 * 0.4) / 3600)
+    assert "a run)" in capsys.readouterr().out

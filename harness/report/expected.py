@@ -1,0 +1,75 @@
+"""Each run table's "expected results" block, as the best harnesses publish them (state-spaces/s4's experiments page):
+per row, our number at this scale with its spread over seeds, the wall time of a run on the machine that ran it,
+the paper's number, and what a seed of the row costs at paper scale in GPU-hours.
+
+The paper-scale cost is not recomputed here (the report reads files, it builds no model): it comes from the
+compute plan's CSV, ``docs/compute-plan.csv``, written by ``./reproduce.sh all --scale paper --seeds 1 --dry-run
+--plan-csv docs/compute-plan.csv`` (FLOPs counted on the meta device, divided by the stated GPU's sustained
+throughput; harness/reproduce/compute.py). A row's figure is the sum, over the tasks of the table that run its
+backend, of the mean GPU-hours a run (Table 5: pretraining and every GLUE task; Table 6: the five LRA tasks).
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from harness.report.build import OK, BuiltTable
+from harness.report.render import escape, ours, paper
+
+PLAN = Path(__file__).resolve().parents[2] / "docs" / "compute-plan.csv"
+PLAN_COMMAND = "./reproduce.sh all --scale paper --seeds 1 --dry-run --plan-csv docs/compute-plan.csv"
+
+
+def read_plan(path: Path | None = None) -> pd.DataFrame | None:
+    """The compute plan per table, task and backend (``docs/compute-plan.csv`` by default); None when it has not
+    been written."""
+    path = PLAN if path is None else path
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def _hours(seconds: list[float]) -> str:
+    if not seconds:
+        return "–"
+    mean = sum(seconds) / len(seconds)
+    return f"{mean / 60:.1f} min" if mean >= 60 else f"{mean:.0f} s"
+
+
+def _machine(table: BuiltTable) -> str:
+    hosts = {(r.host.get("cpu_count"), r.host.get("gpu") or r.host.get("device")) for row in table.rows
+             for r in row.records if r.host}
+    cpus = sorted({c for c, _ in hosts if c})
+    return f"{'/'.join(map(str, cpus))}-core CPU" if cpus and not any(g for _, g in hosts) else "the runs' machines"
+
+
+def _gpu_hours(plan: pd.DataFrame | None, table: str, backend: str | None) -> str:
+    if plan is None or backend is None:
+        return "–"
+    mine = plan[(plan["table"] == table) & (plan["backend"] == backend)]
+    if mine.empty:
+        return "–"
+    total = float(mine.groupby("task")["gpu_hours_per_run"].mean().sum())
+    return f"{total:,.3g}" if math.isfinite(total) else "–"
+
+
+def expected_markdown(table: BuiltTable, plan: pd.DataFrame | None) -> list[str]:
+    """The block's lines (a heading, a table, how it was made); nothing for a table with no run."""
+    if not any(cell.status == OK for row in table.rows for cell in row.cells.values()):
+        return []
+    first = table.spec.columns[0]
+    gpu = str(plan["gpu"].iloc[0]) if plan is not None and len(plan) else "no compute plan"
+    lines = ["## Expected results", "",
+             f"| {table.spec.label_column} | {first.label} at `{table.scale}` (ours) | wall a run | "
+             f"{first.label} (paper) | GPU-hours a seed at paper scale |", "|---|---|---|---|---|"]
+    for row in table.rows:
+        cell = row.cells[first.name]
+        seconds = [r.wall_seconds for r in row.records if r.wall_seconds]
+        backend = row.records[0].backend if row.records else None
+        lines.append(f"| {escape(row.label)} | {ours(cell)} | {_hours(seconds)} | {paper(cell) or '–'} | "
+                     f"{_gpu_hours(plan, table.spec.name, backend)} |")
+    lines += ["", f"Ours: mean ± standard deviation over seeds; wall a run: the mean over the row's runs on "
+              f"{_machine(table)}. Paper scale: the compute plan ({gpu}; `{PLAN_COMMAND}`), the row's backend over "
+              "the table's tasks, one seed." + ("" if plan is not None else " No compute plan in docs/: run that "
+                                                 "command to fill the column.")]
+    return lines

@@ -1,0 +1,48 @@
+"""The expected-results block of a run table's page: ours with its spread, the wall time a run, the paper's number
+and a seed's GPU-hours at paper scale read off the compute plan (summed over the row's tasks)."""
+from __future__ import annotations
+
+import json
+
+import pandas as pd
+import pytest
+
+from harness.report import expected
+from harness.report.report import build_report
+from tests.report.conftest import write_run
+
+pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
+
+
+def plan_csv(path):
+    rows = [("table6", "lra/listops", "vanilla", 3, 1e18, 2.0), ("table6", "lra/text", "vanilla", 3, 1e18, 3.5),
+            ("table4", "lm", "vanilla", 3, 1e19, 12.0), ("table4", "lm", "elu", 3, 1e19, 11.0)]
+    frame = pd.DataFrame(rows, columns=["table", "task", "backend", "runs", "flops_per_run", "gpu_hours_per_run"])
+    frame["gpu"] = "A100 at 40% utilisation, 80 GB"
+    frame.to_csv(path, index=False)
+    return path
+
+
+def test_the_block_gives_wall_time_paper_and_gpu_hours(tmp_path, monkeypatch):
+    runs = tmp_path / "results" / "runs"
+    for seed, ppl in enumerate((30.0, 32.0)):
+        folder = write_run(runs, "experiment=table4", "attention=vanilla", f"seed={seed}", valid=ppl, scale="cpu")
+        record = json.loads((folder / "record.json").read_text())
+        record["wall_seconds"] = 90.0 + 60 * seed
+        record["host"]["cpu_count"] = 2
+        (folder / "record.json").write_text(json.dumps(record))
+    monkeypatch.setattr(expected, "PLAN", plan_csv(tmp_path / "plan.csv"))
+    build_report(tmp_path / "results", tmp_path / "out", scales=["cpu"], tables=["table4"])
+    page = (tmp_path / "out" / "cpu" / "table4.md").read_text()
+    block = page.split("## Expected results", 1)[1]
+    vanilla = next(line for line in block.splitlines() if line.startswith("| Vanilla"))
+    assert "| 31 ± 1.4 (2 seeds) |" in vanilla and "| 29.63 |" in vanilla, vanilla  # ours, the paper's
+    assert "| 2.0 min |" in vanilla and vanilla.rstrip().endswith("| 12 |")
+    assert "2-core CPU" in block and "A100 at 40%" in block
+
+
+def test_a_rows_gpu_hours_sum_its_tasks_and_no_plan_says_so(tmp_path):
+    plan = pd.read_csv(plan_csv(tmp_path / "plan.csv"))
+    assert expected._gpu_hours(plan, "table6", "vanilla") == "5.5"
+    assert expected._gpu_hours(plan, "table6", "gla") == "–" and expected._gpu_hours(None, "table4", "elu") == "–"
+    assert expected.read_plan(tmp_path / "none.csv") is None
