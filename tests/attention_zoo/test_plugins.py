@@ -183,5 +183,5 @@ def test_a_plugin_trains_and_gets_a_table4_row(tmp_path):
                   "--extra-backends", "relu_linear", "--", "trainer.max_steps=2", "trainer.eval_every=2")
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     table = (results / "report" / "smoke" / "table4.md").read_text()
-    # the paper's 8 rows, the 3 successors and the plugin, 2 columns each
-    assert "| relu_linear (not in the paper) |" in table and "cells: 24 ok, 0 failed" in table
+    # the paper's 8 rows, the 3 successors, 5 of the 2026 zoo and the plugin, 2 columns each
+    assert "| relu_linear (not in the paper) |" in table and "cells: 34 ok, 0 failed" in table
