@@ -9,14 +9,15 @@ interval (``scipy.stats.t``). The state size is the one the run measured (``data
 decoder's state per sequence after one whole input).
 
 Claims about recall (the ``claims`` section of ``conf/experiment/recall.yaml``) name cells by key,
-``"<task> <backend> d<d_model> <setting>"`` (e.g. ``"mqar vanilla d64 V128 L64 N8"``), with shell wildcards
-(``"mqar vanilla d* *"``): a side matching several cells takes, per seed, its least favourable cell for the
+``"<task> <backend> d<d_model> <setting>"`` (e.g. ``"mqar vanilla d64 V128 L64 N8"``), with the wildcards ``*``
+and ``?`` (``"mqar vanilla d* *"``; brackets are literal, as in ``transnormer_t2[reverse_split:1]``): a side
+matching several cells takes, per seed, its least favourable cell for the
 claim (the claim must hold at every one); ``b`` may be a number (a fixed level, e.g. 0.9).
 """
 from __future__ import annotations
 
-import fnmatch
 import math
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -140,7 +141,8 @@ def claim_sides(a: str, b: str, expect: str, records: Sequence[RunRecord]) -> di
     def side(pattern: str, worst: str) -> dict[int, float]:
         if chosen.empty:
             return {}
-        matched = chosen[keys.map(lambda k: fnmatch.fnmatchcase(k, pattern))]
+        wildcard = re.compile(re.escape(pattern).replace(r"\*", ".*").replace(r"\?", "."))
+        matched = chosen[keys.map(lambda k: wildcard.fullmatch(k) is not None)]
         # a seed counts only where it has every matched cell (else its worst case is unknown)
         complete = matched.groupby("seed")["test"].agg(["count", worst])
         n_cells = matched.groupby(CELL).ngroups

@@ -105,3 +105,15 @@ def test_the_report_writes_the_page_and_decides_the_claims(runs, tmp_path):
     assert decided["recall_norm_below_softmax"] == claims_mod.HOLDS
     assert decided["recall_norm_needs_width"] == claims_mod.HOLDS
     assert decided["recall_gla_vs_norm"] == claims_mod.NOT_RUN
+
+
+def test_a_layer_plans_brackets_are_literal_in_claims(runs, tmp_path):
+    root = tmp_path / "runs"
+    for seed in (0, 1):
+        recall_run(root, "transnormer_t2", 32, 8, 1e-3, seed, valid=0.6 + 0.1 * seed, experiment="recall_order")
+        recall_run(root, "transnormer_t2", 32, 8, 1e-3, seed, 0.9, None, 1024, "recall_order",
+                   "attention.layer_plan=reverse_split:1")
+    sides = recall.claim_sides("mqar transnormer_t2 d32 *", "mqar transnormer_t2[reverse_split:1] d32 *", "greater",
+                               placed_records(root))
+    assert sides["mqar transnormer_t2[reverse_split:1] d32 *"] == {0: pytest.approx(0.9), 1: pytest.approx(0.9)}
+    assert sides["mqar transnormer_t2 d32 *"] == {0: pytest.approx(0.6), 1: pytest.approx(0.7)}
