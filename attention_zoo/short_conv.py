@@ -16,7 +16,7 @@ from torch import nn
 
 from attention_zoo.decoding import DecodeState, advance, new_state, valid_of
 from attention_zoo.mixers.base import real_tokens_first
-from attention_zoo.ops.conv import causal_conv, causal_conv_step
+from attention_zoo.mixers.delta import ShortConvolution
 
 
 class ShortConvMixer(nn.Module):
@@ -28,7 +28,7 @@ class ShortConvMixer(nn.Module):
         super().__init__()
         if isinstance(size, bool) or not isinstance(size, int) or size < 1:
             raise ValueError(f"short_conv={size!r} must be a positive kernel size (0 turns it off)")
-        self.conv = nn.Conv1d(d_model, d_model, size, groups=d_model, bias=bias)
+        self.conv = ShortConvolution(d_model, size, bias)
         self.mixer = mixer
         self.size = size
 
@@ -39,7 +39,7 @@ class ShortConvMixer(nn.Module):
     def convolve(self, x: torch.Tensor, padding_mask: torch.Tensor | None) -> torch.Tensor:
         """The convolved input (``x[B, N, D]``, padding anywhere), zeros at the padded tokens."""
         def run(h: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-            out = causal_conv(h, self.conv.weight, self.conv.bias)
+            out = self.conv(h)
             return out if mask is None else out.masked_fill(mask[..., None], 0.0)
 
         return real_tokens_first(run, x, padding_mask)
@@ -64,8 +64,7 @@ class ShortConvMixer(nn.Module):
     def step(self, x: torch.Tensor, state: DecodeState,
              padding_mask: torch.Tensor | None = None) -> tuple[torch.Tensor, DecodeState]:
         valid = valid_of(x, padding_mask)
-        h, state.tensors["conv"] = causal_conv_step(x, valid, state.tensors.get("conv"), self.conv.weight,
-                                                    self.conv.bias)
+        h = self.conv.step(x, valid, state, "conv")
         out, _ = self.mixer.step(h.masked_fill(~valid[..., None], 0.0), state.parts[0], padding_mask)
         advance(state, valid)
         return out, state

@@ -41,7 +41,7 @@ from harness.report.specs import Column, RunTable, run_tables
 from harness.run_record import RunRecord
 
 CONFIDENCE = 0.95
-RECALL_SOURCES = ("recall", "recall_order")  # claims about the recall page's cells (harness/report/recall.py)
+RECALL_SOURCES = recall.PAGES  # claims about the recall page's cells (harness/report/recall.py)
 HOLDS, CONTRADICTED, INCONCLUSIVE, NOT_RUN = "holds", "contradicted", "inconclusive", "not run"
 VERDICTS = (HOLDS, CONTRADICTED, INCONCLUSIVE, NOT_RUN)
 KINDS = ("difference", "trend")

@@ -37,7 +37,7 @@ def _hours(seconds: list[float]) -> str:
 
 
 def _machine(table: BuiltTable) -> str:
-    hosts = {(r.host.get("cpu_count"), r.host.get("gpu") or r.host.get("device")) for row in table.rows
+    hosts = {(r.host.get("cpu_count"), r.host.get("gpu")) for row in table.rows
              for r in row.records if r.host}
     cpus = sorted({c for c, _ in hosts if c})
     return f"{'/'.join(map(str, cpus))}-core CPU" if cpus and not any(g for _, g in hosts) else "the runs' machines"

@@ -29,6 +29,7 @@ from scipy import stats as sps
 from harness.run_record import RunRecord
 
 PAGE = "recall"
+PAGES = ("recall", "recall_order")  # the experiments whose runs and claims this page holds
 PREFIX = "recall/"
 CONFIDENCE = 0.95
 SETTING_KNOBS = (("vocab_size", "V"), ("seq_len", "L"), ("num_kv_pairs", "N"), ("frac_noise", "noise"),
@@ -109,17 +110,17 @@ def cells(runs: pd.DataFrame) -> pd.DataFrame:
     if main.empty:
         return pd.DataFrame(columns=columns)
     chosen = seed_values(main)
+    totals = main.groupby(CELL).agg(runs=("seed", "size"), wall=("wall_seconds", "mean"))
     found = []
     for cell, group in chosen.groupby(CELL, sort=True):
         low, high = interval(group["test"])
-        everything = main.merge(pd.DataFrame([dict(zip(CELL, cell))]), on=CELL)
         state = group["state_bytes"].dropna()
         found.append({
             **dict(zip(CELL, cell)), "key": cell_key(*cell), "seq_len": int(group["seq_len"].iloc[0]),
             "mean": float(group["test"].mean()), "low": low, "high": high, "n": len(group),
             "lrs": ",".join(f"{lr:g}" for lr in sorted(set(group["lr"]))),
-            "state_bytes": float(state.median()) if len(state) else math.nan, "runs": len(everything),
-            "wall_seconds": float(everything["wall_seconds"].mean()),
+            "state_bytes": float(state.median()) if len(state) else math.nan, "runs": int(totals.loc[cell, "runs"]),
+            "wall_seconds": float(totals.loc[cell, "wall"]),
         })
     return pd.DataFrame(found, columns=columns)
 

@@ -36,7 +36,6 @@ from harness.run_record import RunRecord
 from zoo_io.atomic import atomic_write, write_text
 
 log = logging.getLogger(__name__)
-RECALL_PAGES = ("recall", "recall_order")  # experiments whose runs the recall page shows
 
 
 @dataclass
@@ -92,7 +91,7 @@ def build_scale(scale: str, records: list[RunRecord], layout: Layout | None, pap
                 table.notes.append(f"No run of this table at this scale: {cost}.")
             table.expected = expected.expected_markdown(table, compute_plan)
             entries.append(_entry(table, _write_table(table, folder, run_table_figures(table))))
-        elif name in RECALL_PAGES:
+        elif name in recall.PAGES:
             if name == recall.PAGE:  # one page for every recall run (recall_order's runs are rows of it)
                 entries.append(_write_recall(scale, records, folder))
         elif layout is None:
