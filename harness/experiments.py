@@ -42,6 +42,7 @@ class TablePlan:
     analysis: list[Analysis] = field(default_factory=list)
     bench: dict[str, dict[str, Any]] | None = None  # scale -> `harness.bench table7` options, instead of a sweep
     cost: dict[str, str] = field(default_factory=dict)  # scale -> what a run of the table costs (the report says it)
+    with_tables: list[str] = field(default_factory=list)  # naming this table runs these too (their page is its page)
 
     @property
     def runs_only(self) -> bool:

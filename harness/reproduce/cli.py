@@ -177,7 +177,8 @@ def backend_list(text: str) -> list[str]:
 
 
 def expand_tables(names: Sequence[str], parser: argparse.ArgumentParser | None = None) -> list[str]:
-    """TABLE arguments -> table names in the paper's order; ``all`` is every table; none: the core claims."""
+    """TABLE arguments -> table names in the paper's order; ``all`` is every table; none: the core claims; a
+    table brings the tables of its ``with_tables`` (``recall``: ``recall_order``, whose runs share its page)."""
     if not names:
         return core_tables()
     wanted = set()
@@ -186,7 +187,7 @@ def expand_tables(names: Sequence[str], parser: argparse.ArgumentParser | None =
         if name == "all":
             wanted |= set(table_names())
         elif name in table_names():
-            wanted.add(name)
+            wanted |= {name, *table_plan(name).with_tables}
         else:
             message = f"unknown table {name!r}; valid: {', '.join(table_names())}, all"
             if parser is None:

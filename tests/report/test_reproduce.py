@@ -62,6 +62,14 @@ def test_tables_all_aliases_and_options():
     assert f"trainer.max_steps={CORE_CPU_STEPS}" not in parse_args(["--", "trainer.max_steps=7"]).overrides
 
 
+def test_a_table_brings_the_tables_that_share_its_page():
+    """``./reproduce.sh recall`` runs the order sweep too: its claim is decided on the recall page."""
+    assert expand_tables(["recall"]) == ["recall", "recall_order"] == expand_tables(["recall_order", "recall"])
+    assert expand_tables(["recall_order"]) == ["recall_order"]
+    for name in table_names():
+        assert set(table_plan(name).with_tables) <= set(table_names()), f"{name}: with_tables names no table"
+
+
 @pytest.mark.parametrize("argv, message", [
     (["table13"], "unknown table 'table13'; valid: table1"),
     (["--scale", "huge"], "invalid choice: 'huge'"),
