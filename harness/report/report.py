@@ -263,6 +263,21 @@ def _index_markdown(scale: str, entries: list[Entry], records: list[RunRecord],
     return "\n".join(lines) + "\n"
 
 
+def records_behind(names: Sequence[str], records: list[RunRecord]) -> list[RunRecord]:
+    """The runs the tables ``names`` read, by their tasks' families (``lra`` for ``lra/text``), so that a page set
+    built with ``--tables`` says the same (its index's run count and times) when runs of other tables are added
+    beside them; every run when one of the tables reads no task list (a benchmark's or an analysis's page)."""
+    families: set[str] = set()
+    for name in names:
+        if name in run_tables():
+            families |= set(run_tables()[name].tasks)
+        elif name in recall.PAGES:
+            families.add(recall.PREFIX.rstrip("/"))
+        else:
+            return records
+    return [r for r in records if r.task.split("/")[0] in families]
+
+
 @dataclass
 class Section:
     """One page set of the report: a scale on one data set (``cpu``, ``cpu-wikitext-2``)."""
@@ -291,7 +306,7 @@ def build_report(
     unknown = sorted(set(tables or ()) - set(order))
     if unknown:
         raise ValueError(f"unknown table(s) {unknown}; valid: {list(order)}")
-    records = placed_records(layout.runs)
+    records = records_behind(names, placed_records(layout.runs)) if tables is not None else placed_records(layout.runs)
     found = sorted({r.scale for r in records} | layout.other_scales())
     scales = list(scales) if scales else found
     top = ["# Reproduction report", "",

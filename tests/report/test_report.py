@@ -61,3 +61,17 @@ def test_command_line_and_an_empty_results_folder(tmp_path, capsys):
     assert main(["--results", str(tmp_path), "--tables", "table4"]) == 0
     assert "No runs yet" in (tmp_path / "report" / "index.md").read_text()
     assert "report:" in capsys.readouterr().out
+
+
+def test_a_page_set_of_some_tables_ignores_the_runs_of_others(tmp_path):
+    """Built with ``tables``, a page set says the same when another table's runs are added beside its own (its
+    index counts the runs behind its pages), so a committed page set of a few tables regenerates byte for byte."""
+    runs = tmp_path / "results" / "runs"
+    write_run(runs, "attention=vanilla", valid=30.0, updated="2026-01-01T00:01:00+00:00")
+    build_report(tmp_path / "results", tmp_path / "before", tables=["table4"])
+    write_run(runs, "task=glue/sst2", "attention=vanilla", valid=0.8, updated="2026-02-01T00:00:00+00:00")
+    build_report(tmp_path / "results", tmp_path / "after", tables=["table4"])
+    before, after = ((tmp_path / f / "smoke" / "index.md").read_text() for f in ("before", "after"))
+    assert before == after and "Runs: 1;" in before
+    build_report(tmp_path / "results", tmp_path / "all")
+    assert "Runs: 2;" in (tmp_path / "all" / "smoke" / "index.md").read_text()
