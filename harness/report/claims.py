@@ -470,11 +470,16 @@ def summary_line(decisions: Sequence[Decision]) -> str:
     return ", ".join(f"{n} {v}" for v, n in counts(decisions).items() if n) or "no claims"
 
 
+def page_of(table: str) -> str:
+    """The page that holds ``table`` (recall_order's runs are rows of the recall page)."""
+    return recall.PAGE if table in recall.PAGES else table
+
+
 def verdict_table(decisions: Sequence[Decision], link: str = "") -> list[str]:
     """The compact verdict table (the index page and the README; ``link``: the tables' folder from there)."""
     lines = ["| claim | table | verdict | ours [95% CI] | n |", "|---|---|---|---|---|"]
     for d in (d for d in decisions if d.main):
-        table = f"[{d.claim.table}]({link}{d.claim.table}.md)"
+        table = f"[{d.claim.table}]({link}{page_of(d.claim.table)}.md)"
         lines.append(f"| {_escape(d.claim.paper)} | {table} | **{d.verdict}** | {measured(d)} | {d.n or ''} |")
     return lines
 
@@ -486,7 +491,7 @@ def claims_markdown(decisions: Sequence[Decision], scale: str, data: str, plot: 
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     for d in (d for d in decisions if d.main):
         what = "a / b" if d.claim.ratio else "slope" if d.claim.kind == "trend" else "a − b"
-        cells = [f"`{d.claim.id}`", f"[{d.claim.table}]({d.claim.table}.md)", _escape(d.claim.paper),
+        cells = [f"`{d.claim.id}`", f"[{d.claim.table}]({page_of(d.claim.table)}.md)", _escape(d.claim.paper),
                  _escape(sides(d)), f"{what} = {measured(d)}" if d.estimate is not None else "", str(d.n or ""),
                  d.method, f"**{d.verdict}**" + (f": {_escape(d.reason)}" if d.reason else "")]
         cells += [_escape(_other_budgets(d, decisions))] if has_budgets else []
