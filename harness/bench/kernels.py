@@ -177,7 +177,30 @@ def markdown_tables(rows: list[dict[str, Any]]) -> str:
                 lines.append(f"| {backend} | " + " | ".join(cell_text(cells.get((backend, mode, n)), value)
                                                          for n in lengths) + " |")
             parts.append("\n".join(lines))
+        if len(backends) > 1:
+            parts.append(ratio_table(cells, backends, mode, lengths))
     return "\n\n".join(parts) + "\n"
+
+
+def ratio_table(cells: dict[tuple[str, str, int], dict[str, Any]], backends: list[str], mode: str,
+                lengths: list[int]) -> str:
+    """Each backend's time over the first's (the reference), as the median's ratio with the widest range its
+    repeats allow (its fastest over the reference's slowest, its slowest over the reference's fastest)."""
+    reference = backends[0]
+
+    def text(backend: str, n: int) -> str:
+        row, ref = cells.get((backend, mode, n)), cells.get((reference, mode, n))
+        if row is None or ref is None or row["status"] != "ok" or ref["status"] != "ok":
+            return ""
+        ratio = row["time_median_s"] / ref["time_median_s"]
+        low, high = row["time_min_s"] / ref["time_max_s"], row["time_max_s"] / ref["time_min_s"]
+        return f"{ratio:.2f} ({low:.2f}-{high:.2f})"
+
+    header = "| backend | " + " | ".join(length_label(n) for n in lengths) + " |"
+    lines = [f"**{mode}: time over {reference}'s, median (range over the repeats)**", "", header,
+             "|---" * (len(lengths) + 1) + "|"]
+    lines += [f"| {b} | " + " | ".join(text(b, n) for n in lengths) + " |" for b in backends[1:]]
+    return "\n".join(lines)
 
 
 def targets_markdown(evaluated: list[dict[str, Any]], fractions: list[dict[str, Any]], peak: float | None) -> str:

@@ -194,3 +194,17 @@ def test_cpu_cells_use_the_heap_unless_the_user_says_otherwise(monkeypatch):
     monkeypatch.setenv("MALLOC_MMAP_MAX_", "65536")  # glibc's default behaviour, asked for explicitly
     result = run_in_subprocess(spec, memory_cap_bytes=None, timeout_s=60, module="tests.bench.env_probe")
     assert result["MALLOC_MMAP_MAX_"] == "65536"
+
+
+def test_the_markdown_gives_each_backends_time_over_the_first_with_the_repeats_range():
+    def row(backend, n, median, low, high, status="ok"):
+        return {"backend": backend, "mode": "causal", "n": n, "status": status, "time_median_s": median,
+                "time_min_s": low, "time_max_s": high, "peak_memory_mib": 1.0}
+
+    rows = [row("norm_attention", 1024, 1.0, 0.9, 1.25), row("deltanet", 1024, 2.0, 1.8, 2.25),
+            row("norm_attention", 2048, 2.0, 2.0, 2.0), row("deltanet", 2048, 0.0, 0.0, 0.0, status="oom")]
+    text = kernels.markdown_tables(rows)
+    table = text.split("**causal: time over norm_attention's, median (range over the repeats)**", 1)[1]
+    assert "| deltanet | 2.00 (1.44-2.50) |  |" in table  # 1.8 / 1.25 and 2.25 / 0.9; an OOM cell stays empty
+    assert "| norm_attention |" not in table
+    assert "time over" not in kernels.markdown_tables(rows[:1])  # one backend: no reference to divide by
