@@ -20,7 +20,7 @@ STATUS_COLOURS = {"failed": "tab:red", "running": "tab:orange", "missing": "grey
 
 
 def save(figure: Figure, path: Path) -> Path:
-    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100))
+    atomic_write(path, lambda tmp: figure.savefig(tmp, format="png", dpi=100, bbox_inches="tight"))
     plt.close(figure)
     return path
 
@@ -143,17 +143,26 @@ def ablation_curve(table: BuiltTable) -> Figure | None:
     return figure
 
 
+def label_styles(names: list[str]) -> dict[str, dict[str, str]]:
+    """A distinct colour, marker and line style per label, the same in every panel (tab10's ten colours repeat
+    beyond ten labels: the marker and a dashed line tell the eleventh from the first)."""
+    markers = "osD^vP"
+    return {name: {"color": f"C{i % 10}", "marker": markers[i % len(markers)],
+                   "linestyle": "-" if i < 10 else "--"} for i, name in enumerate(names)}
+
+
 def lines_by_label(frame: pd.DataFrame, x: str, y: str, label: str, title: str, xlabel: str, ylabel: str,
                    logy: bool = False, logx: bool = False, facet: str | None = None) -> Figure:
     """One line per ``label`` of ``y`` against ``x``; one panel per value of ``facet`` (if given; ``train``
-    before ``inference``)."""
+    before ``inference``); one legend beside the panels."""
     facets = sorted(frame[facet].dropna().unique(), key=lambda v: (v != "train", str(v))) if facet else [None]
-    figure, axes = plt.subplots(1, len(facets), figsize=(5.5 * len(facets), 4), squeeze=False)
+    styles = label_styles(sorted(str(v) for v in frame[label].unique()))
+    figure, axes = plt.subplots(1, len(facets), figsize=(5.5 * len(facets) + 2, 4), squeeze=False)
     for ax, value in zip(axes[0], facets):
         part = frame if value is None else frame[frame[facet] == value]
         for name, group in part.groupby(label, sort=True):
             group = group.sort_values(x)
-            ax.plot(group[x], group[y], marker="o", markersize=3, label=str(name))
+            ax.plot(group[x], group[y], markersize=4, label=str(name), **styles[str(name)])
         ax.set_xlabel(xlabel)
         ax.set_ylabel(ylabel)
         if logy:
@@ -161,11 +170,13 @@ def lines_by_label(frame: pd.DataFrame, x: str, y: str, label: str, title: str, 
         if logx:
             ax.set_xscale("log", base=2)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
         if value is not None:
             ax.set_title(str(value), fontsize=10)
+    handles = {h.get_label(): h for ax in axes[0] for h in ax.get_lines()}
+    figure.legend([handles[n] for n in styles if n in handles], [n for n in styles if n in handles], fontsize=7,
+                  loc="center left", bbox_to_anchor=(1 - 1.9 / figure.get_figwidth(), 0.5))
     figure.suptitle(title, fontsize=11)
-    figure.tight_layout()
+    figure.tight_layout(rect=(0, 0, 1 - 2 / figure.get_figwidth(), 1))
     return figure
 
 
