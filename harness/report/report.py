@@ -306,7 +306,7 @@ def build_report(
     unknown = sorted(set(tables or ()) - set(order))
     if unknown:
         raise ValueError(f"unknown table(s) {unknown}; valid: {list(order)}")
-    records = records_behind(names, placed_records(layout.runs)) if tables is not None else placed_records(layout.runs)
+    records = records_behind(names, placed_records(layout.runs))
     found = sorted({r.scale for r in records} | layout.other_scales())
     scales = list(scales) if scales else found
     top = ["# Reproduction report", "",

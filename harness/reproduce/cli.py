@@ -181,18 +181,26 @@ def expand_tables(names: Sequence[str], parser: argparse.ArgumentParser | None =
     table brings the tables of its ``with_tables`` (``recall``: ``recall_order``, whose runs share its page)."""
     if not names:
         return core_tables()
+
+    def error(message: str) -> None:
+        if parser is None:
+            raise ValueError(message)
+        parser.error(message)
+
     wanted = set()
     for name in names:
         name = ALIASES.get(name.lower(), name.lower())
         if name == "all":
             wanted |= set(table_names())
         elif name in table_names():
-            wanted |= {name, *table_plan(name).with_tables}
+            brought = table_plan(name).with_tables
+            unknown = sorted(set(brought) - set(table_names()))
+            if unknown:
+                error(f"conf/experiment/{name}.yaml: reproduce.with_tables names no table: {unknown}; "
+                      f"valid: {', '.join(table_names())}")
+            wanted |= {name, *brought}
         else:
-            message = f"unknown table {name!r}; valid: {', '.join(table_names())}, all"
-            if parser is None:
-                raise ValueError(message)
-            parser.error(message)
+            error(f"unknown table {name!r}; valid: {', '.join(table_names())}, all")
     return [n for n in table_names() if n in wanted]
 
 

@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 
 from harness.config import split_points
-from harness.experiments import core_tables, table_names, table_plan
+from harness.experiments import TablePlan, core_tables, table_names, table_plan
+from harness.report import recall
 from harness.report.layout import Layout
 from harness.reproduce import cli as reproduce
 from harness.reproduce import plan
@@ -68,6 +69,16 @@ def test_a_table_brings_the_tables_that_share_its_page():
     assert expand_tables(["recall_order"]) == ["recall_order"]
     for name in table_names():
         assert set(table_plan(name).with_tables) <= set(table_names()), f"{name}: with_tables names no table"
+    assert recall.PAGES == (recall.PAGE, *table_plan(recall.PAGE).with_tables)  # the page's rows: what it runs
+
+
+def test_a_with_tables_naming_no_table_is_an_error_naming_the_file(monkeypatch):
+    real = reproduce.table_plan
+    monkeypatch.setattr(reproduce, "table_plan", lambda name: TablePlan(order=15, with_tables=["recal_order"])
+                        if name == "recall" else real(name))
+    with pytest.raises(ValueError, match=r"conf/experiment/recall.yaml: reproduce.with_tables names no table: "
+                                         r"\['recal_order'\]; valid: table1"):
+        expand_tables(["recall"])
 
 
 @pytest.mark.parametrize("argv, message", [
