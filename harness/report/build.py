@@ -8,8 +8,9 @@ regardless.
 """
 from __future__ import annotations
 
+import math
 from collections import Counter, defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -261,7 +262,8 @@ def build_run_table(
                        "with the most seeds, then the most recent)"].append(column.label)
             cells[column.name] = cell
         if spec.average:
-            cells[spec.average] = _average_cell(cells, str(paper_row.get(spec.average, "")))
+            cells[spec.average] = _average_cell(cells, str(paper_row.get(spec.average, "")),
+                                                 [c for c in spec.columns if c.name != spec.average])
         if others:
             stray.append(_stray_row(spec, key, label, others, references, variants))
         if key not in always and not any(cell.records for cell in cells.values()):
@@ -342,14 +344,33 @@ def baseline_row(spec: RunTable, rows: list[Row]) -> Row | None:
     return Row(spec.baseline.replace(" ", "_"), spec.baseline, cells)
 
 
-def _average_cell(cells: dict[str, Cell], paper_text: str) -> Cell:
+def _average_cell(cells: dict[str, Cell], paper_text: str, columns: Sequence[Column] = ()) -> Cell:
+    """The mean over the other columns. Per seed where every column's runs have that seed (its spread is then
+    the seeds', as the claims page's paired comparison of the average); else the mean of the columns' means."""
     parts = list(cells.values())
     if parts and all(c.status == OK for c in parts):
-        cell = Cell(OK, SeedStats.of([sum(c.stats.mean for c in parts) / len(parts)]))
+        by_seed = _per_seed_average(cells, columns)
+        values = list(by_seed.values()) or [sum(c.stats.mean for c in parts) / len(parts)]
+        cell = Cell(OK, SeedStats.of(values))
     else:
         cell = Cell(MISSING, reason="needs every column")
     cell.paper_text, cell.paper = paper_text, paper_number(paper_text)
     return cell
+
+
+def _per_seed_average(cells: dict[str, Cell], columns: Sequence[Column]) -> dict[int, float]:
+    """seed -> the mean over the columns of that seed's run, for the seeds every column has."""
+    per_column = []
+    for column in columns:
+        cell = cells.get(column.name)
+        if cell is None or not cell.records:
+            return {}
+        values = {r.seed: column_value(r, column) for r in cell.records}
+        per_column.append({seed: v for seed, v in values.items() if v is not None and math.isfinite(v)})
+    if not per_column:
+        return {}
+    common = sorted(set.intersection(*(set(values) for values in per_column)))
+    return {seed: sum(values[seed] for values in per_column) / len(per_column) for seed in common}
 
 
 def column_agreement(spec: RunTable, rows: list[Row]) -> dict[str, RankAgreement | None]:

@@ -53,23 +53,45 @@ def _gpu_hours(plan: pd.DataFrame | None, table: str, backend: str | None) -> st
     return f"{total:,.3g}" if math.isfinite(total) else "–"
 
 
+def _row_runs(row) -> list:
+    """Every run behind the row (all its columns), once each."""
+    seen: dict[str, object] = {}
+    for cell in row.cells.values():
+        for record in cell.records:
+            seen.setdefault(str(record.run_dir), record)
+    return list(seen.values())
+
+
+def _total(seconds: float) -> str:
+    return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
+
+
 def expected_markdown(table: BuiltTable, plan: pd.DataFrame | None) -> list[str]:
-    """The block's lines (a heading, a table, how it was made); nothing for a table with no run."""
+    """The block's lines (a heading, a table, how it was made, what the table's runs cost); nothing for a table
+    with no run. The headline column is the table's average where it has one (Tables 5, 6), else its first."""
     if not any(cell.status == OK for row in table.rows for cell in row.cells.values()):
         return []
-    first = table.spec.columns[0]
+    columns = table.spec.columns
+    first = next((c for c in columns if c.name == table.spec.average), columns[0])
     gpu = str(plan["gpu"].iloc[0]) if plan is not None and len(plan) else "no compute plan"
     lines = ["## Expected results", "",
              f"| {table.spec.label_column} | {first.label} at `{table.scale}` (ours) | wall a run | "
              f"{first.label} (paper) | GPU-hours a seed at paper scale |", "|---|---|---|---|---|"]
+    runs = 0
+    spent = 0.0
     for row in table.rows:
         cell = row.cells[first.name]
-        seconds = [r.wall_seconds for r in row.records if r.wall_seconds]
-        backend = row.records[0].backend if row.records else None
+        records = _row_runs(row)
+        seconds = [r.wall_seconds for r in records if r.wall_seconds]
+        runs, spent = runs + len(seconds), spent + sum(seconds)
+        backend = records[0].backend if records else None
         lines.append(f"| {escape(row.label)} | {ours(cell)} | {_hours(seconds)} | {paper(cell) or '–'} | "
                      f"{_gpu_hours(plan, table.spec.name, backend)} |")
     lines += ["", f"Ours: mean ± standard deviation over seeds; wall a run: the mean over the row's runs on "
               f"{_machine(table)}. Paper scale: the compute plan ({gpu}; `{PLAN_COMMAND}`), the row's backend over "
               "the table's tasks, one seed." + ("" if plan is not None else " No compute plan in docs/: run that "
                                                  "command to fill the column.")]
+    if runs:
+        lines += ["", f"Cost of this page's runs: {runs} runs, {_total(spent)} of run time summed (each run's own "
+                  "wall clock; runs side by side share the machine)."]
     return lines

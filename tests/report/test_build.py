@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from harness.report.build import FAILED, MISSING, OK, RUNNING, build_run_table, long_frame
@@ -200,3 +201,18 @@ def test_majority_class_row_below_the_backends(tmp_path):
     frame = long_frame(table)
     assert frame[frame["status"] == "baseline"]["ours_mean"].dropna().tolist() == pytest.approx([50.0, 16.0])
     assert build("table4", tmp_path).baseline is None  # perplexity tables have none
+
+
+def test_the_average_column_is_per_seed_with_the_seeds_spread(tmp_path):
+    """Table 6's AVG: seed s's mean over the five tasks, then the mean and spread over the seeds every task has
+    (seed 2 ran one task only: not in the average)."""
+    tasks = ("text", "listops", "retrieval", "pathfinder", "image")
+    for seed, shift in ((0, 0.0), (1, 0.1)):
+        for i, task in enumerate(tasks):
+            write_run(tmp_path, f"task=lra/{task}", "attention=vanilla", f"seed={seed}", valid=0.5,
+                      test=0.5 + 0.02 * i + shift)
+    write_run(tmp_path, "task=lra/text", "attention=vanilla", "seed=2", valid=0.5, test=0.9)
+    avg = cells(build("table6", tmp_path), "avg")["Transformer"]
+    assert avg.stats.n == 2 and avg.stats.mean == pytest.approx(59.0)
+    assert (avg.stats.low, avg.stats.high) == (pytest.approx(54.0), pytest.approx(64.0))
+    assert avg.stats.std == pytest.approx(float(np.std([54.0, 64.0], ddof=1)))

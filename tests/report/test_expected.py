@@ -46,3 +46,25 @@ def test_a_rows_gpu_hours_sum_its_tasks_and_no_plan_says_so(tmp_path):
     assert expected._gpu_hours(plan, "table6", "vanilla") == "5.5"
     assert expected._gpu_hours(plan, "table6", "gla") == "–" and expected._gpu_hours(None, "table4", "elu") == "–"
     assert expected.read_plan(tmp_path / "none.csv") is None
+
+
+def test_a_table_with_an_average_heads_the_block_with_it_and_states_the_pages_cost(tmp_path, monkeypatch):
+    """Table 6: the AVG column (per seed, with its spread), the wall time over all of a row's runs, and the
+    page's runs summed."""
+    runs = tmp_path / "results" / "runs"
+    tasks = ("text", "listops", "retrieval", "pathfinder", "image")
+    for seed in (0, 1):
+        for i, task in enumerate(tasks):
+            folder = write_run(runs, "experiment=table6", f"task=lra/{task}", "attention=vanilla", f"seed={seed}",
+                               valid=0.5, test=0.5 + 0.02 * i + 0.1 * seed, scale="cpu")
+            record = json.loads((folder / "record.json").read_text())
+            record["wall_seconds"] = 60.0 * (i + 1)  # 1 to 5 min: a mean of 3 min a run
+            (folder / "record.json").write_text(json.dumps(record))
+    monkeypatch.setattr(expected, "PLAN", plan_csv(tmp_path / "plan.csv"))
+    build_report(tmp_path / "results", tmp_path / "out", scales=["cpu"], tables=["table6"])
+    block = (tmp_path / "out" / "cpu" / "table6.md").read_text().split("## Expected results", 1)[1]
+    assert "| AVG at `cpu` (ours) |" in block
+    transformer = next(line for line in block.splitlines() if line.startswith("| Transformer"))
+    assert "| 59 ± 7.1 (2 seeds) |" in transformer and "| 3.0 min |" in transformer, transformer
+    assert "| 57.37 |" in transformer and transformer.rstrip().endswith("| 5.5 |")
+    assert "Cost of this page's runs: 10 runs, 30 min of run time summed" in block
