@@ -43,7 +43,7 @@ def vocab_size(task: str) -> int:
 
 def build_on_meta(task_name: str, backend: str, overrides: Sequence[str] = ()) -> nn.Module:
     """The model ``harness.run`` would train for (task, backend, overrides), on the meta device, with the paper's
-    vocabulary (a GLUE classifier: RoBERTa's BPE, the pretrained encoder's shape; an LRA task: its own)."""
+    vocabulary (a GLUE classifier: RoBERTa's BPE, the pretrained encoder's shape; an LRA or recall task: its own)."""
     cfg = validate(compose([f"task={task_name}", f"attention={backend}", *overrides]))
     task, attention, model = tasks.build(cfg.task), cfg.attention.as_mapping(), asdict(cfg.model)
     family = task_name.split("/", 1)[0]
@@ -58,7 +58,9 @@ def build_on_meta(task_name: str, backend: str, overrides: Sequence[str] = ()) -
             return SentenceClassifier(encoder, task.format.num_classes, model.get("dropout", 0.1))
         if family == "lra":
             return task.build_model_for_length(attention, model, cfg.task.seq_len)
-    raise ValueError(f"no meta-device model for task={task_name}; valid: lm, mlm, glue/*, lra/*")
+        if family == "recall":  # its own small vocabulary and input length, from the task's settings alone
+            return task.build_model(attention, model)
+    raise ValueError(f"no meta-device model for task={task_name}; valid: lm, mlm, glue/*, lra/*, recall/*")
 
 
 def compare(task_name: str, overrides: Sequence[str] = ()) -> list[dict]:

@@ -77,7 +77,10 @@ class RunCost:
 def _inputs(cfg: RunConfig, micro: int) -> dict[str, Any]:
     """A micro-batch of the run's shape on the meta device (the forward's keyword arguments)."""
     task = cfg.task.name
-    length = int(getattr(cfg.task, "seq_len", None) or getattr(cfg.task, "max_len", None) or 512)
+    if hasattr(cfg.task, "params"):  # a recall task: its sequences' length follows from its settings
+        length = int(cfg.task.params().input_len)
+    else:
+        length = int(getattr(cfg.task, "seq_len", None) or getattr(cfg.task, "max_len", None) or 512)
     if task.startswith("lra/retrieval"):
         return {"tokens": torch.zeros(micro, 2, length, dtype=torch.long, device="meta")}
     inputs: dict[str, Any] = {"tokens": torch.zeros(micro, length, dtype=torch.long, device="meta")}

@@ -60,3 +60,19 @@ def test_the_plan_per_backend_is_written_for_the_reports_expected_results(tmp_pa
     row = plan.iloc[1]
     assert row["gpu_hours_per_run"] == pytest.approx(row["flops_per_run"] / (312e12 * 0.4) / 3600)
     assert "a run)" in capsys.readouterr().out
+
+
+def test_a_recall_run_is_counted_at_its_own_length():
+    """MQAR's model (its small vocabulary, its input length from the task's settings) is built on the meta
+    device, and its count equals a real pass's (a linear backend: softmax's fused kernel is counted differently on
+    the meta device, which weighs at MQAR's short lengths)."""
+    cfg = validate(compose(["task=recall/mqar", "attention=norm_attention", *SMOKE]))
+    cost = measure(cfg, SMOKE)
+    assert not cost.why and cost.flops > 0
+    micro = cfg.trainer.micro_batch_size or cfg.trainer.global_batch_size
+    length = cfg.task.params().input_len
+    model = build_on_meta("recall/mqar", "norm_attention", SMOKE).to_empty(device="cpu")
+    with FlopCounterMode(display=False) as counter:
+        model(torch.ones(micro, length, dtype=torch.long)).float().sum().backward()
+    per_update = cost.flops / cfg.trainer.max_steps / -(-cfg.trainer.global_batch_size // micro)
+    assert per_update == pytest.approx(counter.get_total_flops(), rel=2e-3)
