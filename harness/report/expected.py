@@ -17,6 +17,7 @@ import pandas as pd
 
 from harness.report.build import OK, BuiltTable
 from harness.report.render import escape, ours, paper
+from harness.run_record import RunRecord, read_record
 
 PLAN = Path(__file__).resolve().parents[2] / "docs" / "compute-plan.csv"
 PLAN_COMMAND = "./reproduce.sh all --scale paper --seeds 1 --dry-run --plan-csv docs/compute-plan.csv"
@@ -62,6 +63,27 @@ def _row_runs(row) -> list:
     return list(seen.values())
 
 
+def pretraining_folder(record: RunRecord) -> Path | None:
+    """The masked-LM run a fine-tuning started from (its record's ``data.init_from``), found beside the fine-tuning
+    in the same runs folder (the recorded path is the machine's that trained it); None when there is none."""
+    source = ((record.data or {}).get("init_from") or {}).get("run_dir")
+    root = (record.config.get("run") or {}).get("root")
+    if not source or not root:
+        return None
+    try:
+        relative = Path(source).relative_to(root)
+    except ValueError:
+        return None
+    return next((a / relative for a in record.folder.parents if (a / relative / "record.json").is_file()), None)
+
+
+def _pretraining_seconds(records: list[RunRecord]) -> list[float]:
+    """The wall times of the distinct pretraining runs behind ``records`` (Table 5's GLUE fine-tunings)."""
+    folders = {folder for folder in map(pretraining_folder, records) if folder is not None}
+    raws = [read_record(folder) for folder in sorted(folders)]
+    return [float(raw["wall_seconds"]) for raw in raws if raw and raw.get("wall_seconds")]
+
+
 def _total(seconds: float) -> str:
     return f"{seconds / 3600:.2f} h" if seconds >= 3600 else f"{seconds / 60:.0f} min"
 
@@ -79,9 +101,11 @@ def expected_markdown(table: BuiltTable, plan: pd.DataFrame | None) -> list[str]
              f"{first.label} (paper) | GPU-hours a seed at paper scale |", "|---|---|---|---|---|"]
     runs = 0
     spent = 0.0
+    everything: list[RunRecord] = []
     for row in table.rows:
         cell = row.cells[first.name]
         records = _row_runs(row)
+        everything += records
         seconds = [r.wall_seconds for r in records if r.wall_seconds]
         runs, spent = runs + len(seconds), spent + sum(seconds)
         backend = records[0].backend if records else None
@@ -92,6 +116,9 @@ def expected_markdown(table: BuiltTable, plan: pd.DataFrame | None) -> list[str]
               "the table's tasks, one seed." + ("" if plan is not None else " No compute plan in docs/: run that "
                                                  "command to fill the column.")]
     if runs:
-        lines += ["", f"Cost of this page's runs: {runs} runs, {_total(spent)} of run time summed (each run's own "
-                  "wall clock; runs side by side share the machine)."]
+        before = _pretraining_seconds(everything)
+        pretrained = (f"; before them, the masked-LM pretrainings they fine-tune: {len(before)} runs, "
+                      f"{_total(sum(before))}" if before else "")
+        lines += ["", f"Cost of this page's runs: {runs} runs, {_total(spent)} of run time summed{pretrained} (each "
+                  "run's own wall clock; runs side by side share the machine)."]
     return lines

@@ -68,3 +68,24 @@ def test_a_table_with_an_average_heads_the_block_with_it_and_states_the_pages_co
     assert "| 59 ± 7.1 (2 seeds) |" in transformer and "| 3.0 min |" in transformer, transformer
     assert "| 57.37 |" in transformer and transformer.rstrip().endswith("| 5.5 |")
     assert "Cost of this page's runs: 10 runs, 30 min of run time summed" in block
+
+
+def test_table5s_cost_adds_the_pretrainings_its_fine_tunings_start_from(tmp_path):
+    """A GLUE record names its masked-LM run by the path of the machine that trained it; the block finds that run
+    beside it in the runs folder read (here: a copy, as the committed evidence is) and adds its wall time once."""
+    runs = tmp_path / "evidence" / "runs"
+    pretraining = write_run(runs, "task=mlm", "attention=vanilla", scale="cpu")
+    record = json.loads((pretraining / "record.json").read_text())
+    record["wall_seconds"] = 600.0
+    (pretraining / "record.json").write_text(json.dumps(record))
+    trained_at = "results/runs/" + pretraining.relative_to(runs).as_posix()  # where it was on its machine
+    for task in ("sst2", "cola"):
+        folder = write_run(runs, "experiment=table5", f"task=glue/{task}", "attention=vanilla", scale="cpu",
+                           valid=0.8, data={"init_from": {"run_dir": trained_at, "backend": "vanilla"}})
+        record = json.loads((folder / "record.json").read_text())
+        record["config"]["run"]["root"], record["wall_seconds"] = "results/runs", 60.0
+        (folder / "record.json").write_text(json.dumps(record))
+    build_report(tmp_path / "evidence", tmp_path / "out", scales=["cpu"], tables=["table5"])
+    block = (tmp_path / "out" / "cpu" / "table5.md").read_text().split("## Expected results", 1)[1]
+    assert ("Cost of this page's runs: 2 runs, 2 min of run time summed; before them, the masked-LM "
+            "pretrainings they fine-tune: 1 runs, 10 min") in block
