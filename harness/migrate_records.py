@@ -4,7 +4,10 @@ to the current one, once, in place (atomically; ``updated`` kept).
 Version 1 records get ``majority_baseline`` from their data facts; records before version 3 get ``variant``
 (composed from ``conf/`` as the run would have), and every record before version 4 gets ``group``, ``context`` and
 ``context_any_budget`` (:func:`harness.variants.placement`). The report reads only these fields, so it leaves an
-unmigrated record out and names this command.
+unmigrated record out and names this command. A current record whose ``group`` or ``context`` is not what
+:func:`~harness.variants.placement` gives now is placed again: GLUE fine-tunings written before a setting that
+follows the seed (``task.pretrain_seed``) was left out of both had one group per seed, so the report showed
+one seed a cell.
 """
 from __future__ import annotations
 
@@ -15,7 +18,17 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.compose import register_configs
-from harness.run_record import RECORD_FILE, RECORD_VERSION, RunRecord, baseline_from_data, load_records
+from harness.config import config_hash
+from harness.run_record import (
+    RECORD_FILE,
+    RECORD_VERSION,
+    RunRecord,
+    baseline_from_data,
+    context_config,
+    load_records,
+    without_budget,
+    without_seed,
+)
 from harness.variants import Defaults, placement
 from zoo_io.atomic import write_json
 
@@ -29,11 +42,23 @@ def migrate(record: RunRecord, defaults: Defaults) -> RunRecord:
                                majority_baseline=record.majority_baseline or baseline_from_data(record.data))
 
 
+PLACED = ("group", "context", "context_any_budget")
+
+
+def misplaced(record: RunRecord) -> bool:
+    """Whether the record's group or context differ from what its config gives now (they hash the config, so
+    composing ``conf/`` is not needed to tell)."""
+    found = {"group": config_hash(without_seed(record.config)), "context": config_hash(context_config(record.config)),
+             "context_any_budget": config_hash(without_budget(context_config(record.config)))}
+    return any(getattr(record, key) != found[key] for key in PLACED)
+
+
 def migrate_folder(root: Path, dry_run: bool = False) -> list[Path]:
-    """Migrate every record under ``root`` older than the current version; the run folders changed."""
+    """Migrate every record under ``root`` older than the current version, or placed by older code; the run
+    folders changed."""
     defaults, changed = Defaults(), []
     for record in load_records(root):
-        if record.version >= RECORD_VERSION and record.is_placed:
+        if record.version >= RECORD_VERSION and record.is_placed and not misplaced(record):
             continue
         if not dry_run:
             write_json(record.folder / RECORD_FILE, migrate(record, defaults).to_json())

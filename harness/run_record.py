@@ -3,11 +3,11 @@ folder, and the only thing the report, the benchmarks and the orchestrator read 
 
 A record is complete when the run writes it: besides the resolved config and the results it names the run's
 experiment, its ``variant`` (its attention and model settings off the backend's defaults, :mod:`harness.variants`:
-its table row), its ``group`` (the config hash without the seed: runs that differ only by seed), its ``context``
-(the hash of :func:`context_config`: a fair table compares runs that share it) and ``context_any_budget`` (the
-same without ``trainer.max_steps``: the same setting at other training budgets), whether its backend is a layer
-preset, the package versions, the commit and the host. Readers use these fields; they never compose ``conf/`` or
-hash a config again.
+its table row), its ``group`` (the config hash without the seed and what follows it: runs that differ only by
+seed), its ``context`` (the hash of :func:`context_config`: a fair table compares runs that share it) and
+``context_any_budget`` (the same without ``trainer.max_steps``: the same setting at other training budgets),
+whether its backend is a layer preset, the package versions, the commit and the host. Readers use these fields;
+they never compose ``conf/`` or hash a config again.
 
 Versions: 2 added ``version``, ``segments``, ``repairs`` and ``majority_baseline: {split: value}`` (version 1 had
 GLUE's ``data.majority_baseline.<split>`` and LRA's ``data.splits.<split>.majority_baseline``); 3 added
@@ -154,10 +154,27 @@ class RunRecord:
         return record
 
 
+# settings whose default follows the run's seed (``conf/task/glue/_common.yaml``: ``pretrain_seed: ${seed}``): part
+# of the seed while they equal it, so that the seeds of one setting form one group; a different value is a setting
+SEED_FOLLOWERS = (("task", "pretrain_seed"),)
+
+
+def without_seed(config: dict[str, Any]) -> dict[str, Any]:
+    """The configuration without the seed and the settings that follow it (:data:`SEED_FOLLOWERS`)."""
+    seed = config.get("seed")
+    seedless = {k: v for k, v in config.items() if k != "seed"}
+    for section, key in SEED_FOLLOWERS:
+        values = seedless.get(section)
+        if isinstance(values, dict) and key in values and values[key] == seed:
+            seedless[section] = {k: v for k, v in values.items() if k != key}
+    return seedless
+
+
 def context_config(config: dict[str, Any]) -> dict[str, Any]:
-    """What is not a table row's business: the configuration without the seed, the attention section and the
-    model's variant settings (what is left: sizes, data, training). Runs that share it are compared fairly."""
-    context = {k: v for k, v in config.items() if k not in ("seed", "attention")}
+    """What is not a table row's business: the configuration without the seed (and what follows it), the attention
+    section and the model's variant settings (what is left: sizes, data, training). Runs that share it are
+    compared fairly."""
+    context = {k: v for k, v in without_seed(config).items() if k != "attention"}
     context["model"] = {k: v for k, v in context.get("model", {}).items() if k not in MODEL_AXES}
     context["trainer"] = {k: v for k, v in context.get("trainer", {}).items() if k not in OBSERVING}
     return context

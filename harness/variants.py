@@ -19,7 +19,7 @@ from omegaconf import OmegaConf
 from attention_zoo.registry import REGISTRY
 from harness.compose import CONF_DIR, compose
 from harness.config import config_hash
-from harness.run_record import MODEL_AXES, context_config, without_budget
+from harness.run_record import MODEL_AXES, context_config, without_budget, without_seed
 
 log = logging.getLogger(__name__)
 
@@ -83,5 +83,5 @@ def placement(task: str, backend: str, scale: str, config: dict[str, Any],
     context = context_config(config)
     spec = REGISTRY.get(backend)  # a plugin's record may outlive the plugin (migrating it)
     return {"variant": variant, "preset": spec is not None and spec.preset is not None,
-            "group": config_hash({k: v for k, v in config.items() if k != "seed"}),
+            "group": config_hash(without_seed(config)),
             "context": config_hash(context), "context_any_budget": config_hash(without_budget(context))}

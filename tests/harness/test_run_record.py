@@ -64,3 +64,24 @@ def test_an_old_record_is_left_out_of_the_report_until_migrated_once(smoke_confi
     assert {k: getattr(migrated, k) for k in placed} == placed  # what the run itself records
     assert len(placed_records(tmp_path)) == 1
     assert migrate_main([str(tmp_path)]) == 0 and json.loads(path.read_text()) == migrated.to_json()  # once
+
+
+def test_the_seeds_of_a_glue_setting_form_one_group_and_old_records_are_placed_again(tmp_path):
+    """``task.pretrain_seed`` follows the seed by default (``${seed}``): it is part of the seed in the group and
+    the context, so a GLUE cell gathers its seeds; a different value is a setting of its own. Records written
+    when it split the seeds are placed again by the migration (and only those)."""
+    from harness.migrate_records import migrate_folder
+    from harness.run_record import context_config, without_seed
+    from tests.report.conftest import write_run
+
+    folders = [write_run(tmp_path, "task=glue/sst2", "attention=vanilla", f"seed={s}", valid=0.8) for s in (0, 1)]
+    records = sorted(load_records(tmp_path), key=lambda r: r.seed)
+    assert [r.config["task"]["pretrain_seed"] for r in records] == [0, 1]
+    assert records[0].group == records[1].group and records[0].context == records[1].context
+    other = {**records[1].config, "task": {**records[1].config["task"], "pretrain_seed": 0}}  # seed 1 from seed 0's
+    assert "pretrain_seed" in without_seed(other)["task"] and "pretrain_seed" in context_config(other)["task"]
+    old = json.loads((folders[1] / RECORD_FILE).read_text())
+    old["group"] = old["context"] = "written-by-older-code"
+    (folders[1] / RECORD_FILE).write_text(json.dumps(old))
+    assert migrate_folder(tmp_path) == [folders[1]]
+    assert len({r.group for r in load_records(tmp_path)}) == 1 and migrate_folder(tmp_path) == []

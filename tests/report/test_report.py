@@ -75,3 +75,21 @@ def test_a_page_set_of_some_tables_ignores_the_runs_of_others(tmp_path):
     assert before == after and "Runs: 1;" in before
     build_report(tmp_path / "results", tmp_path / "all")
     assert "Runs: 2;" in (tmp_path / "all" / "smoke" / "index.md").read_text()
+
+
+def test_fine_tunings_on_the_real_glue_files_get_their_own_table5_page(tmp_path):
+    """Table 5's real-data variant (docs/glue.md): CoLA and SST-2 fine-tuned on the official files land on the
+    ``<scale>-glue`` page set, beside the built-in data's page, never mixed into its cells."""
+    runs = tmp_path / "results" / "runs"
+    real = ("task.data.source=files", f"task.data.path={tmp_path / 'glue'}")
+    for seed in range(2):
+        write_run(runs, "experiment=table5", "task=glue/sst2", "attention=vanilla", f"seed={seed}", *real,
+                  valid=0.6 + seed / 100, scale="cpu")
+        write_run(runs, "experiment=table5", "task=glue/sst2", "attention=vanilla", f"seed={seed}", valid=0.9,
+                  scale="cpu")
+    build_report(tmp_path / "results", tmp_path / "out", scales=["cpu"], tables=["table5"])
+    variant = (tmp_path / "out" / "cpu-glue" / "table5.md").read_text()
+    builtin = (tmp_path / "out" / "cpu" / "table5.md").read_text()
+    vanilla = next(line for line in variant.splitlines() if line.startswith("| Vanilla"))
+    assert "60.5 ± 0.71 (2 seeds)" in vanilla and "missing: not run" in vanilla  # SST-2 filled, MNLI not
+    assert "90 ± 0 (2 seeds)" in next(line for line in builtin.splitlines() if line.startswith("| Vanilla"))
