@@ -89,3 +89,13 @@ def test_table5s_cost_adds_the_pretrainings_its_fine_tunings_start_from(tmp_path
     block = (tmp_path / "out" / "cpu" / "table5.md").read_text().split("## Expected results", 1)[1]
     assert ("Cost of this page's runs: 2 runs, 2 min of run time summed; before them, the masked-LM "
             "pretrainings they fine-tune: 1 runs, 10 min") in block
+
+
+def test_a_run_the_plan_shares_with_an_earlier_table_still_counts_for_the_row(tmp_path):
+    """1+elu's masked-LM pretraining is Table 1's run too: the plan lists it under Table 1 only, and Table 5's row
+    still adds it to its GLUE fine-tuning."""
+    rows = [("table1", "mlm", "elu", 3, 1e19, 17.0), ("table5", "mlm", "vanilla", 3, 1e19, 17.5),
+            ("table5", "glue/sst2", "vanilla", 3, 1e17, 0.5), ("table5", "glue/sst2", "elu", 3, 1e17, 0.4)]
+    plan = pd.DataFrame(rows, columns=["table", "task", "backend", "runs", "flops_per_run", "gpu_hours_per_run"])
+    assert expected._gpu_hours(plan, "table5", "elu") == "17.4"
+    assert expected._gpu_hours(plan, "table5", "vanilla") == "18"
