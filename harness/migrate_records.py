@@ -26,6 +26,7 @@ from harness.run_record import (
     baseline_from_data,
     context_config,
     load_records,
+    read_record,
     without_budget,
     without_seed,
 )
@@ -60,8 +61,10 @@ def migrate_folder(root: Path, dry_run: bool = False) -> list[Path]:
     for record in load_records(root):
         if record.version >= RECORD_VERSION and record.is_placed and not misplaced(record):
             continue
-        if not dry_run:
-            write_json(record.folder / RECORD_FILE, migrate(record, defaults).to_json())
+        if not dry_run:  # the record keeps the run_dir it states (where it ran), not where it was read
+            stated = (read_record(record.folder) or {}).get("run_dir") or record.run_dir
+            write_json(record.folder / RECORD_FILE,
+                       dataclasses.replace(migrate(record, defaults), run_dir=stated).to_json())
         changed.append(record.folder)
     return changed
 

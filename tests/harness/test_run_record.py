@@ -85,3 +85,17 @@ def test_the_seeds_of_a_glue_setting_form_one_group_and_old_records_are_placed_a
     (folders[1] / RECORD_FILE).write_text(json.dumps(old))
     assert migrate_folder(tmp_path) == [folders[1]]
     assert len({r.group for r in load_records(tmp_path)}) == 1 and migrate_folder(tmp_path) == []
+
+
+def test_a_migrated_copy_keeps_the_run_dir_it_states(tmp_path):
+    """Committed evidence is a copy whose records state where the run ran; migrating the copy keeps that."""
+    from harness.migrate_records import migrate_folder
+    from tests.report.conftest import write_run
+
+    folder = write_run(tmp_path, "task=glue/sst2", "attention=vanilla", valid=0.8)
+    raw = json.loads((folder / RECORD_FILE).read_text())
+    raw["run_dir"], raw["group"] = "results/runs/glue/sst2/elsewhere", "written-by-older-code"
+    (folder / RECORD_FILE).write_text(json.dumps(raw))
+    assert migrate_folder(tmp_path) == [folder]
+    migrated = json.loads((folder / RECORD_FILE).read_text())
+    assert migrated["run_dir"] == "results/runs/glue/sst2/elsewhere" and migrated["group"] != raw["group"]
