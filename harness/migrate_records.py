@@ -18,19 +18,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from harness.compose import register_configs
-from harness.config import config_hash
 from harness.run_record import (
     RECORD_FILE,
     RECORD_VERSION,
     RunRecord,
     baseline_from_data,
-    context_config,
     load_records,
     read_record,
-    without_budget,
-    without_seed,
 )
-from harness.variants import Defaults, placement
+from harness.variants import Defaults, placement, placement_hashes
 from zoo_io.atomic import write_json
 
 
@@ -43,15 +39,10 @@ def migrate(record: RunRecord, defaults: Defaults) -> RunRecord:
                                majority_baseline=record.majority_baseline or baseline_from_data(record.data))
 
 
-PLACED = ("group", "context", "context_any_budget")
-
-
 def misplaced(record: RunRecord) -> bool:
     """Whether the record's group or context differ from what its config gives now (they hash the config, so
     composing ``conf/`` is not needed to tell)."""
-    found = {"group": config_hash(without_seed(record.config)), "context": config_hash(context_config(record.config)),
-             "context_any_budget": config_hash(without_budget(context_config(record.config)))}
-    return any(getattr(record, key) != found[key] for key in PLACED)
+    return any(getattr(record, key) != value for key, value in placement_hashes(record.config).items())
 
 
 def migrate_folder(root: Path, dry_run: bool = False) -> list[Path]:

@@ -80,8 +80,12 @@ def placement(task: str, backend: str, scale: str, config: dict[str, Any],
     except Exception as err:  # a record without it is still complete
         log.warning("variant not recorded (%s: %s)", type(err).__name__, err)
         variant = None
-    context = context_config(config)
     spec = REGISTRY.get(backend)  # a plugin's record may outlive the plugin (migrating it)
-    return {"variant": variant, "preset": spec is not None and spec.preset is not None,
-            "group": config_hash(without_seed(config)),
-            "context": config_hash(context), "context_any_budget": config_hash(without_budget(context))}
+    return {"variant": variant, "preset": spec is not None and spec.preset is not None, **placement_hashes(config)}
+
+
+def placement_hashes(config: dict[str, Any]) -> dict[str, str]:
+    """The record's ``group``, ``context`` and ``context_any_budget`` for the resolved ``config``."""
+    context = context_config(config)
+    return {"group": config_hash(without_seed(config)), "context": config_hash(context),
+            "context_any_budget": config_hash(without_budget(context))}

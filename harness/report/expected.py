@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pandas as pd
 
-from harness.report.build import OK, BuiltTable
+from harness.report.build import OK, BuiltTable, Row
 from harness.report.render import escape, ours, paper
-from harness.run_record import RunRecord, read_record
+from harness.run_record import RECORD_FILE, RunRecord, read_record
 
 PLAN = Path(__file__).resolve().parents[2] / "docs" / "compute-plan.csv"
 PLAN_COMMAND = "./reproduce.sh all --scale paper --seeds 1 --dry-run --plan-csv docs/compute-plan.csv"
@@ -62,9 +62,9 @@ def _gpu_hours(plan: pd.DataFrame | None, table: str, backend: str | None) -> st
     return f"{total:,.3g}" if math.isfinite(total) else "–"
 
 
-def _row_runs(row) -> list:
+def _row_runs(row: Row) -> list[RunRecord]:
     """Every run behind the row (all its columns), once each."""
-    seen: dict[str, object] = {}
+    seen: dict[str, RunRecord] = {}
     for cell in row.cells.values():
         for record in cell.records:
             seen.setdefault(str(record.run_dir), record)
@@ -82,7 +82,7 @@ def pretraining_folder(record: RunRecord) -> Path | None:
         relative = Path(source).relative_to(root)
     except ValueError:
         return None
-    return next((a / relative for a in record.folder.parents if (a / relative / "record.json").is_file()), None)
+    return next((a / relative for a in record.folder.parents if (a / relative / RECORD_FILE).is_file()), None)
 
 
 def _pretraining_seconds(records: list[RunRecord]) -> list[float]:
