@@ -158,7 +158,11 @@ def _execute_locked(typed: RunConfig, experiment: str | None, process: distribut
         reserve.allocate()  # before the first write: what frees space for the record of a full disk
     save(record)
     started = time.perf_counter()
-    logger = None
+    logger = trainer = None
+
+    def wall_seconds() -> float:  # the whole run's, earlier segments included once the trainer resumed
+        return (trainer.earlier_wall_seconds if trainer is not None else 0.0) + time.perf_counter() - started
+
     try:
         random.seed(typed.seed)
         torch.manual_seed(typed.seed)
@@ -182,7 +186,7 @@ def _execute_locked(typed: RunConfig, experiment: str | None, process: distribut
             callbacks.append(GradientRecorder(model, run_dir))
         trainer = Trainer(typed.trainer, run_dir, typed.seed, logger, resume=typed.run.resume,
                           rank=process.rank, world_size=process.world_size, callbacks=callbacks, repairs=repairs,
-                          on_update=lock.verify)
+                          on_update=lock.verify, segment_started=started)
         result = trainer.fit(model, task)
         if process.is_main:  # nothing is marked completed over a folder that lost files
             lock.verify()
@@ -190,8 +194,7 @@ def _execute_locked(typed: RunConfig, experiment: str | None, process: distribut
     except RunLockedError:  # another process took the folder over: its record is not ours to write
         raise
     except RunInterrupted as err:
-        record = dataclasses.replace(record, status="interrupted", reason=err.reason,
-                                     wall_seconds=time.perf_counter() - started)
+        record = dataclasses.replace(record, status="interrupted", reason=err.reason, wall_seconds=wall_seconds())
         save(record)
         if process.is_main:
             reserve.release()
@@ -200,7 +203,7 @@ def _execute_locked(typed: RunConfig, experiment: str | None, process: distribut
         log.warning("interrupted: %s", err.reason)
         raise
     except BaseException as err:
-        _record_failure(err, record, save, reserve, process, started)
+        _record_failure(err, record, save, reserve, process, wall_seconds())
         if logger is not None:
             logger.close(failed=True)
         raise
@@ -212,13 +215,13 @@ def _execute_locked(typed: RunConfig, experiment: str | None, process: distribut
                         test_name: result.metrics[f"{test_name}/{task.primary_metric}"]},
         throughput={"steps_per_sec": result.steps_per_sec, "tokens_per_sec": result.tokens_per_sec},
         peak_memory_mb=result.peak_memory_mb, memory_kind=result.memory_kind, train_seconds=result.train_seconds,
-        eval_seconds=result.eval_seconds, wall_seconds=time.perf_counter() - started,
+        eval_seconds=result.eval_seconds, wall_seconds=wall_seconds(),
         resumed_from=result.resumed_from, segments=result.segments, processes=process.world_size, finished=now(),
     )
     try:
         save(record)
     except BaseException as err:  # the largest record: a disk that fills now still gets "failed"
-        _record_failure(err, record, save, reserve, process, started)
+        _record_failure(err, record, save, reserve, process, wall_seconds())
         raise
     if process.is_main:
         reserve.release()
@@ -238,13 +241,13 @@ def _skipped(previous: dict[str, Any], run_dir: Path, process: distributed.Proce
 
 
 def _record_failure(err: BaseException, record: RunRecord, save: Any, reserve: SpaceReserve,
-                    process: distributed.ProcessInfo, started: float) -> None:
+                    process: distributed.ProcessInfo, wall_seconds: float) -> None:
     """Mark the record failed with the error (freeing the space reserve first when the disk is full)."""
     if process.is_main and is_disk_full(err):
         reserve.release()  # room for the record that says so
     reason = f"{type(err).__name__}: {err}"
     failed = dataclasses.replace(record, status="failed", reason=reason, finished=now(),
-                                 traceback=traceback.format_exc(limit=-8), wall_seconds=time.perf_counter() - started)
+                                 traceback=traceback.format_exc(limit=-8), wall_seconds=wall_seconds)
     try:
         save(failed)
     except OSError as save_error:

@@ -73,8 +73,13 @@ def resolve_device(choice: str) -> torch.device:
 class Trainer:
     def __init__(self, cfg: TrainerConfig, run_dir: str | Path, seed: int, logger: MetricsLogger | None = None,
                  resume: bool = True, rank: int = 0, world_size: int = 1, callbacks: Sequence[Any] = (),
-                 repairs: Repairs | None = None, on_update: Callable[[], None] | None = None):
+                 repairs: Repairs | None = None, on_update: Callable[[], None] | None = None,
+                 segment_started: float | None = None):
         self.cfg, self.seed, self.logger, self.resume = cfg, seed, logger, resume
+        # segment_started: time.perf_counter() when this process began the run (data preparation included);
+        # checkpoints carry the wall time spent so far, so that a resumed run's record states all of it
+        self.segment_started = time.perf_counter() if segment_started is None else segment_started
+        self.earlier_wall_seconds = 0.0  # set by a resume: the segments before this one, each to its last checkpoint
         self._tracked_norms: list | None = None  # the model's batch norms (found at the first update)
         # on_update(): called on rank 0 after every update, e.g. RunLock.verify (raises to stop the run)
         self.on_update = on_update if on_update is not None and rank == 0 else (lambda: None)
@@ -199,7 +204,7 @@ class Trainer:
         Returns the update count, the best-so-far, the run's summed figures and the step resumed from."""
         step, best, state = 0, {"value": None, "step": None, "metrics": {}}, None
         progress = {"train_seconds": 0.0, "eval_seconds": 0.0, "steps": 0, "tokens": 0, "peak_memory_mb": 0.0,
-                    "segments": 1}
+                    "segments": 1, "wall_seconds": 0.0}
         if not self.resume:
             self.store.discard_all("run.resume=false")
         else:
@@ -209,6 +214,7 @@ class Trainer:
             step, best = state["step"], state["best"]
             saved = state.get("progress", progress)
             progress = saved | {"segments": saved.get("segments", 1) + 1}
+            self.earlier_wall_seconds = float(saved.get("wall_seconds", 0.0))  # 0 from checkpoints before it
             self.repairs.merge(state.get("repairs", []))
         if self.logger is not None:
             dropped = self.logger.resume(step, state.get("metrics_lines") if state else None)
@@ -279,7 +285,9 @@ class Trainer:
             stopping = stop_votes > 0 or (self.world_size == 1 and stop.requested() is not None)
             checkpoint_due = step % cfg.checkpoint_every == 0 or step == cfg.max_steps
             if (checkpoint_due or stopping) and self.is_main:
-                self.store.save(step, self._state(step, model, optimizer, best, progress | {"window": window}))
+                wall = self.earlier_wall_seconds + time.perf_counter() - self.segment_started
+                self.store.save(step, self._state(step, model, optimizer, best,
+                                                  progress | {"window": window, "wall_seconds": wall}))
             if stopping and step < cfg.max_steps:
                 distributed.barrier()  # rank 0's checkpoint is complete before any process exits
                 bar.close()

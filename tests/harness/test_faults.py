@@ -62,7 +62,7 @@ def test_two_kills_in_a_row_and_one_during_the_resume_repair(tmp_path, reference
     assert record["segments"] == 3  # the second process died before it trained
 
 
-def test_resumed_record_sums_speed_over_segments(tmp_path, reference):
+def test_resumed_record_sums_speed_and_wall_time_over_segments(tmp_path, reference):
     killed_at(tmp_path, "logged:test")  # everything trained; the resume only tests
     record = resume(tmp_path)
     expected, _ = reference
@@ -70,6 +70,8 @@ def test_resumed_record_sums_speed_over_segments(tmp_path, reference):
     assert record["train_seconds"] > 0 and record["throughput"]["steps_per_sec"] > 0  # not the last segment's 0
     assert record["train_seconds"] > 0.2 * expected["train_seconds"]
     assert record["peak_memory_mb"] > 0
+    # the wall time covers every segment (the first one's, to its last checkpoint), not the test-only resume's
+    assert record["wall_seconds"] > record["train_seconds"]
 
 
 def test_truncated_record_of_a_completed_run_is_moved_aside_and_not_duplicated(tmp_path, reference):
