@@ -118,6 +118,14 @@ class RunRecord:
         return Path(self.run_dir)
 
     @property
+    def spent_seconds(self) -> float | None:
+        """The run's wall time over all its segments. Records written before resumed runs summed it state only
+        the last segment's; their training and evaluation time, which always summed, bounds it from below."""
+        if self.wall_seconds is None:
+            return None
+        return max(self.wall_seconds, (self.train_seconds or 0.0) + (self.eval_seconds or 0.0))
+
+    @property
     def n_layers(self) -> int:
         return int(self.config.get("model", {}).get("n_layers", 0))
 

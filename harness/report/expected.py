@@ -89,7 +89,8 @@ def _pretraining_seconds(records: list[RunRecord]) -> list[float]:
     """The wall times of the distinct pretraining runs behind ``records`` (Table 5's GLUE fine-tunings)."""
     folders = {folder for folder in map(pretraining_folder, records) if folder is not None}
     raws = [read_record(folder) for folder in sorted(folders)]
-    return [float(raw["wall_seconds"]) for raw in raws if raw and raw.get("wall_seconds")]
+    spent = [RunRecord.from_json(raw).spent_seconds for raw in raws if raw]
+    return [seconds for seconds in spent if seconds]
 
 
 def _total(seconds: float) -> str:
@@ -114,7 +115,7 @@ def expected_markdown(table: BuiltTable, plan: pd.DataFrame | None) -> list[str]
         cell = row.cells[first.name]
         records = _row_runs(row)
         everything += records
-        seconds = [r.wall_seconds for r in records if r.wall_seconds]
+        seconds = [r.spent_seconds for r in records if r.spent_seconds]
         runs, spent = runs + len(seconds), spent + sum(seconds)
         backend = records[0].backend if records else None
         lines.append(f"| {escape(row.label)} | {ours(cell)} | {_hours(seconds)} | {paper(cell) or '–'} | "

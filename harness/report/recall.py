@@ -69,7 +69,7 @@ def runs_frame(records: Sequence[RunRecord]) -> pd.DataFrame:
             "d_model": int(config["model"]["d_model"]), "setting": setting_label(config["task"]),
             "seq_len": int(config["task"].get("seq_len") or 0), "updates": int(config["trainer"]["max_steps"]),
             "lr": float(config["trainer"]["lr"]), "seed": int(record.seed), "valid": valid, "test": test,
-            "state_bytes": state.get("bytes"), "wall_seconds": record.wall_seconds,
+            "state_bytes": state.get("bytes"), "wall_seconds": record.spent_seconds,
         })
     return pd.DataFrame(rows, columns=[*CELL, "seq_len", "updates", "lr", "seed", "valid", "test", "state_bytes",
                                        "wall_seconds"])

@@ -232,7 +232,7 @@ def provenance(records: Iterable[RunRecord]) -> list[str]:
         host = record.host
         device = host.get("gpu") or f"{host.get('cpu_count', '?')} CPU cores, {host.get('torch_threads', '?')} threads"
         hosts.add(f"{host.get('hostname', '?')} ({host.get('platform', '?')}; {device})")
-    wall = sum(float(r.wall_seconds or 0) for r in records)
+    wall = sum(r.spent_seconds or 0.0 for r in records)
     times = [t for r in records for t in (r.started, r.finished) if t]
     lines = [f"- Machines: {'; '.join(sorted(hosts))}",
              f"- Runs: {len(records)}; summed wall time of the runs {wall / 60:.1f} min"]

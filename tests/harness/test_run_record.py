@@ -99,3 +99,13 @@ def test_a_migrated_copy_keeps_the_run_dir_it_states(tmp_path):
     assert migrate_folder(tmp_path) == [folder]
     migrated = json.loads((folder / RECORD_FILE).read_text())
     assert migrated["run_dir"] == "results/runs/glue/sst2/elsewhere" and migrated["group"] != raw["group"]
+
+
+def test_spent_seconds_is_at_least_the_summed_training_of_every_segment():
+    """A resumed run recorded before its wall time summed over segments states only the last segment's (7 s after
+    32 s of training): the report's costs take the training and evaluation time, which did sum, as the floor."""
+    old_resumed = RunRecord("completed", wall_seconds=7.0, train_seconds=32.0, eval_seconds=2.0, segments=2)
+    assert old_resumed.spent_seconds == 34.0
+    whole = RunRecord("completed", wall_seconds=50.0, train_seconds=32.0, eval_seconds=2.0)
+    assert whole.spent_seconds == 50.0
+    assert RunRecord("running").spent_seconds is None
