@@ -160,7 +160,8 @@ def _execute_locked(typed: RunConfig, experiment: str | None, process: distribut
     started = time.perf_counter()
     logger = trainer = None
 
-    def wall_seconds() -> float:  # the whole run's, earlier segments included once the trainer resumed
+    def wall_seconds() -> float:  # the whole run's, earlier segments included once the trainer has resumed
+        # (a segment that stops before that, e.g. while preparing data, states its own time only)
         return (trainer.earlier_wall_seconds if trainer is not None else 0.0) + time.perf_counter() - started
 
     try:

@@ -76,7 +76,8 @@ class Trainer:
                  repairs: Repairs | None = None, on_update: Callable[[], None] | None = None,
                  segment_started: float | None = None):
         self.cfg, self.seed, self.logger, self.resume = cfg, seed, logger, resume
-        # segment_started: time.perf_counter() when this process began the run (data preparation included);
+        # segment_started: time.perf_counter() when this process began its segment of the run (its data
+        # preparation included);
         # checkpoints carry the wall time spent so far, so that a resumed run's record states all of it
         self.segment_started = time.perf_counter() if segment_started is None else segment_started
         self.earlier_wall_seconds = 0.0  # set by a resume: the segments before this one, each to its last checkpoint
@@ -214,7 +215,9 @@ class Trainer:
             step, best = state["step"], state["best"]
             saved = state.get("progress", progress)
             progress = saved | {"segments": saved.get("segments", 1) + 1}
-            self.earlier_wall_seconds = float(saved.get("wall_seconds", 0.0))  # 0 from checkpoints before it
+            # checkpoints written before the wall time was kept: their summed training and evaluation, its floor
+            self.earlier_wall_seconds = float(saved.get("wall_seconds", saved.get("train_seconds", 0.0)
+                                                        + saved.get("eval_seconds", 0.0)))
             self.repairs.merge(state.get("repairs", []))
         if self.logger is not None:
             dropped = self.logger.resume(step, state.get("metrics_lines") if state else None)

@@ -86,7 +86,8 @@ def pretraining_folder(record: RunRecord) -> Path | None:
 
 
 def _pretraining_seconds(records: list[RunRecord]) -> list[float]:
-    """The wall times of the distinct pretraining runs behind ``records`` (Table 5's GLUE fine-tunings)."""
+    """The wall times (``spent_seconds``) of the distinct pretraining runs behind ``records`` (Table 5's GLUE
+    fine-tunings)."""
     folders = {folder for folder in map(pretraining_folder, records) if folder is not None}
     raws = [read_record(folder) for folder in sorted(folders)]
     spent = [RunRecord.from_json(raw).spent_seconds for raw in raws if raw]

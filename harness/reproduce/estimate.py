@@ -18,7 +18,7 @@ from harness.config import config_hash, resolved_dict, validate
 from harness.execute import run_dir_for
 from harness.report.layout import Layout
 from harness.reproduce.compute import ComputeTotals, Hardware, run_cost
-from harness.run_record import is_completed, read_record
+from harness.run_record import RunRecord, is_completed, read_record
 
 # Wall seconds per training update of one run, all included (data, evaluations, checkpoints), by task family and
 # scale, on a 2-core CPU machine: what --dry-run multiplies by each planned run's updates when <results>/runs has
@@ -114,10 +114,10 @@ def seconds_per_update(task: str, scale: str, runs: Path) -> tuple[float | None,
     measured = []
     for record_file in sorted((runs / task).glob(f"*/{scale}/*/record.json")):
         try:
-            record = json.loads(record_file.read_text())
-            steps = int(record["config"]["trainer"]["max_steps"])
-            if record.get("status") == "completed" and record.get("wall_seconds") and steps > 0:
-                measured.append(float(record["wall_seconds"]) / steps)
+            record = RunRecord.from_json(json.loads(record_file.read_text()))
+            steps = int(record.config["trainer"]["max_steps"])
+            if record.status == "completed" and record.spent_seconds and steps > 0:
+                measured.append(record.spent_seconds / steps)
         except (OSError, ValueError, KeyError, TypeError):
             continue
     if measured:

@@ -69,3 +69,17 @@ def test_the_command_lines_sweep_replaces_the_files(tmp_path):
     estimate = estimate_sweep(argv, cfg, ctx)
     assert (estimate.runs, estimate.new) == (4, 4)
     assert estimate_sweep(argv, cfg, ctx).shared == 4  # planned again by a later table: not counted
+
+
+def test_a_resumed_runs_old_record_counts_its_training_not_its_last_segment(tmp_path):
+    """A record written before resumed runs summed their wall time states the test-only last segment's 1 s;
+    its 10 s of training and 2 s of evaluation are the floor the estimate takes."""
+    from harness.reproduce.estimate import seconds_per_update
+
+    folder = tmp_path / "lm" / "vanilla" / "cpu" / "seed0-abc"
+    folder.mkdir(parents=True)
+    (folder / "record.json").write_text(json.dumps({
+        "status": "completed", "wall_seconds": 1.0, "train_seconds": 10.0, "eval_seconds": 2.0, "segments": 2,
+        "config": {"trainer": {"max_steps": 4}}}))
+    figure, source = seconds_per_update("lm", "cpu", tmp_path)
+    assert figure == 3.0 and "the median of 1 completed lm runs" in source
