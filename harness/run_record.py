@@ -118,6 +118,13 @@ class RunRecord:
         return Path(self.run_dir)
 
     @property
+    def relative_folder(self) -> str:
+        """The run folder relative to its runs root, ``<task>/<backend>/<scale>/seed<n>-<hash>`` as
+        ``harness.execute.run_dir_for`` places it: the same wherever the runs folder lies (the report's CSVs)."""
+        depth = len(self.task.split("/")) + 3
+        return "/".join(Path(self.run_dir).parts[-depth:])
+
+    @property
     def spent_seconds(self) -> float | None:
         """The run's wall time over all its segments. Records written before resumed runs summed it state only
         the last segment's; their training and evaluation time, which always summed, bounds it from below."""

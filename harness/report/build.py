@@ -400,6 +400,6 @@ def long_frame(table: BuiltTable) -> pd.DataFrame:
                 "diff": cell.diff, "reason": cell.reason, "params_m": row.params_m,
                 "paper_params_m": row.paper_params_m,
                 "config_group": cell.records[0].group[:16] if cell.records else "",
-                "run_dirs": ";".join(str(r.run_dir) for r in cell.records),
+                "run_dirs": ";".join(r.relative_folder for r in cell.records),  # under the runs root
             })
     return pd.DataFrame(lines)

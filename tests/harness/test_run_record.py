@@ -109,3 +109,9 @@ def test_spent_seconds_is_at_least_the_summed_training_of_every_segment():
     whole = RunRecord("completed", wall_seconds=50.0, train_seconds=32.0, eval_seconds=2.0)
     assert whole.spent_seconds == 50.0
     assert RunRecord("running").spent_seconds is None
+
+
+def test_relative_folder_is_the_placement_under_any_runs_root():
+    record = RunRecord("completed", run_dir="/anywhere/docs/results/runs/glue/sst2/vanilla/cpu/seed0-abc",
+                       task="glue/sst2")
+    assert record.relative_folder == "glue/sst2/vanilla/cpu/seed0-abc"
