@@ -76,9 +76,8 @@ class Trainer:
                  repairs: Repairs | None = None, on_update: Callable[[], None] | None = None,
                  segment_started: float | None = None):
         self.cfg, self.seed, self.logger, self.resume = cfg, seed, logger, resume
-        # segment_started: time.perf_counter() when this process began its segment of the run (its data
-        # preparation included);
-        # checkpoints carry the wall time spent so far, so that a resumed run's record states all of it
+        # segment_started: time.perf_counter() when this process began its segment of the run (data preparation
+        # included); checkpoints carry the wall time spent so far, so that a resumed run's record states all of it
         self.segment_started = time.perf_counter() if segment_started is None else segment_started
         self.earlier_wall_seconds = 0.0  # set by a resume: the segments before this one, each to its last checkpoint
         self._tracked_norms: list | None = None  # the model's batch norms (found at the first update)
@@ -205,7 +204,7 @@ class Trainer:
         Returns the update count, the best-so-far, the run's summed figures and the step resumed from."""
         step, best, state = 0, {"value": None, "step": None, "metrics": {}}, None
         progress = {"train_seconds": 0.0, "eval_seconds": 0.0, "steps": 0, "tokens": 0, "peak_memory_mb": 0.0,
-                    "segments": 1, "wall_seconds": 0.0}
+                    "segments": 1}
         if not self.resume:
             self.store.discard_all("run.resume=false")
         else:
