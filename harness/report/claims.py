@@ -540,12 +540,15 @@ def budget_frame(records: Sequence[RunRecord], scale: str, table: str = "table4"
     reference = next(r for key in by_row for r in column_runs(by_row, key, col, task) if r.context == main)
     lines = []
     for key in by_row:
-        per_budget: dict[int, list[float]] = defaultdict(list)
-        for record in column_runs(by_row, key, col, task):
+        # one value per seed and budget, the latest run's, as the claims take it: two runs of one seed
+        # (Table 4's and Table 2's, which only adds gradient logging) are one sample, not two
+        per_budget: dict[int, dict[int, float]] = defaultdict(dict)
+        for record in sorted(column_runs(by_row, key, col, task), key=lambda r: r.last_written):
             value = record.primary_value(col.split) if record.status == "completed" else None
             if value is not None and record.context_any_budget == reference.context_any_budget:
-                per_budget[_max_steps(record)].append(value)
-        for updates, values in per_budget.items():
+                per_budget[_max_steps(record)][record.seed] = value
+        for updates, by_seed in per_budget.items():
+            values = list(by_seed.values())
             lines.append({"row": key, "updates": updates, "mean": float(np.mean(values)),
                           "std": float(np.std(values, ddof=1)) if len(values) > 1 else 0.0, "n": len(values)})
     result = pd.DataFrame(lines, columns=["row", "updates", "mean", "std", "n"])

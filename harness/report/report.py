@@ -348,9 +348,12 @@ def readme_section(sections: Sequence[Section], out: Path, readme_dir: Path) -> 
     """The README's results: per page set, its claims' verdict table (from its claims.md)."""
     lines = [README_BEGIN]
     for section in sections:
-        if not section.decisions:
-            continue
         folder = Path(os.path.relpath(out / section.name, readme_dir)).as_posix()
+        if not section.decisions:  # runs that fill only part of a claim's rows (say two GLUE columns): listed
+            if section.records:
+                lines += ["", f"**{section.name}** ({section.data}, {len(section.records)} runs; "
+                          f"[tables]({folder}/index.md)): no claim is decided on these runs alone"]
+            continue
         lines += ["", f"**{section.name}** ({section.data}, {len(section.records)} runs; "
                   f"[claims]({folder}/claims.md), [tables]({folder}/index.md)): "
                   f"{claims.summary_line(section.decisions)}", "",

@@ -11,7 +11,7 @@ from scipy import stats as sps
 from harness.report import claims as C
 from harness.report.layout import Layout
 from harness.report.records import placed_records
-from harness.report.report import README_BEGIN, README_END, build_report
+from harness.report.report import README_BEGIN, README_END, Section, build_report, readme_section
 from tests.report.conftest import write_run
 
 T2 = "attention=transnormer_t2"
@@ -103,6 +103,17 @@ def test_run_claims_take_the_table_page_runs_and_every_other_budget(tmp_path):
     assert set(budgets["row"]) == {"transnormer_t2", "elu"} and set(budgets["updates"]) == {20, 40}
 
 
+def test_the_budget_frame_counts_each_seed_once(tmp_path):
+    # Table 2's runs repeat Table 4's with gradient logging (not part of the context): the same seeds, not more
+    for seed in range(3):
+        for observe in ([], ["trainer.record_gradients=true"]):
+            write_run(tmp_path, T2, f"seed={seed}", *observe, valid=30.0 + seed)
+        write_run(tmp_path, T2, f"seed={seed}", "trainer.max_steps=40", valid=25.0 + seed)
+    budgets = C.budget_frame(placed_records(tmp_path), "smoke").set_index("updates")
+    assert budgets.loc[20, "n"] == 3 and budgets.loc[40, "n"] == 3
+    assert budgets.loc[20, "std"] == pytest.approx(1.0)
+
+
 def test_report_writes_claims_and_the_readme_section(tmp_path):
     runs = tmp_path / "runs"
     for seed in range(3):
@@ -140,6 +151,19 @@ def test_report_writes_claims_and_the_readme_section(tmp_path):
     readme.write_text("no markers\n")
     with pytest.raises(ValueError, match="no generated results section"):
         build_report(tmp_path, tmp_path / "report", scales=["smoke"], readme=readme)
+
+
+def test_a_page_set_whose_runs_decide_no_claim_is_still_listed_in_the_readme(tmp_path):
+    runs = tmp_path / "runs"
+    write_run(runs, T2, valid=30.0)
+    record = placed_records(runs)
+    done = C.decide_difference(claim(), {0: 30.0, 1: 31.0}, {0: 33.0, 1: 34.5})
+    text = readme_section([Section("smoke", "smoke", "built-in corpus", record, [done]),
+                           Section("smoke-glue", "smoke", "glue", record),
+                           Section("smoke-empty", "smoke", "empty", [])], tmp_path / "report", tmp_path)
+    assert "**smoke** (built-in corpus, 1 runs; [claims](report/smoke/claims.md)" in text
+    assert "**smoke-glue** (glue, 1 runs; [tables](report/smoke-glue/index.md)): no claim is decided" in text
+    assert "smoke-empty" not in text
 
 
 def test_a_claim_in_an_experiment_file_is_about_that_table(monkeypatch):
