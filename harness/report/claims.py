@@ -393,8 +393,12 @@ def decide_all(claims: Iterable[Claim], records: Sequence[RunRecord], scale: str
 
 
 # ------------------------------------------------------------------------------------------------ output
+FRAME_COLUMNS = ("claim", "table", "paper", "a", "b", "column", "expect", "measure", "budget_updates", "main",
+                 "verdict", "estimate", "ci_low", "ci_high", "confidence", "n", "method", "a_mean", "b_mean", "reason")
+
+
 def frame(decisions: Sequence[Decision]) -> pd.DataFrame:
-    """One line per (claim, budget): what claims.md shows and more."""
+    """One line per (claim, budget): what claims.md shows and more (no claim: the header alone)."""
     return pd.DataFrame([{
         "claim": d.claim.id, "table": d.claim.table, "paper": d.claim.paper, "a": d.claim.a or ",".join(d.claim.rows),
         "b": d.claim.b, "column": d.claim.column, "expect": d.claim.expect,
@@ -402,7 +406,7 @@ def frame(decisions: Sequence[Decision]) -> pd.DataFrame:
         "budget_updates": d.budget, "main": d.main, "verdict": d.verdict, "estimate": d.estimate,
         "ci_low": d.low, "ci_high": d.high, "confidence": CONFIDENCE, "n": d.n, "method": d.method,
         "a_mean": d.a_mean, "b_mean": d.b_mean, "reason": d.reason,
-    } for d in decisions])
+    } for d in decisions], columns=list(FRAME_COLUMNS))
 
 
 def _num(value: float | None) -> str:
