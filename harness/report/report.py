@@ -349,13 +349,12 @@ def readme_section(sections: Sequence[Section], out: Path, readme_dir: Path) -> 
     lines = [README_BEGIN]
     for section in sections:
         folder = Path(os.path.relpath(out / section.name, readme_dir)).as_posix()
+        head = f"**{section.name}** ({section.data}, {len(section.records)} runs; "
         if not section.decisions:  # runs that fill only part of a claim's rows (say two GLUE columns): listed
             if section.records:
-                lines += ["", f"**{section.name}** ({section.data}, {len(section.records)} runs; "
-                          f"[tables]({folder}/index.md)): no claim is decided on these runs alone"]
+                lines += ["", f"{head}[tables]({folder}/index.md)): no claim is decided on these runs alone"]
             continue
-        lines += ["", f"**{section.name}** ({section.data}, {len(section.records)} runs; "
-                  f"[claims]({folder}/claims.md), [tables]({folder}/index.md)): "
+        lines += ["", f"{head}[claims]({folder}/claims.md), [tables]({folder}/index.md)): "
                   f"{claims.summary_line(section.decisions)}", "",
                   *claims.verdict_table(section.decisions, f"{folder}/")]
         if claims.budget_line(section.decisions):
