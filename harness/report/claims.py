@@ -27,6 +27,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -399,14 +400,19 @@ FRAME_COLUMNS = ("claim", "table", "paper", "a", "b", "column", "expect", "measu
 
 def frame(decisions: Sequence[Decision]) -> pd.DataFrame:
     """One line per (claim, budget): what claims.md shows and more (no claim: the header alone)."""
-    return pd.DataFrame([{
+    return pd.DataFrame([frame_row(d) for d in decisions], columns=list(FRAME_COLUMNS))
+
+
+def frame_row(d: Decision) -> dict[str, Any]:
+    """One decision's line of ``frame``, keyed by ``FRAME_COLUMNS``."""
+    return {
         "claim": d.claim.id, "table": d.claim.table, "paper": d.claim.paper, "a": d.claim.a or ",".join(d.claim.rows),
         "b": d.claim.b, "column": d.claim.column, "expect": d.claim.expect,
         "measure": "ratio a/b" if d.claim.ratio else "slope" if d.claim.kind == "trend" else "a - b",
         "budget_updates": d.budget, "main": d.main, "verdict": d.verdict, "estimate": d.estimate,
         "ci_low": d.low, "ci_high": d.high, "confidence": CONFIDENCE, "n": d.n, "method": d.method,
         "a_mean": d.a_mean, "b_mean": d.b_mean, "reason": d.reason,
-    } for d in decisions], columns=list(FRAME_COLUMNS))
+    }
 
 
 def _num(value: float | None) -> str:

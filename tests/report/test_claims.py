@@ -170,6 +170,11 @@ def test_a_page_set_without_claims_writes_a_claims_csv_with_its_header():
     assert list(C.frame([]).columns) == list(C.FRAME_COLUMNS)  # an empty file would not parse
 
 
+def test_a_decided_claims_row_has_exactly_the_header_columns():
+    d = C.decide_difference(claim(), {0: 30.0, 1: 30.5}, {0: 35.0, 1: 35.4})
+    assert list(C.frame_row(d)) == list(C.FRAME_COLUMNS)  # frame's columns= would drop a key the header lacks
+
+
 def test_a_claim_in_an_experiment_file_is_about_that_table(monkeypatch):
     entry = {"id": "x", "paper": "p", "column": "ppl_test", "expect": "less", "a": "vanilla", "b": "elu"}
     monkeypatch.setattr(C, "table_names", lambda: ("table4",))
